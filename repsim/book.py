@@ -1,0 +1,199 @@
+"""Execute the book's chapters with papermill, then build the HTML with Jupyter Book.
+
+    python -m repsim.book --profile smoke|laptop|paper [--chapters 02_cka ...]
+
+Each chapter is a jupytext source ``book/<stem>.py``; the executed notebook replaces
+``book/<stem>.ipynb`` only when every cell succeeded, so a failed run never leaves a
+half-executed chapter in the book.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import jupytext
+import nbformat
+import papermill
+import yaml
+
+from repsim.profiles import get_profile
+
+
+def toc_chapters(root: Path) -> list[str]:
+    """Stems of the ``book/*.py`` chapters listed in ``_toc.yml``, in toc order."""
+
+    def files(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["file"]] if "file" in node else []
+            return own + [f for v in node.values() for f in files(v)]
+        if isinstance(node, list):
+            return [f for item in node for f in files(item)]
+        return []
+
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    entries = [toc.get("root", "")] + files({k: v for k, v in toc.items() if k != "root"})
+    stems = [Path(f).name for f in entries if Path(f).parent.as_posix() == "book"]
+    return [s for s in dict.fromkeys(stems) if (root / "book" / f"{s}.py").exists()]
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (key, value); VALUE is JSON when it parses, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def report_failure(stem: str, exc: BaseException, partial: Path | None) -> None:
+    """Say which chapter and cell failed, and where the partial notebook is."""
+    print(f"\nChapter {stem} failed.", file=sys.stderr)
+    if isinstance(exc, papermill.PapermillExecutionError):
+        print(f"Cell index {exc.cell_index} (In [{exc.exec_count}]): "
+              f"{exc.ename}: {exc.evalue}", file=sys.stderr)
+        print("\n".join(exc.traceback), file=sys.stderr)
+    else:
+        traceback.print_exception(exc, file=sys.stderr)
+    if partial is not None:
+        print(f"Partial notebook: {partial}", file=sys.stderr)
+
+
+def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
+                    timeout: float | None) -> float:
+    """Run ``book/<stem>.py`` with papermill; publish ``book/<stem>.ipynb``; return seconds."""
+    book = root / "book"
+    executed = root / "_build" / "executed"
+    executed.mkdir(parents=True, exist_ok=True)
+    out = executed / f"{stem}.{os.getpid()}.ipynb"
+    start = time.perf_counter()
+    try:
+        with TemporaryDirectory() as tmp:
+            # A fresh notebook from the source, so no stale outputs survive.
+            source = Path(tmp) / f"{stem}.ipynb"
+            jupytext.write(jupytext.read(book / f"{stem}.py"), source)
+            papermill.execute_notebook(
+                source, out, parameters=params, kernel_name=kernel, cwd=book,
+                progress_bar=True, execution_timeout=timeout)
+    except Exception as exc:
+        partial = None
+        if out.exists():
+            partial = root / "_build" / "failed" / f"{stem}.ipynb"
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(out, partial)
+        report_failure(stem, exc, partial)
+        raise
+    seconds = time.perf_counter() - start
+    # papermill records absolute temporary paths; the published notebook is committed.
+    nb = nbformat.read(out, as_version=4)
+    nb.metadata["papermill"].update(input_path=f"book/{stem}.py",
+                                     output_path=f"book/{stem}.ipynb")
+    nbformat.write(nb, out)
+    os.replace(out, book / f"{stem}.ipynb")
+    return seconds
+
+
+def device_info() -> str:
+    """The accelerator the chapters could use, as one string."""
+    import torch  # late: importing torch is slow and only needed here
+
+    return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
+
+
+def record_times(root: Path, profile: str, seconds: dict[str, float]) -> None:
+    """Merge this run's chapter times into ``_build/execution.json``."""
+    path = root / "_build" / "execution.json"
+    log = json.loads(path.read_text()) if path.exists() else {}
+    device = device_info()
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    for stem, s in seconds.items():
+        log[stem] = {"profile": profile, "seconds": round(s, 1),
+                     "finished_at": now, "device": device}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(log, indent=2) + "\n")
+    width = max(map(len, seconds), default=7)
+    print(f"\n{'chapter':<{width}}  seconds")
+    for stem, s in seconds.items():
+        print(f"{stem:<{width}}  {s:7.1f}")
+    print(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
+
+
+def build(root: Path, strict: bool) -> int:
+    """Run ``jupyter-book build``; with ``strict``, any warning fails it."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    # jupyter_book 1.x has no __main__ module, so the fallback calls its click entry point.
+    cmd = ([str(exe)] if exe.exists() else
+           [sys.executable, "-c", "from jupyter_book.cli.main import main; main()"])
+    cmd += ["build", str(root)]
+    if strict:
+        # --all: an incremental build would not re-emit warnings of unchanged pages.
+        cmd += ["--warningiserror", "--nitpick", "--keep-going", "--all"]
+    code = subprocess.call(cmd)
+    print(f"\nHTML: {root / '_build' / 'html' / 'index.html'}")
+    return code
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line; see the module docstring."""
+    p = argparse.ArgumentParser(prog="python -m repsim.book", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", default="laptop", help="smoke, laptop or paper")
+    p.add_argument("--chapters", nargs="+", metavar="STEM",
+                   help="chapter stems such as 02_cka (default: all in _toc.yml)")
+    p.add_argument("--root", type=Path, default=Path.cwd(),
+                   help="folder holding _config.yml, _toc.yml and book/")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--no-build", action="store_true", help="execute only")
+    mode.add_argument("--build-only", action="store_true", help="build only")
+    p.add_argument("--strict", action="store_true", help="build warnings are errors")
+    p.add_argument("--param", action="append", type=parse_param, default=[],
+                   metavar="KEY=VALUE", help="extra papermill parameter (repeatable)")
+    p.add_argument("--kernel", default="python3")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Execute the chosen chapters, record their times, build the book."""
+    args = parse_args(argv)
+    root = args.root.resolve()
+    try:
+        get_profile(args.profile)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    available = toc_chapters(root)
+    chapters = args.chapters or available
+    unknown = [c for c in chapters if c not in available]
+    if unknown:
+        print(f"error: unknown chapter(s) {', '.join(unknown)}; "
+              f"valid: {', '.join(available) or 'none'}", file=sys.stderr)
+        return 2
+    if not args.build_only:
+        params = {"profile": args.profile, **dict(args.param)}
+        seconds: dict[str, float] = {}
+        for stem in chapters:
+            try:
+                seconds[stem] = execute_chapter(root, stem, params, args.kernel,
+                                                args.timeout)
+            except Exception:
+                if seconds:
+                    record_times(root, args.profile, seconds)
+                return 1
+        record_times(root, args.profile, seconds)
+    return 0 if args.no_build else build(root, args.strict)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Linear centred kernel alignment (CKA) and its minibatch estimator.
+
+For representations X (n, p1) and Y (n, p2) with linear Grams K = X X^T, L = Y Y^T:
+
+    CKA(K, L) = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))
+
+Biased HSIC (Gretton et al. 2005): <H K H, H L H> / (n - 1)^2 with H = I - 11^T / n.
+Unbiased HSIC (Song et al. 2012, "HSIC_1"): <K~, L~> / (n (n - 3)), with K~ the
+U-centred Gram (``u_centre``). The minibatch estimator (Nguyen et al. 2021) sums the
+unbiased HSIC of each minibatch before taking the ratio.
+
+Both estimators are invariant to adding the same vector to every example, so each batch
+is mean-centred over examples before its Gram. Features with a large mean then lose no
+precision in the float32 Gram (without centring the mean term swamps it). Centring,
+HSIC products and the sums over batches are in float64.
+
+A representation that is constant over the examples has zero HSIC with everything,
+itself included, so CKA is 0/0. This module defines it as **0**: a constant layer
+carries no information about the inputs, so it is similar to nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def as_matrix(x: ArrayLike, name: str = "x", flatten: bool = False) -> torch.Tensor:
+    """Validate a (n, p) representation and return it as a float tensor (n, p).
+
+    With ``flatten=True`` an (n, ...) input is flattened per example first.
+    """
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} has dtype {x.dtype}; CKA needs real floating-point features (use .float())")
+    if flatten and x.dim() > 2:
+        x = x.flatten(1)
+    if x.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (examples, features), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or Inf values")
+    return x
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """(n, n) linear Gram of the example-centred (n, p) features, in float64.
+
+    float32 inputs are multiplied in float32 (the fast path) after centring.
+    """
+    x = x - x.mean(dim=0, keepdim=True)
+    k = x @ x.T
+    return k.double()
+
+
+def u_centre(k: torch.Tensor) -> torch.Tensor:
+    """U-centre an (n, n) Gram (Song et al. 2012; Szekely & Rizzo 2014), n >= 4.
+
+    Zero the diagonal, subtract row and column sums / (n - 2), add back the grand sum
+    / ((n - 1)(n - 2)), and zero the diagonal again.
+    """
+    n = k.shape[-1]
+    k = k.clone()
+    k.diagonal(dim1=-2, dim2=-1).zero_()
+    row = k.sum(dim=-1, keepdim=True)  # (..., n, 1)
+    total = row.sum(dim=-2, keepdim=True)  # (..., 1, 1)
+    k = k - row / (n - 2) - row.transpose(-1, -2) / (n - 2) + total / ((n - 1) * (n - 2))
+    k.diagonal(dim1=-2, dim2=-1).zero_()
+    return k
+
+
+def double_centre(k: torch.Tensor) -> torch.Tensor:
+    """H K H for the (n, n) Gram K, H = I - 11^T / n."""
+    k = k - k.mean(dim=-1, keepdim=True)
+    return k - k.mean(dim=-2, keepdim=True)
+
+
+def centred_gram(x: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """The centred Gram whose inner products give HSIC, scaled so that
+    <centred_gram(x), centred_gram(y)> is the HSIC estimate itself."""
+    n = x.shape[0]
+    if unbiased:
+        if n < 4:
+            raise ValueError(f"the unbiased HSIC estimator needs at least 4 examples, got {n}")
+        return u_centre(gram(x)) / np.sqrt(n * (n - 3))
+    if n < 2:
+        raise ValueError(f"CKA needs at least 2 examples, got {n}")
+    return double_centre(gram(x)) / (n - 1)
+
+
+def cka_from_hsic(hsic_xy: torch.Tensor, hsic_xx: torch.Tensor, hsic_yy: torch.Tensor) -> torch.Tensor:
+    """CKA = HSIC(x, y) / sqrt(HSIC(x, x) HSIC(y, y)), 0 where either self-HSIC is 0."""
+    denom = torch.sqrt(torch.clamp(hsic_xx, min=0) * torch.clamp(hsic_yy, min=0))
+    safe = denom > 0
+    return torch.where(safe, hsic_xy / torch.where(safe, denom, torch.ones_like(denom)), torch.zeros_like(denom))
+
+
+def linear_cka(x: ArrayLike, y: ArrayLike, unbiased: bool = False) -> float:
+    """Linear CKA between representations x (n, p1) and y (n, p2) of the same n examples.
+
+    Uses (n, n) Grams, so memory is O(n^2). Returns a float in [-1, 1] (the unbiased
+    estimator can be slightly negative), and 0 if either representation is constant.
+    """
+    x, y = as_matrix(x, "x"), as_matrix(y, "y")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must hold the same examples: x has {x.shape[0]} rows, y has {y.shape[0]}")
+    kx, ky = centred_gram(x, unbiased), centred_gram(y.to(x.device), unbiased)
+    hsic = lambda a, b: (a * b).sum()  # noqa: E731
+    return float(cka_from_hsic(hsic(kx, ky), hsic(kx, kx), hsic(ky, ky)))
+
+
+class MinibatchCKA:
+    """All-pairs minibatch CKA between the layers of one model or of two models.
+
+    Each ``update`` computes one Gram per layer, centres it, flattens the centred Grams
+    into the rows of a (layers, n^2) matrix G and adds the pairwise HSICs G G^T to a
+    float64 sum. ``compute`` returns CKA_ij = S_ij / sqrt(S_ii S_jj).
+
+    Within one model pass ``layers``; across two models pass ``layers`` and
+    ``other_layers`` and give both models' activations to ``update``. The result is
+    then the (len(layers), len(other_layers)) cross block.
+    """
+
+    def __init__(self, layers: Sequence[str], other_layers: Sequence[str] | None = None, unbiased: bool = True) -> None:
+        self.layers = list(layers)
+        self.other_layers = None if other_layers is None else list(other_layers)
+        self.unbiased = unbiased
+        for names, what in ((self.layers, "layers"), (self.other_layers or [], "other_layers")):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{what} contains duplicate names")
+        if not self.layers or (self.other_layers is not None and not self.other_layers):
+            raise ValueError("give at least one layer name")
+        self.hsic_ = None  # (L1 + L2, L1 + L2) float64 sums, or (L, L) within one model
+        self.batches_ = 0
+        self.examples_ = 0
+
+    def _centred_grams(self, acts: Mapping[str, ArrayLike], names: list[str], which: str) -> torch.Tensor:
+        missing = [name for name in names if name not in acts]
+        if missing:
+            raise KeyError(f"{which} activations lack layer(s) {missing[:5]}; got {list(acts)[:5]}...")
+        extra = [name for name in acts if name not in names]
+        if extra:
+            raise KeyError(f"unknown layer name(s) {extra[:5]} in {which} activations; expected {names[:5]}...")
+        rows = []
+        n = None
+        for name in names:
+            x = as_matrix(acts[name], f"layer {name!r}", flatten=True)
+            if n is not None and x.shape[0] != n:
+                raise ValueError(f"layer {name!r} has {x.shape[0]} examples, other layers have {n}")
+            n = x.shape[0]
+            k = centred_gram(x, self.unbiased)
+            if not torch.isfinite(k).all():
+                raise OverflowError(f"the Gram of layer {name!r} overflowed float32; rescale its activations")
+            rows.append(k.flatten())
+        return torch.stack(rows)  # (layers, n^2)
+
+    @torch.no_grad()
+    def update(self, acts: Mapping[str, ArrayLike], other_acts: Mapping[str, ArrayLike] | None = None) -> "MinibatchCKA":
+        """Add one minibatch: ``acts`` maps layer name to (n, ...) activations."""
+        if (other_acts is None) != (self.other_layers is None):
+            raise ValueError("give other_acts exactly when the accumulator was built with other_layers")
+        g = self._centred_grams(acts, self.layers, "acts")
+        if other_acts is not None:
+            g_other = self._centred_grams(other_acts, self.other_layers, "other_acts")
+            if g_other.shape[1] != g.shape[1]:
+                raise ValueError("the two models' activations hold different numbers of examples")
+            g = torch.cat([g, g_other.to(g.device)])
+        batch_hsic = g @ g.T  # (L, L) HSIC estimates of this batch, float64
+        self.hsic_ = batch_hsic if self.hsic_ is None else self.hsic_ + batch_hsic
+        self.batches_ += 1
+        self.examples_ += int(round(g.shape[1] ** 0.5))
+        return self
+
+    def compute(self) -> torch.Tensor:
+        """CKA matrix (float64, on CPU): (L, L) within a model, (L1, L2) across two."""
+        if self.hsic_ is None:
+            raise RuntimeError("compute() called before any update()")
+        s = self.hsic_.cpu()
+        diag = s.diagonal()
+        cka = cka_from_hsic(s, diag[:, None], diag[None, :])
+        if self.other_layers is None:
+            return cka
+        n1 = len(self.layers)
+        return cka[:n1, n1:]

@@ -1,0 +1,75 @@
+"""CKA between the layers of trained models over a data set: capture, then accumulate.
+
+This is the glue between ``activations`` (which knows models) and ``cka`` (which knows
+only tensors): stream minibatches of test images through the model(s), capture every
+layer, and feed a ``MinibatchCKA``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .activations import ActivationCapture
+from .cka import MinibatchCKA
+from .data import to_float
+from .models import layer_names
+from .train import resolve_device
+
+
+def model_cka(
+    model: nn.Module,
+    images: torch.Tensor,
+    other: nn.Module | None = None,
+    layers: Sequence[str] | None = None,
+    other_layers: Sequence[str] | None = None,
+    batch_size: int = 256,
+    passes: int = 1,
+    unbiased: bool = True,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """All-pairs minibatch CKA of ``model``'s layers (or ``model`` against ``other``).
+
+    images: uint8 (N, 3, 32, 32). Each pass shuffles the images (seeded) and splits them
+    into minibatches of ``batch_size``; a last batch smaller than 4 is dropped, since
+    the unbiased estimator needs 4 examples. Returns a float64 (L, L) or (L1, L2) matrix.
+    """
+    device = resolve_device(device)
+    layers = list(layers) if layers is not None else layer_names(model)
+    capture = ActivationCapture(model.to(device), layers)
+    if other is not None:
+        other_layers = list(other_layers) if other_layers is not None else layer_names(other)
+        other_capture = ActivationCapture(other.to(device), other_layers)
+    accumulator = MinibatchCKA(layers, other_layers if other is not None else None, unbiased=unbiased)
+    generator = torch.Generator().manual_seed(seed)
+    batches = [
+        order[i : i + batch_size]
+        for order in (torch.randperm(len(images), generator=generator) for _ in range(passes))
+        for i in range(0, len(images), batch_size)
+    ]
+    batches = [b for b in batches if len(b) >= 4]
+    for idx in tqdm(batches, desc="CKA", disable=not progress, leave=False):
+        x = to_float(images[idx].to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            acts = {k: v.float() for k, v in capture(x).items()}
+            other_acts = {k: v.float() for k, v in other_capture(x).items()} if other is not None else None
+        accumulator.update(acts, other_acts)
+    return accumulator.compute()
+
+
+def collect_activations(
+    model: nn.Module, images: torch.Tensor, layers: Sequence[str], batch_size: int = 500, device=None
+) -> dict[str, torch.Tensor]:
+    """Flattened activations {layer: (N, features)} of ``layers`` for all ``images``, on CPU."""
+    device = resolve_device(device)
+    capture = ActivationCapture(model.to(device), layers)
+    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    for start in range(0, len(images), batch_size):
+        for name, act in capture(to_float(images[start : start + batch_size].to(device))).items():
+            chunks[name].append(act.float().cpu())
+    return {name: torch.cat(parts) for name, parts in chunks.items()}

@@ -1,0 +1,145 @@
+"""The paper's CIFAR ResNet family (Keras ResNet v1), one parameterised model.
+
+Depth is 6n + 2: a stem, three stages of n basic blocks, and a dense head. Every
+sub-layer is its own named module, so ``layer_names(model)`` lists every output the
+paper analyses (conv, bn, relu, residual add, pool, logits) in forward order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Keras defaults the paper's code keeps: BN momentum 0.99 (PyTorch 0.01), eps 1e-3.
+BN_MOMENTUM = 0.01
+BN_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    depth: int = 20  # 6n + 2: 8, 14, 20, 26, ..., 56, 62, 110, 164
+    width: int = 1  # multiplier k: stages have 16k, 32k, 64k channels
+    residual: bool = True  # False drops the shortcut add (paper's Fig. C.1)
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.depth, int) or self.depth < 8 or (self.depth - 2) % 6:
+            raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, ...), got {self.depth!r}")
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width must be a positive integer multiplier, got {self.width!r}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+
+    @property
+    def blocks_per_stage(self) -> int:
+        return (self.depth - 2) // 6
+
+    @property
+    def name(self) -> str:
+        plain = "" if self.residual else ", no residual"
+        return f"ResNet-{self.depth} ({self.width}x{plain})"
+
+
+class Add(nn.Module):
+    """The residual add, a module so that its output is named and capturable."""
+
+    def forward(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        return x + shortcut
+
+
+def _conv(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Conv2d:
+    # Convs keep their bias, as in the paper's Keras code.
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=True)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU, conv3x3-BN, add shortcut, ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, residual: bool) -> None:
+        super().__init__()
+        self.conv1 = _conv(c_in, c_out, 3, stride)
+        self.bn1 = _bn(c_out)
+        self.relu1 = nn.ReLU()
+        self.conv2 = _conv(c_out, c_out, 3, 1)
+        self.bn2 = _bn(c_out)
+        self.residual = residual
+        if residual:
+            # Projection without BN where the shape changes (first block of stages 2, 3).
+            needs_projection = stride != 1 or c_in != c_out
+            self.shortcut = _conv(c_in, c_out, 1, stride) if needs_projection else nn.Identity()
+            self.add = Add()
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        if self.residual:
+            out = self.add(out, self.shortcut(x))
+        return self.relu2(out)
+
+
+class ResNet(nn.Module):
+    def __init__(self, config: ResNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        channels = [16 * config.width, 32 * config.width, 64 * config.width]
+        self.stem = nn.Sequential()
+        self.stem.add_module("conv", _conv(3, channels[0], 3, 1))
+        self.stem.add_module("bn", _bn(channels[0]))
+        self.stem.add_module("relu", nn.ReLU())
+        c_in = channels[0]
+        for s, c_out in enumerate(channels):
+            stage = nn.Sequential()
+            for b in range(config.blocks_per_stage):
+                stride = 2 if (s > 0 and b == 0) else 1
+                stage.add_module(f"block{b}", BasicBlock(c_in, c_out, stride, config.residual))
+                c_in = c_out
+            self.add_module(f"stage{s + 1}", stage)
+        # 8x8 average pool over the last stage's 8x8 map, then flatten: (n, 64k).
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(channels[2], config.num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He-normal kernels and zero biases, as Keras' he_normal initialiser."""
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.stage3(self.stage2(self.stage1(x)))
+        return self.fc(self.pool(x))
+
+
+_ANALYSED = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, Add, nn.Linear)
+
+
+def layer_names(model: ResNet) -> list[str]:
+    """Names of every analysed sub-layer output, in forward order.
+
+    Within a block the order is conv1, bn1, relu1, conv2, bn2, shortcut, add, relu2,
+    which is the order of ``BasicBlock.forward``; ``pool`` (pooled and flattened) comes
+    before ``fc`` (the logits).
+    """
+    # Modules register in definition order, which BasicBlock keeps equal to call order.
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, _ANALYSED) or name == "pool":
+            names.append(name)
+    return names
+
+
+def stage_of(name: str) -> int:
+    """Stage index of a layer name: 0 for the stem, 1-3 for stages, 4 for the head."""
+    if name.startswith("stem"):
+        return 0
+    if name.startswith("stage"):
+        return int(name[len("stage")])
+    return 4

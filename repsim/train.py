@@ -1,0 +1,156 @@
+"""The paper's training recipe, with the whole data set resident on the device.
+
+SGD with momentum 0.9, batch 128, cosine decay per epoch, L2 on conv and dense kernels
+only (Keras L2 lambda = 1e-4 is PyTorch weight decay 2e-4), no decay on biases or BN.
+The analysed checkpoint is the epoch with the best test accuracy (PAPER.md, Setup).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import ImageDataset, augment, to_float
+from .models import ResNet, ResNetConfig
+from .store import Store, as_config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 300  # the paper's schedule; profiles shorten it
+    batch_size: int = 128
+    lr: float = 0.01  # peak learning rate, cosine-decayed to 0 over the epochs
+    momentum: float = 0.9
+    weight_decay: float = 2e-4  # on conv/dense kernels only
+    train_size: int | None = None  # fixed prefix of the training set (None: all 50,000)
+    eval_size: int | None = None  # test images scored each epoch to pick the best epoch
+
+    def __post_init__(self) -> None:
+        for field in ("epochs", "batch_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """"auto" or None picks CUDA when present, else the CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but no CUDA GPU is available; use 'cpu' or 'auto'")
+    return device
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    kernels = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    kernel_ids = {id(p) for p in kernels}
+    others = [p for p in model.parameters() if id(p) not in kernel_ids]
+    return [{"params": kernels, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000, device: str | torch.device | None = None) -> torch.Tensor:
+    """Logits (N, classes) for uint8 images (N, 3, 32, 32), in eval mode, on ``device``."""
+    device = resolve_device(device)
+    model.eval().to(device)
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = to_float(images[start : start + batch_size].to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            outputs.append(model(batch).float())
+    return torch.cat(outputs)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device=None) -> float:
+    logits = predict(model, images, device=device)
+    return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
+
+
+def train_model(
+    model_config: ResNetConfig,
+    config: TrainConfig,
+    data: ImageDataset,
+    seed: int,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[ResNet, dict]:
+    """Train a fresh model; return it at its best-test-accuracy epoch, and metrics."""
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    model = ResNet(model_config).to(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    images, labels = data.train_prefix(config.train_size)
+    images, labels = images.to(device), labels.to(device)  # uint8: 150 MB for all of CIFAR
+    test_images = data.test_images[: config.eval_size].to(device)
+    test_labels = data.test_labels[: config.eval_size]
+    optimizer = torch.optim.SGD(_param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum)
+    use_bf16 = device.type == "cuda"
+    history, best = [], (-1.0, None, -1)
+    start = time.perf_counter()
+    for epoch in tqdm(range(config.epochs), desc=model_config.name, disable=not progress, leave=False):
+        for group in optimizer.param_groups:  # cosine decay, stepped once per epoch
+            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+        model.train()
+        order = torch.randperm(len(labels), device=device, generator=generator)
+        total_loss = torch.zeros((), device=device)
+        for first in range(0, len(order), config.batch_size):
+            idx = order[first : first + config.batch_size]
+            if len(idx) < 2:  # BatchNorm cannot train on a single example
+                continue
+            x = augment(to_float(images[idx]), generator)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = F.cross_entropy(model(x), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.detach() * len(idx)
+        test_acc = accuracy(model, test_images, test_labels, device)
+        history.append({"epoch": epoch + 1, "train_loss": total_loss.item() / len(labels), "test_acc": test_acc})
+        if test_acc > best[0]:
+            best = (test_acc, copy.deepcopy(model.state_dict()), epoch + 1)
+    model.load_state_dict(best[1])
+    metrics = {
+        "best_test_acc": best[0],
+        "best_epoch": best[2],
+        "final_test_acc": history[-1]["test_acc"],
+        "eval_size": len(test_labels),
+        "history": history,
+        "train_seconds": time.perf_counter() - start,
+        "device": str(device),
+    }
+    return model, metrics
+
+
+def trained_model(
+    model_config: ResNetConfig,
+    config: TrainConfig,
+    data: ImageDataset,
+    seed: int,
+    store: Store | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[ResNet, dict]:
+    """Load the model for (model_config, config, data, seed) from the store, or train it.
+
+    Returns the model in eval mode on ``device`` and its store record.
+    """
+    store = store or Store()
+    key = as_config(model_config, config, seed=seed, data=data.fingerprint)
+
+    def train() -> tuple[dict, dict]:
+        model, metrics = train_model(model_config, config, data, seed, device, progress)
+        return {k: v.cpu() for k, v in model.state_dict().items()}, metrics
+
+    state, record = store.load_or_train(key, train)
+    model = ResNet(model_config)
+    model.load_state_dict(state)
+    return model.to(resolve_device(device)).eval(), record
