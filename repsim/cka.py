@@ -29,10 +29,12 @@ import torch
 ArrayLike = torch.Tensor | np.ndarray
 
 
-def as_matrix(x: ArrayLike, name: str = "x", flatten: bool = False) -> torch.Tensor:
+def as_matrix(x: ArrayLike, name: str = "x", flatten: bool = False, check_finite: bool = True) -> torch.Tensor:
     """Validate a (n, p) representation and return it as a float tensor (n, p).
 
-    With ``flatten=True`` an (n, ...) input is flattened per example first.
+    With ``flatten=True`` an (n, ...) input is flattened per example first. With
+    ``check_finite=False`` the caller checks for NaN and Inf itself (``MinibatchCKA``
+    checks the far smaller Gram, which any non-finite entry makes non-finite).
     """
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
@@ -46,7 +48,7 @@ def as_matrix(x: ArrayLike, name: str = "x", flatten: bool = False) -> torch.Ten
         raise ValueError(f"{name} must be 2-D (examples, features), got shape {tuple(x.shape)}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all():
+    if check_finite and not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf values")
     return x
 
@@ -56,9 +58,15 @@ def gram(x: torch.Tensor) -> torch.Tensor:
 
     float32 inputs are multiplied in float32 (the fast path) after centring.
     """
-    x = x - x.mean(dim=0, keepdim=True)
-    k = x @ x.T
-    return k.double()
+    mean = x.mean(dim=0, keepdim=True)
+    x = x - mean
+    k = (x @ x.T).double()
+    # A representation whose centred energy is at the round-off level of its mean is
+    # constant: its Gram is exactly zero (so CKA is 0), not amplified rounding noise.
+    roundoff = 16 * torch.finfo(x.dtype).eps
+    if k.trace() <= x.shape[0] * roundoff**2 * mean.double().square().sum():
+        k.zero_()
+    return k
 
 
 def u_centre(k: torch.Tensor) -> torch.Tensor:
@@ -83,17 +91,29 @@ def double_centre(k: torch.Tensor) -> torch.Tensor:
     return k - k.mean(dim=-2, keepdim=True)
 
 
-def centred_gram(x: torch.Tensor, unbiased: bool) -> torch.Tensor:
-    """The centred Gram whose inner products give HSIC, scaled so that
-    <centred_gram(x), centred_gram(y)> is the HSIC estimate itself."""
-    n = x.shape[0]
+def centre_gram(k: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """Centre an (n, n) Gram and scale it so that the inner product of two centred
+    Grams is the HSIC estimate itself: U-centring / sqrt(n (n - 3)) when unbiased,
+    H K H / (n - 1) when biased."""
+    n = k.shape[0]
     if unbiased:
         if n < 4:
             raise ValueError(f"the unbiased HSIC estimator needs at least 4 examples, got {n}")
-        return u_centre(gram(x)) / np.sqrt(n * (n - 3))
+        return u_centre(k) / np.sqrt(n * (n - 3))
     if n < 2:
         raise ValueError(f"CKA needs at least 2 examples, got {n}")
-    return double_centre(gram(x)) / (n - 1)
+    return double_centre(k) / (n - 1)
+
+
+def centred_gram(x: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """``centre_gram(gram(x))`` for a (n, p) representation."""
+    return centre_gram(gram(x), unbiased)
+
+
+def cka_of_grams(k: torch.Tensor, l: torch.Tensor, unbiased: bool) -> float:
+    """Linear CKA from two (n, n) Grams of the same examples."""
+    kc, lc = centre_gram(k, unbiased), centre_gram(l.to(k.device), unbiased)
+    return float(cka_from_hsic((kc * lc).sum(), (kc * kc).sum(), (lc * lc).sum()))
 
 
 def cka_from_hsic(hsic_xy: torch.Tensor, hsic_xx: torch.Tensor, hsic_yy: torch.Tensor) -> torch.Tensor:
@@ -112,9 +132,7 @@ def linear_cka(x: ArrayLike, y: ArrayLike, unbiased: bool = False) -> float:
     x, y = as_matrix(x, "x"), as_matrix(y, "y")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must hold the same examples: x has {x.shape[0]} rows, y has {y.shape[0]}")
-    kx, ky = centred_gram(x, unbiased), centred_gram(y.to(x.device), unbiased)
-    hsic = lambda a, b: (a * b).sum()  # noqa: E731
-    return float(cka_from_hsic(hsic(kx, ky), hsic(kx, kx), hsic(ky, ky)))
+    return cka_of_grams(gram(x), gram(y.to(x.device)), unbiased)
 
 
 class MinibatchCKA:
@@ -152,13 +170,15 @@ class MinibatchCKA:
         rows = []
         n = None
         for name in names:
-            x = as_matrix(acts[name], f"layer {name!r}", flatten=True)
+            x = as_matrix(acts[name], f"layer {name!r}", flatten=True, check_finite=False)
             if n is not None and x.shape[0] != n:
                 raise ValueError(f"layer {name!r} has {x.shape[0]} examples, other layers have {n}")
             n = x.shape[0]
             k = centred_gram(x, self.unbiased)
             if not torch.isfinite(k).all():
-                raise OverflowError(f"the Gram of layer {name!r} overflowed float32; rescale its activations")
+                if not torch.isfinite(x).all():
+                    raise ValueError(f"layer {name!r} contains NaN or Inf values")
+                raise OverflowError(f"the Gram of layer {name!r} overflowed {x.dtype}; rescale its activations")
             rows.append(k.flatten())
         return torch.stack(rows)  # (layers, n^2)
 
@@ -190,3 +210,24 @@ class MinibatchCKA:
             return cka
         n1 = len(self.layers)
         return cka[:n1, n1:]
+
+
+def subsample_cka(x: ArrayLike, y: ArrayLike, sizes, repeats: int, unbiased: bool, seed: int = 0) -> np.ndarray:
+    """CKA of x and y on random subsets of the rows: (len(sizes), repeats) array.
+
+    Shows how an estimator behaves as the number of examples n shrinks. The Grams are
+    computed once: the Gram of a subset of rows is the same subset of the full Gram.
+    """
+    x, y = as_matrix(x, "x"), as_matrix(y, "y")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must hold the same examples: x has {x.shape[0]} rows, y has {y.shape[0]}")
+    kx, ky = gram(x), gram(y.to(x.device))
+    generator = torch.Generator().manual_seed(seed)
+    out = np.empty((len(sizes), repeats))
+    for i, size in enumerate(sizes):
+        if size > x.shape[0]:
+            raise ValueError(f"sample size {size} exceeds the {x.shape[0]} examples available")
+        for r in range(repeats):
+            rows = torch.randperm(x.shape[0], generator=generator)[:size]
+            out[i, r] = cka_of_grams(kx[rows][:, rows], ky[rows][:, rows], unbiased)
+    return out

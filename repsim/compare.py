@@ -54,11 +54,9 @@ def model_cka(
     ]
     batches = [b for b in batches if len(b) >= 4]
     for idx in tqdm(batches, desc="CKA", disable=not progress, leave=False):
+        # float32 forward (no bf16 autocast): CKA should see the activations at full precision
         x = to_float(images[idx].to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            acts = {k: v.float() for k, v in capture(x).items()}
-            other_acts = {k: v.float() for k, v in other_capture(x).items()} if other is not None else None
-        accumulator.update(acts, other_acts)
+        accumulator.update(capture(x), other_capture(x) if other is not None else None)
     return accumulator.compute()
 
 

@@ -71,8 +71,8 @@ PROFILES = {
     "laptop": Profile(
         name="laptop",
         device="cpu",
-        train=TrainConfig(epochs=15, lr=0.05, eval_size=2000),
-        cka=CKASettings(examples=None, batch_size=256, passes=1),
+        train=TrainConfig(epochs=10, lr=0.05, eval_size=2000),
+        cka=CKASettings(examples=5000, batch_size=256, passes=1),
         background=BackgroundChapter(model=ResNetConfig(depth=20, width=1), train_size=12_500),
     ),
     # One GPU: the paper's recipe and CKA protocol, with a shortened schedule.

@@ -1,0 +1,298 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Setup and background: CKA
+#
+# The paper compares *representations*: the outputs of a layer for a fixed set of
+# inputs. This chapter sets up the measure it uses, linear centred kernel alignment
+# (CKA) {cite}`kornblith2019similarity`, checks its properties on the activations of a
+# real trained ResNet, and ends with the picture the rest of the book is built from:
+# the CKA between every pair of layers of one network.
+
+# %% tags=["parameters"]
+profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py
+seed = 0  # the model's training seed
+device = None  # None uses the profile's device; "cpu", "cuda" or "auto" override it
+
+# %% tags=["remove-cell"]
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from myst_nb import glue
+
+from repsim import plots
+from repsim.cka import linear_cka, subsample_cka
+from repsim.compare import collect_activations, model_cka
+from repsim.data import load_dataset
+from repsim.models import layer_names
+from repsim.profiles import get_profile
+from repsim.train import trained_model
+
+P = get_profile(profile)
+device = device or P.device
+torch.manual_seed(seed)
+
+# %% [markdown]
+# ## Representations and their similarity
+#
+# Feed the same $n$ examples to a network and stack the outputs of one layer, each
+# flattened to a vector, into a matrix $X \in \mathbb{R}^{n \times p_1}$; another layer
+# (of the same network or of another one) gives $Y \in \mathbb{R}^{n \times p_2}$. The
+# two layers need not have the same number of features, and their features need not
+# correspond one to one, so we compare them through the similarity structure they
+# impose on the examples: the Gram matrices $K = X X^\top$ and $L = Y Y^\top$, both
+# $n \times n$.
+#
+# The Hilbert-Schmidt independence criterion {cite}`gretton2005measuring` measures how
+# well two such kernels agree once the mean is removed. With the centring matrix
+# $H = I_n - \tfrac{1}{n} \mathbf{1}\mathbf{1}^\top$,
+#
+# $$
+# \mathrm{HSIC}_0(K, L) = \frac{\operatorname{tr}(K H L H)}{(n-1)^2}.
+# $$
+#
+# HSIC grows with the scale of the features, so CKA normalises it:
+#
+# $$
+# \mathrm{CKA}(K, L) = \frac{\mathrm{HSIC}(K, L)}{\sqrt{\mathrm{HSIC}(K, K)\,\mathrm{HSIC}(L, L)}} .
+# $$
+#
+# With linear kernels this is $\lVert Y_c^\top X_c \rVert_F^2 / (\lVert X_c^\top X_c
+# \rVert_F \lVert Y_c^\top Y_c \rVert_F)$ for the column-centred $X_c, Y_c$: a value in
+# $[0, 1]$ that is 1 when the two representations agree up to a rotation and a scale.
+#
+# **The unbiased estimator.** $\mathrm{HSIC}_0$ is biased: for a finite $n$ it is
+# positive even for independent representations, and the bias grows with the number
+# of features. The paper uses instead the unbiased estimator of
+# {cite}`song2012feature`. Write $\tilde K$ for the *U-centred* Gram: set the
+# diagonal of $K$ to zero, then for $i \neq j$
+#
+# $$
+# \tilde K_{ij} = K_{ij} - \frac{1}{n-2}\sum_{l} K_{il} - \frac{1}{n-2}\sum_{k} K_{kj}
+#   + \frac{1}{(n-1)(n-2)} \sum_{k,l} K_{kl},
+# \qquad \tilde K_{ii} = 0 .
+# $$
+#
+# Then $\mathrm{HSIC}_1(K, L) = \langle \tilde K, \tilde L \rangle / (n(n-3))$, which
+# needs $n \ge 4$ examples and has expectation exactly the population HSIC.
+#
+# **The minibatch estimator.** A Gram over all 10,000 test images of every layer would
+# not fit in memory, so {cite}`nguyen2021wide` split the test set into minibatches of
+# $m$ images, compute $\mathrm{HSIC}_1$ for every pair of layers on each batch, and sum
+# over the $k$ batches before taking the ratio:
+#
+# $$
+# \mathrm{CKA}_{\text{minibatch}}(X, Y) = \frac{\sum_{b} \mathrm{HSIC}_1(K_b, L_b)}
+#   {\sqrt{\sum_b \mathrm{HSIC}_1(K_b, K_b)\ \sum_b \mathrm{HSIC}_1(L_b, L_b)}} .
+# $$
+#
+# Because each term is unbiased, so is each sum, and the estimate does not depend on
+# the batch size the way a biased one would. `repsim.cka.MinibatchCKA` computes this
+# for all pairs of layers at once: per batch, one Gram per layer, U-centring, and a
+# single matrix product of the flattened centred Grams; sums are kept in float64.
+#
+# ## The model
+#
+# We train one CIFAR-10 ResNet with the paper's recipe (SGD with momentum, cosine
+# decay, L2 on kernels, crop-and-flip augmentation), scaled by the profile.
+
+# %%
+data = load_dataset(P.dataset)
+background = P.background
+model, record = trained_model(background.model, P.training(background.train_size), data, seed, device=device,
+                              progress=False)
+layers = layer_names(model)
+metrics = record["metrics"]
+glue("model_name", background.model.name, display=False)
+glue("train_images", background.train_size or len(data.train_labels), display=False)
+glue("epochs", P.train.epochs, display=False)
+glue("test_acc", f"{100 * metrics['best_test_acc']:.1f}", display=False)
+glue("n_layers", len(layers), display=False)
+print(f"{background.model.name}: {len(layers)} layers, best test accuracy "
+      f"{metrics['best_test_acc']:.3f} at epoch {metrics['best_epoch']} of {P.train.epochs}")
+
+# %% [markdown]
+# The model is a {glue:text}`model_name` trained on {glue:text}`train_images`
+# CIFAR-10 images for {glue:text}`epochs` epochs; it reaches {glue:text}`test_acc`%
+# test accuracy (on the test images used to select the epoch). We analyse the output
+# of each of its {glue:text}`n_layers` sub-layers: every convolution, batch norm,
+# ReLU and residual add, the global pool and the logits.
+#
+# ## What CKA is invariant to
+#
+# CKA compares representations through their Gram matrices, so anything that leaves
+# $X X^\top$ unchanged up to a scale leaves CKA unchanged: an orthogonal transform
+# $X \mapsto X Q$ and an isotropic scaling $X \mapsto c X$. Centring removes a shift of
+# every example by the same vector. A general invertible linear map $X \mapsto X A$
+# changes the Gram, and with it CKA; this is deliberate, since a measure invariant to
+# all invertible maps cannot tell apart any two representations with more features
+# than examples {cite}`kornblith2019similarity`.
+#
+# We take the last block's output and the last block of the second stage on
+# held-out test images, and apply each transform to the first.
+
+# %%
+probe_layers = [name for name in layers if name.endswith("relu2")]
+x_name, y_name = probe_layers[-1], [n for n in probe_layers if n.startswith("stage2")][-1]
+probe_images = data.test_images[-background.probe_examples:]  # not used by the heatmaps below
+acts = collect_activations(model, probe_images, [x_name, y_name], device=device)
+x, y = acts[x_name].double(), acts[y_name].double()
+p = x.shape[1]
+generator = torch.Generator().manual_seed(seed)
+orthogonal, _ = torch.linalg.qr(torch.randn(p, p, generator=generator, dtype=torch.float64))
+feature_scales = 10 ** (4 * torch.rand(p, generator=generator, dtype=torch.float64) - 2)  # 0.01 to 100
+transforms = {
+    "none": x,
+    "orthogonal  X Q": x @ orthogonal,
+    "isotropic scaling  7.3 X": 7.3 * x,
+    "mean shift  X + 1 c^T": x + 50 * torch.rand(p, generator=generator, dtype=torch.float64),
+    "feature-wise scaling  X D": x * feature_scales,
+}
+invariance = pd.DataFrame(
+    {"CKA(T(X), Y)": [linear_cka(t, y, unbiased=True) for t in transforms.values()]}, index=list(transforms)
+)
+invariance["change"] = invariance.iloc[:, 0] - invariance.iloc[0, 0]
+glue("inv_base", f"{invariance.iloc[0, 0]:.3f}", display=False)
+glue("inv_max_invariant", f"{invariance['change'].iloc[1:4].abs().max():.1e}", display=False)
+glue("inv_general", f"{invariance.iloc[4, 0]:.3f}", display=False)
+glue("x_name", x_name, display=False)
+glue("y_name", y_name, display=False)
+invariance.style.format({"CKA(T(X), Y)": "{:.6f}", "change": "{:+.1e}"})
+
+# %% [markdown]
+# Between {glue:text}`x_name` and {glue:text}`y_name` the unbiased CKA is
+# {glue:text}`inv_base`. Rotating, rescaling or shifting the first representation
+# moves it by at most {glue:text}`inv_max_invariant` (floating-point round-off), while
+# rescaling each feature by its own random factor between 0.01 and 100, an invertible
+# linear map $X \mapsto X D$, moves it to {glue:text}`inv_general`. (A random Gaussian
+# matrix would make a poor example: in high dimension it is close to a scaled
+# orthogonal one.)
+#
+# ## Biased and unbiased estimates as $n$ shrinks
+#
+# With a handful of examples and thousands of features, the biased estimator finds
+# similarity where there is none. Below, the same pair of layers is compared on random
+# subsets of $n$ examples, once as is and once with the rows of $Y$ shuffled, which
+# pairs each example's $X$ with another example's $Y$: a population CKA of zero.
+
+# %%
+shuffled = y[torch.randperm(len(y), generator=generator)]
+sizes = [s for s in background.sample_sizes if s <= len(x)]
+estimates = {
+    (pair, unbiased): subsample_cka(x, other, sizes, background.repeats, unbiased=unbiased, seed=seed)
+    for pair, other in (("aligned", y), ("shuffled", shuffled))
+    for unbiased in (False, True)
+}
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained", sharey=True)
+for ax, pair in zip(axes, ("aligned", "shuffled")):
+    plots.estimate_vs_sample_size(
+        sizes, {"biased": estimates[pair, False], "unbiased": estimates[pair, True]}, ax=ax,
+        title=f"{x_name} vs {y_name}" + (" (rows shuffled)" if pair == "shuffled" else ""),
+    )
+glue("fig_estimators", fig, display=False)
+glue("bias_small_n", f"{estimates['shuffled', False][0].mean():.2f}", display=False)
+glue("unbiased_small_n", f"{estimates['shuffled', True][0].mean():.2f}", display=False)
+glue("small_n", sizes[0], display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_estimators
+# :name: fig-estimators
+#
+# Biased ($\mathrm{HSIC}_0$) and unbiased ($\mathrm{HSIC}_1$) linear CKA on random
+# subsets of $n$ test images: mean $\pm$ one standard deviation over subsets. Left:
+# the two layers as they are. Right: the rows of the second layer shuffled, so the
+# true similarity is zero.
+# ```
+#
+# With unrelated examples ({numref}`fig-estimators`, right) and $n =$
+# {glue:text}`small_n`, the biased estimate averages {glue:text}`bias_small_n`; the
+# unbiased one averages {glue:text}`unbiased_small_n` and stays near zero at every $n$,
+# at the price of more variance. This is why the paper, which computes CKA on
+# minibatches of 256 examples of layers with up to $16{,}384 k$ features, uses the
+# unbiased estimator.
+#
+# ## Minibatch CKA against CKA on all the examples
+#
+# On the same held-out images we compute the unbiased CKA of every pair of layers
+# twice: once from a single Gram over all of them, once with the minibatch estimator
+# and the profile's batch size.
+
+# %%
+full = model_cka(model, probe_images, batch_size=len(probe_images), passes=1, device=device)
+minibatch = model_cka(model, probe_images, batch_size=P.cka.batch_size, passes=P.cka.passes, seed=seed, device=device)
+difference = (minibatch - full).abs()
+fig, ax = plt.subplots(figsize=(3.6, 3.4), layout="constrained")
+plots.agreement(full, minibatch, ax=ax, xlabel=f"CKA, one batch of {len(probe_images)}",
+                ylabel=f"minibatch CKA, batches of {P.cka.batch_size}")
+glue("fig_minibatch", fig, display=False)
+glue("mb_max_diff", f"{difference.max():.3f}", display=False)
+glue("mb_mean_diff", f"{difference.mean():.4f}", display=False)
+glue("mb_examples", len(probe_images), display=False)
+glue("mb_batch", P.cka.batch_size, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_minibatch
+# :name: fig-minibatch
+#
+# Each point is one pair of layers: unbiased CKA from one Gram over all the held-out
+# images (horizontal) against the minibatch estimate (vertical).
+# ```
+#
+# Over all pairs of layers the two estimates differ by {glue:text}`mb_mean_diff` on
+# average and by at most {glue:text}`mb_max_diff` ({numref}`fig-minibatch`), with
+# batches of {glue:text}`mb_batch` out of {glue:text}`mb_examples` images. Both
+# estimate the same quantity, and the differences are the sampling noise of estimates
+# from a finite set of examples: the minibatch estimator lets us use every test image
+# while holding only one batch of Grams in memory.
+#
+# ## The layer-by-layer CKA heatmap
+#
+# The paper's figures show the CKA between every pair of layers of a model as a
+# heatmap, with the input side at the bottom left. Here is the heatmap of our model,
+# over the test set with the profile's minibatch protocol.
+
+# %%
+heatmap_images = data.test_images[: P.cka.examples]
+cka = model_cka(model, heatmap_images, batch_size=P.cka.batch_size, passes=P.cka.passes, seed=seed, device=device)
+fig, ax = plt.subplots(figsize=(4.6, 4.0), layout="constrained")
+plots.cka_heatmap(cka, ax=ax, layers=layers, title=background.model.name)
+glue("fig_heatmap", fig, display=False)
+off_diagonal = cka[~torch.eye(len(layers), dtype=torch.bool)]
+glue("heatmap_examples", len(heatmap_images), display=False)
+glue("heatmap_passes", P.cka.passes, display=False)
+glue("heatmap_mean", f"{off_diagonal.mean():.2f}", display=False)
+glue("heatmap_min", f"{cka.min():.2f}", display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_heatmap
+# :name: fig-cka-heatmap
+#
+# Linear CKA (unbiased, minibatch) between all pairs of layers of the trained model.
+# Layers are in forward order from the bottom left; thin lines mark the stem, the
+# three stages and the head.
+# ```
+#
+# {numref}`fig-cka-heatmap` uses {glue:text}`heatmap_examples` test images and
+# {glue:text}`heatmap_passes` pass(es). Off the diagonal the CKA averages
+# {glue:text}`heatmap_mean`, and its smallest value is {glue:text}`heatmap_min`.
+# Neighbouring layers are similar, so a bright band runs along the diagonal, and
+# similarity decays with the distance between layers. Each batch norm is close to the
+# convolution before it; the logits and pool stand apart from the early layers. A
+# small network like this one shows no large bright square: the next chapter shows how
+# such *block structure* appears as networks get wider or deeper, or are trained on
+# less data.

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from repsim.blocks import find_block
+
+
+def block_matrix(size: int, start: int, stop: int, inside: float = 0.95, outside: float = 0.3) -> np.ndarray:
+    cka = np.full((size, size), outside)
+    cka[start:stop, start:stop] = inside
+    np.fill_diagonal(cka, 1.0)
+    return cka
+
+
+def brute_force(cka: np.ndarray, threshold: float) -> tuple[int, int]:
+    best = (0, 0)
+    for start in range(len(cka)):
+        for stop in range(start + 1, len(cka) + 1):
+            if (cka[start:stop, start:stop] >= threshold).all() and stop - start > best[1] - best[0]:
+                best = (start, stop)
+    return best
+
+
+def test_finds_the_planted_block():
+    block = find_block(block_matrix(30, 12, 25), threshold=0.9)
+    assert (block.start, block.stop, block.size) == (12, 25, 13)
+    assert block.fraction == pytest.approx(13 / 30)
+    assert block.mean_cka == pytest.approx(0.95)
+
+
+def test_no_block_below_min_size():
+    block = find_block(block_matrix(10, 0, 0), threshold=0.9)
+    assert block.size == 0 and block.mean_cka is None and block.fraction == 0
+
+
+def test_one_dissimilar_pair_splits_the_block():
+    cka = block_matrix(20, 2, 18)
+    cka[4, 15] = cka[15, 4] = 0.5  # layers 4 and 15 cannot share a block
+    block = find_block(cka, threshold=0.9)
+    # [2, 15) and [5, 18) both hold 13 layers; ties go to the earlier run
+    assert (block.start, block.stop) == (2, 15)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_matches_brute_force_on_random_matrices(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.uniform(0.5, 1.0, size=(15, 15))
+    cka = np.minimum(a, a.T)
+    np.fill_diagonal(cka, 1.0)
+    block = find_block(cka, threshold=0.8, min_size=1)
+    start, stop = brute_force(cka, 0.8)
+    assert block.size == stop - start
+    assert (block.start, block.stop) == (start, stop)  # earliest of the longest runs
+
+
+def test_rejects_bad_input():
+    with pytest.raises(ValueError, match="square"):
+        find_block(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        find_block(np.full((3, 3), np.nan))

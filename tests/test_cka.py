@@ -1,0 +1,439 @@
+"""CKA against an independent float64 implementation, its invariances, and the
+bookkeeping of the minibatch estimator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from repsim.cka import MinibatchCKA, linear_cka
+
+# ---------------------------------------------------------------------------------------
+# Reference: the formulas, written out in float64 numpy, from uncentred Grams.
+# ---------------------------------------------------------------------------------------
+
+
+def ref_hsic_biased(k: np.ndarray, l: np.ndarray) -> float:
+    """Gretton et al. 2005: tr(K H L H) / (n - 1)^2, H = I - 11^T / n."""
+    n = k.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    return float(np.trace(k @ h @ l @ h)) / (n - 1) ** 2
+
+
+def ref_hsic_unbiased(k: np.ndarray, l: np.ndarray) -> float:
+    """Song et al. 2012, HSIC_1:
+    [tr(K~ L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n (n-3)),
+    with K~, L~ the Grams with zeroed diagonals."""
+    n = k.shape[0]
+    kt, lt = k.copy(), l.copy()
+    np.fill_diagonal(kt, 0.0)
+    np.fill_diagonal(lt, 0.0)
+    one = np.ones(n)
+    value = (
+        np.trace(kt @ lt)
+        + (one @ kt @ one) * (one @ lt @ one) / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * (one @ kt @ lt @ one)
+    )
+    return float(value) / (n * (n - 3))
+
+
+def ref_grams(x, y):
+    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    return x @ x.T, y @ y.T
+
+
+def ref_cka(x, y, unbiased: bool) -> float:
+    hsic = ref_hsic_unbiased if unbiased else ref_hsic_biased
+    k, l = ref_grams(x, y)
+    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+
+
+def ref_minibatch_cka(batches_x, batches_y) -> float:
+    """The paper's estimator: unbiased HSICs summed over batches, then the ratio."""
+    sxy = sxx = syy = 0.0
+    for x, y in zip(batches_x, batches_y):
+        k, l = ref_grams(x, y)
+        sxy += ref_hsic_unbiased(k, l)
+        sxx += ref_hsic_unbiased(k, k)
+        syy += ref_hsic_unbiased(l, l)
+    return sxy / np.sqrt(sxx * syy)
+
+
+def related(n: int, p1: int, p2: int, seed: int, noise: float = 1.0, dtype=torch.float64):
+    """x (n, p1) and y (n, p2) = x W + noise: clearly related, CKA well inside (0, 1)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, p1, generator=g, dtype=torch.float64)
+    y = x @ torch.randn(p1, p2, generator=g, dtype=torch.float64) + noise * torch.randn(n, p2, generator=g, dtype=torch.float64)
+    return x.to(dtype), y.to(dtype)
+
+
+SHAPES = [(6, 1, 1), (10, 3, 5), (40, 20, 7), (100, 200, 30), (257, 16, 64)]
+
+
+# ---------------------------------------------------------------------------------------
+# Against the reference
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+@pytest.mark.parametrize("n,p1,p2", SHAPES)
+def test_linear_cka_matches_float64_reference(n, p1, p2, unbiased):
+    x, y = related(n, p1, p2, seed=n + p1 + p2)
+    expected = ref_cka(x.numpy(), y.numpy(), unbiased)
+    assert np.isfinite(expected)
+    assert linear_cka(x, y, unbiased=unbiased) == pytest.approx(expected, abs=1e-10)
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_linear_cka_accepts_numpy(unbiased):
+    x, y = related(50, 8, 4, seed=1)
+    expected = ref_cka(x.numpy(), y.numpy(), unbiased)
+    assert linear_cka(x.numpy(), y.numpy(), unbiased=unbiased) == pytest.approx(expected, abs=1e-10)
+
+
+def test_unbiased_estimator_is_near_zero_for_independent_features_where_biased_is_not():
+    # The reason the paper uses HSIC_1: with few examples and many features the biased
+    # estimator reports similarity between independent representations.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 500, generator=g, dtype=torch.float64)
+    y = torch.randn(32, 500, generator=g, dtype=torch.float64)
+    biased, unbiased = linear_cka(x, y), linear_cka(x, y, unbiased=True)
+    assert biased == pytest.approx(ref_cka(x, y, False), abs=1e-10)
+    assert unbiased == pytest.approx(ref_cka(x, y, True), abs=1e-10)
+    assert biased > 0.5
+    assert abs(unbiased) < 0.1
+
+
+# ---------------------------------------------------------------------------------------
+# Invariances
+# ---------------------------------------------------------------------------------------
+
+
+def random_orthogonal(p: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(p, p, generator=g, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r))  # (p, p), Haar-distributed
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_invariant_to_orthogonal_transform(unbiased):
+    x, y = related(60, 12, 9, seed=2)
+    qx, qy = random_orthogonal(12, 3), random_orthogonal(9, 4)
+    assert torch.allclose(qx.T @ qx, torch.eye(12, dtype=torch.float64), atol=1e-12)
+    base = linear_cka(x, y, unbiased=unbiased)
+    assert linear_cka(x @ qx, y, unbiased=unbiased) == pytest.approx(base, abs=1e-10)
+    assert linear_cka(x @ qx, y @ qy, unbiased=unbiased) == pytest.approx(base, abs=1e-10)
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+@pytest.mark.parametrize("scale", [1e-3, 0.5, 3.7, 1e4])
+def test_invariant_to_isotropic_scaling(unbiased, scale):
+    x, y = related(60, 12, 9, seed=5)
+    base = linear_cka(x, y, unbiased=unbiased)
+    assert linear_cka(scale * x, y, unbiased=unbiased) == pytest.approx(base, abs=1e-10)
+    assert linear_cka(x, scale * y, unbiased=unbiased) == pytest.approx(base, abs=1e-10)
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_invariant_to_mean_shift(unbiased):
+    x, y = related(60, 12, 9, seed=6)
+    g = torch.Generator().manual_seed(7)
+    shift_x = 100 * torch.randn(1, 12, generator=g, dtype=torch.float64)  # same vector for every example
+    shift_y = -30 * torch.randn(1, 9, generator=g, dtype=torch.float64)
+    base = linear_cka(x, y, unbiased=unbiased)
+    assert linear_cka(x + shift_x, y, unbiased=unbiased) == pytest.approx(base, abs=1e-10)
+    assert linear_cka(x + shift_x, y + shift_y, unbiased=unbiased) == pytest.approx(base, abs=1e-10)
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_not_invariant_to_general_invertible_linear_map(unbiased):
+    # x has two independent unit-variance features, y is the first one: CKA ~ 1/sqrt(2).
+    # Stretching the first feature of x (an invertible map) pushes CKA towards 1,
+    # shrinking it pushes CKA towards 0.
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(500, 2, generator=g, dtype=torch.float64)
+    y = x[:, :1].clone()
+    base = linear_cka(x, y, unbiased=unbiased)
+    assert base == pytest.approx(2**-0.5, abs=0.1)
+    for a in (torch.tensor([[10.0, 0.0], [0.0, 1.0]]), torch.tensor([[0.1, 0.0], [0.0, 1.0]]),
+              torch.tensor([[10.0, 0.0], [3.0, 1.0]])):
+        a = a.double()
+        assert abs(torch.linalg.det(a)) > 0.05  # invertible
+        assert abs(linear_cka(x @ a, y, unbiased=unbiased) - base) > 0.15
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_self_similarity_is_one(unbiased, dtype):
+    x, _ = related(80, 30, 1, seed=9, dtype=dtype)
+    assert linear_cka(x, x, unbiased=unbiased) == pytest.approx(1.0, abs=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_symmetric(unbiased):
+    x, y = related(70, 11, 23, seed=10)
+    assert linear_cka(x, y, unbiased=unbiased) == pytest.approx(linear_cka(y, x, unbiased=unbiased), abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# MinibatchCKA
+# ---------------------------------------------------------------------------------------
+
+
+def layered_batch(n: int, seed: int, dtype=torch.float64) -> dict[str, torch.Tensor]:
+    """Activations of four 'layers' of one model for n examples, with some (n, C, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 6, generator=g, dtype=torch.float64)
+    acts = {
+        "conv": (base @ torch.randn(6, 2 * 3 * 3, generator=g, dtype=torch.float64)).reshape(n, 2, 3, 3),
+        "bn": base @ torch.randn(6, 10, generator=g, dtype=torch.float64) + 0.5 * torch.randn(n, 10, generator=g, dtype=torch.float64),
+        "relu": torch.relu(base @ torch.randn(6, 7, generator=g, dtype=torch.float64)),
+        "fc": torch.randn(n, 3, generator=g, dtype=torch.float64),
+    }
+    return {k: v.to(dtype) for k, v in acts.items()}
+
+
+@pytest.mark.parametrize("n", [4, 9, 64])
+def test_minibatch_single_batch_equals_full_unbiased_estimator(n):
+    acts = layered_batch(n, seed=n)
+    names = list(acts)
+    cka = MinibatchCKA(names).update(acts).compute()
+    assert cka.shape == (4, 4) and cka.dtype == torch.float64
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            expected = linear_cka(acts[a].flatten(1), acts[b].flatten(1), unbiased=True)
+            assert cka[i, j].item() == pytest.approx(expected, abs=1e-12), (a, b)
+            if n > 4:  # n = 4 can make a self-HSIC_1 vanish; the formula is then 0/0
+                assert cka[i, j].item() == pytest.approx(ref_cka(acts[a], acts[b], unbiased=True), abs=1e-10), (a, b)
+
+
+def test_minibatch_biased_single_batch_equals_linear_cka():
+    acts = layered_batch(30, seed=1)
+    names = list(acts)
+    cka = MinibatchCKA(names, unbiased=False).update(acts).compute()
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            assert cka[i, j].item() == pytest.approx(linear_cka(acts[a].flatten(1), acts[b].flatten(1)), abs=1e-12)
+
+
+BATCH_SIZES = [16, 7, 32, 5, 20]
+
+
+def test_minibatch_sums_hsic_over_batches_like_the_reference():
+    batches = [layered_batch(n, seed=100 + i) for i, n in enumerate(BATCH_SIZES)]
+    names = list(batches[0])
+    acc = MinibatchCKA(names)
+    for acts in batches:
+        acc.update(acts)
+    cka = acc.compute()
+    assert acc.batches_ == len(BATCH_SIZES) and acc.examples_ == sum(BATCH_SIZES)
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            expected = ref_minibatch_cka([acts[a] for acts in batches], [acts[b] for acts in batches])
+            assert cka[i, j].item() == pytest.approx(expected, abs=1e-10), (a, b)
+    assert torch.allclose(cka.diagonal(), torch.ones(len(names), dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(cka, cka.T, atol=1e-14)
+
+
+def test_minibatch_result_does_not_depend_on_batch_order():
+    batches = [layered_batch(n, seed=200 + i) for i, n in enumerate(BATCH_SIZES)]
+    names = list(batches[0])
+    results = []
+    for order in ([0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 0, 4, 1, 3]):
+        acc = MinibatchCKA(names)
+        for i in order:
+            acc.update(batches[i])
+        results.append(acc.compute())
+    for other in results[1:]:
+        assert torch.allclose(results[0], other, rtol=0, atol=1e-12)
+    # and the batches matter: one batch alone gives a different answer
+    alone = MinibatchCKA(names).update(batches[0]).compute()
+    assert (alone - results[0]).abs().max() > 1e-3
+
+
+def test_cross_model_block_equals_block_of_joint_computation():
+    # Two "models" with overlapping layer names, so the joint run needs renamed keys.
+    layers_a, layers_b = ["conv", "relu"], ["conv", "bn", "fc"]
+    batches_a = [layered_batch(n, seed=300 + i) for i, n in enumerate(BATCH_SIZES)]
+    batches_b = [layered_batch(n, seed=400 + i) for i, n in enumerate(BATCH_SIZES)]
+    cross = MinibatchCKA(layers_a, layers_b)
+    joint = MinibatchCKA([f"a/{k}" for k in layers_a] + [f"b/{k}" for k in layers_b])
+    for acts_a, acts_b in zip(batches_a, batches_b):
+        acts_a = {k: acts_a[k] for k in layers_a}
+        acts_b = {k: acts_b[k] for k in layers_b}
+        cross.update(acts_a, acts_b)
+        joint.update({**{f"a/{k}": v for k, v in acts_a.items()}, **{f"b/{k}": v for k, v in acts_b.items()}})
+    block = cross.compute()
+    full = joint.compute()
+    assert block.shape == (2, 3)
+    assert torch.allclose(block, full[:2, 2:], rtol=0, atol=1e-12)
+    # the block is not trivially the same model against itself
+    assert not torch.allclose(block[0, 0], torch.tensor(1.0, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------
+# Precision
+# ---------------------------------------------------------------------------------------
+
+
+def centre(x: torch.Tensor) -> np.ndarray:
+    x = x.double().flatten(1).numpy()
+    return x - x.mean(axis=0, keepdims=True)
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_float32_features_with_large_mean_match_float64(unbiased):
+    g = torch.Generator().manual_seed(11)
+    n, p = 256, 64
+    x32 = (1e3 + torch.randn(n, p, generator=g)).float()
+    y32 = (1e3 + x32 @ torch.randn(p, 40, generator=g) / 8 + torch.randn(n, 40, generator=g)).float()
+    # The reference sees exactly the same (float32-representable) values, centred in
+    # float64 (a mean shift, so the same CKA) because uncentred ~1e6 Grams lose digits.
+    x64, y64 = x32.double(), y32.double()
+    expected = ref_cka(centre(x64), centre(y64), unbiased)
+    assert linear_cka(x64, y64, unbiased=unbiased) == pytest.approx(expected, abs=1e-10)
+    assert linear_cka(x32, y32, unbiased=unbiased) == pytest.approx(expected, abs=1e-6)
+    assert linear_cka(x32, x32, unbiased=unbiased) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_minibatch_float32_with_large_mean_matches_float64():
+    g = torch.Generator().manual_seed(12)
+    batches32, batches64 = [], []
+    for n in (64, 64, 50):
+        x = (1e3 + torch.randn(n, 4, 4, 4, generator=g)).float()
+        y = (1e3 + x.flatten(1) @ torch.randn(64, 20, generator=g) / 8 + torch.randn(n, 20, generator=g)).float()
+        batches32.append({"x": x, "y": y})
+        batches64.append({"x": x.double(), "y": y.double()})
+    acc32, acc64 = MinibatchCKA(["x", "y"]), MinibatchCKA(["x", "y"])
+    for b32, b64 in zip(batches32, batches64):
+        acc32.update(b32)
+        acc64.update(b64)
+    expected = ref_minibatch_cka([centre(b["x"]) for b in batches64], [centre(b["y"]) for b in batches64])
+    assert acc64.compute()[0, 1].item() == pytest.approx(expected, abs=1e-10)
+    assert torch.allclose(acc32.compute(), acc64.compute(), rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# Constant representations: the module docstring defines their CKA as 0.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("value", [0.0, 0.1, 3.7, 1e3])
+def test_constant_representation_has_cka_zero(value, dtype, unbiased):
+    # 0.0 is a dead ReLU layer; other constants are not exactly representable after
+    # averaging over examples, which must not turn 0/0 into rounding noise.
+    n = 37
+    const = torch.full((n, 5), value, dtype=dtype)
+    const[:, 2] = -2 * value  # constant over examples, not over features
+    y, _ = related(n, 6, 1, seed=13, dtype=dtype)
+    assert abs(linear_cka(const, y, unbiased=unbiased)) < 1e-12
+    assert abs(linear_cka(y, const, unbiased=unbiased)) < 1e-12
+    assert abs(linear_cka(const, const, unbiased=unbiased)) < 1e-12  # 0 by definition, not 1
+    cka = MinibatchCKA(["const", "y"], unbiased=unbiased).update({"const": const, "y": y}).compute()
+    assert cka[1, 1].item() == pytest.approx(1.0, abs=1e-6)
+    assert cka[0].abs().max().item() < 1e-12 and cka[:, 0].abs().max().item() < 1e-12
+
+
+# ---------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------
+
+
+def test_unbiased_needs_four_examples():
+    x, y = related(3, 2, 2, seed=14)
+    with pytest.raises(ValueError, match="at least 4 examples"):
+        linear_cka(x, y, unbiased=True)
+    with pytest.raises(ValueError, match="at least 4 examples"):
+        MinibatchCKA(["x", "y"]).update({"x": x, "y": y})
+    assert linear_cka(x, y) == pytest.approx(ref_cka(x, y, False), abs=1e-10)  # biased: fine
+
+
+def test_mismatched_example_counts():
+    x, _ = related(10, 3, 1, seed=15)
+    y, _ = related(9, 3, 1, seed=16)
+    with pytest.raises(ValueError, match="same examples.*10 rows.*9"):
+        linear_cka(x, y)
+    with pytest.raises(ValueError, match="layer 'y' has 9 examples"):
+        MinibatchCKA(["x", "y"]).update({"x": x, "y": y})
+    with pytest.raises(ValueError, match="different numbers of examples"):
+        MinibatchCKA(["x"], ["y"]).update({"x": x}, {"y": y})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_values(bad):
+    x, y = related(10, 3, 4, seed=17)
+    y[4, 1] = bad
+    with pytest.raises(ValueError, match="y contains NaN or Inf"):
+        linear_cka(x, y)
+    with pytest.raises(ValueError, match="x contains NaN or Inf"):
+        linear_cka(y, x)
+    with pytest.raises(ValueError, match="layer 'stage2.block0.bn1'.*NaN or Inf"):
+        MinibatchCKA(["stem.conv", "stage2.block0.bn1"]).update({"stem.conv": x, "stage2.block0.bn1": y})
+    with pytest.raises(ValueError, match="layer 'fc'.*NaN or Inf"):
+        MinibatchCKA(["x"], ["fc"]).update({"x": x}, {"fc": y})
+
+
+def test_float32_gram_overflow_names_the_layer():
+    x = torch.full((8, 4), 1.0)
+    x[::2] = 3e19  # centred values ~1.5e19: their float32 products overflow
+    y, _ = related(8, 3, 1, seed=18, dtype=torch.float32)
+    with pytest.raises(OverflowError, match="layer 'big'"):
+        MinibatchCKA(["y", "big"]).update({"y": y, "big": x})
+
+
+def test_unknown_and_missing_layer_names():
+    acts = layered_batch(8, seed=19)
+    with pytest.raises(KeyError, match="stage9.nope"):
+        MinibatchCKA(list(acts)).update({**acts, "stage9.nope": acts["fc"]})
+    with pytest.raises(KeyError, match="lack.*relu"):
+        MinibatchCKA(list(acts)).update({k: v for k, v in acts.items() if k != "relu"})
+    with pytest.raises(KeyError, match="other_acts"):
+        MinibatchCKA(["fc"], ["conv", "bn"]).update({"fc": acts["fc"]}, {"conv": acts["conv"]})
+
+
+def test_empty_inputs():
+    with pytest.raises(ValueError, match="empty"):
+        linear_cka(torch.empty(0, 3), torch.empty(0, 3))
+    with pytest.raises(ValueError, match="empty"):
+        linear_cka(torch.randn(5, 0), torch.randn(5, 2))
+    with pytest.raises(ValueError, match="at least one layer"):
+        MinibatchCKA([])
+    with pytest.raises(ValueError, match="at least one layer"):
+        MinibatchCKA(["a"], [])
+    with pytest.raises(RuntimeError, match="before any update"):
+        MinibatchCKA(["a"]).compute()
+
+
+def test_integer_dtype_is_rejected():
+    x = torch.arange(20).reshape(10, 2)
+    with pytest.raises(TypeError, match="dtype.*int64"):
+        linear_cka(x, x.float())
+    with pytest.raises(TypeError, match="layer 'a' has dtype"):
+        MinibatchCKA(["a"]).update({"a": x})
+    with pytest.raises(TypeError, match="numpy"):
+        linear_cka([[1.0, 2.0]] * 5, torch.randn(5, 2))
+
+
+def test_one_dimensional_input_is_rejected():
+    with pytest.raises(ValueError, match="2-D"):
+        linear_cka(torch.randn(10), torch.randn(10, 2))
+    with pytest.raises(ValueError, match="2-D"):
+        linear_cka(torch.randn(10, 2), torch.randn(10, 2, 2))  # linear_cka does not flatten
+    with pytest.raises(ValueError, match="2-D"):
+        MinibatchCKA(["a"]).update({"a": torch.randn(10)})
+
+
+def test_argument_mistakes():
+    with pytest.raises(ValueError, match="duplicate"):
+        MinibatchCKA(["a", "a"])
+    with pytest.raises(ValueError, match="duplicate"):
+        MinibatchCKA(["a"], ["b", "b"])
+    x, _ = related(8, 3, 1, seed=20)
+    with pytest.raises(ValueError, match="other_acts exactly"):
+        MinibatchCKA(["a"]).update({"a": x}, {"b": x})
+    with pytest.raises(ValueError, match="other_acts exactly"):
+        MinibatchCKA(["a"], ["b"]).update({"a": x})

@@ -1,0 +1,67 @@
+"""Execution profiles: lookup, misspellings, overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from repsim.models import ResNetConfig
+from repsim.profiles import PROFILES, CKASettings, Profile, get_profile
+from repsim.train import TrainConfig
+
+
+@pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
+def test_get_profile(name):
+    profile = get_profile(name)
+    assert isinstance(profile, Profile)
+    assert profile.name == name and profile is PROFILES[name]
+    assert profile.device in ("cpu", "cuda", "auto")
+    assert isinstance(profile.train, TrainConfig) and isinstance(profile.cka, CKASettings)
+    assert isinstance(profile.background.model, ResNetConfig)
+    assert list(profile.background.sample_sizes) == sorted(profile.background.sample_sizes)
+
+
+def test_profiles_are_ordered_by_scale():
+    smoke, laptop, paper = (get_profile(n) for n in ("smoke", "laptop", "paper"))
+    assert smoke.device == "cpu" and paper.device == "cuda"
+    assert smoke.train.epochs < laptop.train.epochs < paper.train.epochs
+    assert paper.cka.batch_size == 256 and paper.cka.passes == 10  # the paper's CKA protocol
+    assert smoke.cka.examples is not None and smoke.cka.examples <= 1000
+    assert max(smoke.background.sample_sizes) <= smoke.background.probe_examples
+
+
+@pytest.mark.parametrize("typo,suggestion", [("smok", "smoke"), ("Laptop", "laptop"), ("papr", "paper")])
+def test_misspelled_profile_gets_a_suggestion(typo, suggestion):
+    with pytest.raises(ValueError, match=f"unknown profile '{typo}' \\(did you mean '{suggestion}'\\?\\)"):
+        get_profile(typo)
+
+
+def test_unrelated_name_lists_choices():
+    with pytest.raises(ValueError, match=r"choose one of \['laptop', 'paper', 'smoke'\]") as info:
+        get_profile("zzzzzz")
+    assert "did you mean" not in str(info.value)
+
+
+def test_with_overrides():
+    smoke = get_profile("smoke")
+    changed = smoke.with_overrides(device="auto", cka=CKASettings(examples=64, batch_size=32, passes=2))
+    assert changed.device == "auto" and changed.cka.examples == 64
+    assert changed.train == smoke.train and changed.name == "smoke"
+    assert smoke.device == "cpu" and smoke.cka.examples == 512  # the original is untouched
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        smoke.device = "cuda"  # type: ignore[misc]
+
+
+def test_with_overrides_rejects_unknown_fields():
+    with pytest.raises(ValueError, match="unknown profile field 'devise' \\(did you mean 'device'\\?\\)"):
+        get_profile("smoke").with_overrides(devise="cuda")
+    with pytest.raises(ValueError, match="unknown profile field 'epochs'.*fields are"):
+        get_profile("smoke").with_overrides(epochs=3)  # nested: not a top-level field
+
+
+def test_training_sets_the_prefix_only():
+    smoke = get_profile("smoke")
+    recipe = smoke.training(3000)
+    assert recipe.train_size == 3000
+    assert dataclasses.replace(recipe, train_size=smoke.train.train_size) == smoke.train
