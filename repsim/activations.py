@@ -54,8 +54,14 @@ class ActivationCapture(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.extractor.eval()  # BN in inference mode, as in the paper
-        out = self.extractor(x)
+        # BN in inference mode, as in the paper; the modules are the caller's, so their
+        # train/eval modes are put back afterwards.
+        modes = {module: module.training for module in self.extractor.modules()}
+        try:
+            out = self.extractor.eval()(x)
+        finally:
+            for module, training in modes.items():
+                module.training = training
         if self.flatten:
             out = {name: t.flatten(1) for name, t in out.items()}
         return out
@@ -67,16 +73,20 @@ def _is_module_prefix(name: str, known: list[str]) -> bool:
 
 
 def _clone_outputs(gm: fx.GraphModule) -> fx.GraphModule:
-    """Clone every returned node right after it runs, before any in-place op can touch it."""
-    graph = gm.graph
-    output = next(node for node in graph.nodes if node.op == "output")
-    returned = output.args[0]
-    clones = {}
-    for node in set(returned.values()):
-        with graph.inserting_after(node):
-            clones[node] = graph.call_function(torch.clone, (node,))
-    output.args = ({key: clones[node] for key, node in returned.items()},)
-    graph.lint()
+    """Clone every returned node right after it runs, before any in-place op can touch it.
+
+    torchvision keeps one graph per mode (train and eval): rewrite both.
+    """
+    graphs = [getattr(gm, name) for name in ("train_graph", "eval_graph") if hasattr(gm, name)] or [gm.graph]
+    for graph in graphs:
+        output = next(node for node in graph.nodes if node.op == "output")
+        returned = output.args[0]
+        clones = {}
+        for node in dict.fromkeys(returned.values()):
+            with graph.inserting_after(node):
+                clones[node] = graph.call_function(torch.clone, (node,))
+        output.args = ({key: clones[node] for key, node in returned.items()},)
+        graph.lint()
     gm.recompile()
     return gm
 

@@ -55,6 +55,10 @@ def atomic_save(obj: Any, path: Path) -> None:
     atomic_write_bytes(buffer.getvalue(), Path(path))
 
 
+def _as_json(config: dict) -> dict:
+    return json.loads(json.dumps(config))
+
+
 def config_key(config: dict) -> str:
     """A stable 20-hex-digit key for a JSON-serialisable configuration."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"))
@@ -118,6 +122,7 @@ class Store:
 
     def load(self, config: dict) -> tuple[dict, dict] | None:
         """(state_dict, record) of a complete, intact entry, else None."""
+        config = _as_json(config)
         entry = self.entry(config)
         record_path, weights_path = entry / "record.json", entry / "model.pt"
         if not (record_path.exists() and weights_path.exists()):
@@ -137,6 +142,7 @@ class Store:
         ``train`` returns (state_dict, metrics). The record stores the config, metrics,
         wall time and ``provenance()``.
         """
+        config = _as_json(config)  # tuples become lists, as they come back from record.json
         found = self.load(config)
         if found is not None:
             return found

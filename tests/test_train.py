@@ -92,18 +92,21 @@ def test_record_contents(trained, cifar):
     assert not list(store.root.rglob("*.tmp"))
 
 
-def test_seed_and_config_change_the_key(cifar):
-    base = as_config(TINY_MODEL, TINY_TRAIN, seed=0, data=cifar.fingerprint)
+def test_seed_and_config_change_the_key():
+    data = "0123456789abcdef0123"  # a data fingerprint
+    base = as_config(TINY_MODEL, TINY_TRAIN, seed=0, data=data)
     keys = {
         config_key(base),
-        config_key(as_config(TINY_MODEL, TINY_TRAIN, seed=1, data=cifar.fingerprint)),
-        config_key(as_config(ResNetConfig(depth=8, width=2), TINY_TRAIN, seed=0, data=cifar.fingerprint)),
-        config_key(as_config(TINY_MODEL, dataclasses.replace(TINY_TRAIN, train_size=3000), seed=0, data=cifar.fingerprint)),
+        config_key(as_config(TINY_MODEL, TINY_TRAIN, seed=1, data=data)),
+        config_key(as_config(ResNetConfig(depth=8, width=2), TINY_TRAIN, seed=0, data=data)),
+        config_key(as_config(TINY_MODEL, dataclasses.replace(TINY_TRAIN, train_size=3000), seed=0, data=data)),
         config_key(as_config(TINY_MODEL, TINY_TRAIN, seed=0, data="another copy of the data")),
     }
     assert len(keys) == 5
-    assert config_key(base) == config_key(as_config(TINY_MODEL, TINY_TRAIN, seed=0, data=cifar.fingerprint))
+    assert config_key(base) == config_key(as_config(TINY_MODEL, TINY_TRAIN, seed=0, data=data))
     assert len(config_key(base)) == 20
+    store = Store("/nonexistent-store-root")
+    assert store.entry(base) != store.entry(as_config(TINY_MODEL, TINY_TRAIN, seed=1, data=data))
 
 
 def test_predict_in_eval_mode_and_batches_agree():
