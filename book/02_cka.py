@@ -24,6 +24,7 @@
 profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py
 seed = 0  # the model's training seed
 device = None  # None uses the profile's device; "cpu", "cuda" or "auto" override it
+block_threshold = 0.8  # CKA that every pair of layers in a "block" must reach
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -34,6 +35,7 @@ from myst_nb import glue
 
 from repsim import plots
 from repsim.cka import linear_cka, subsample_cka
+from repsim.blocks import find_block
 from repsim.compare import collect_activations, model_cka
 from repsim.data import load_dataset
 from repsim.models import layer_names
@@ -276,6 +278,12 @@ glue("heatmap_examples", len(heatmap_images), display=False)
 glue("heatmap_passes", P.cka.passes, display=False)
 glue("heatmap_mean", f"{off_diagonal.mean():.2f}", display=False)
 glue("heatmap_min", f"{cka.min():.2f}", display=False)
+block = find_block(cka.numpy(), threshold=block_threshold)
+glue("block_threshold", block_threshold, display=False)
+glue("block_size", block.size, display=False)
+glue("block_percent", f"{100 * block.fraction:.0f}", display=False)
+glue("block_first", layers[block.start] if block.size else "none", display=False)
+glue("block_last", layers[block.stop - 1] if block.size else "none", display=False)
 plt.close(fig)
 
 # %% [markdown]
@@ -291,8 +299,13 @@ plt.close(fig)
 # {glue:text}`heatmap_passes` pass(es). Off the diagonal the CKA averages
 # {glue:text}`heatmap_mean`, and its smallest value is {glue:text}`heatmap_min`.
 # Neighbouring layers are similar, so a bright band runs along the diagonal, and
-# similarity decays with the distance between layers. Each batch norm is close to the
-# convolution before it; the logits and pool stand apart from the early layers. A
-# small network like this one shows no large bright square: the next chapter shows how
-# such *block structure* appears as networks get wider or deeper, or are trained on
-# less data.
+# similarity falls off with the distance between layers, though not evenly: the
+# heatmap breaks into squares that follow the stages.
+#
+# The paper reads *block structure* off such heatmaps by eye. To put a number on it,
+# `repsim.blocks.find_block` finds the longest run of consecutive layers in which every
+# pair has CKA of at least {glue:text}`block_threshold`. Here that run holds
+# {glue:text}`block_size` layers ({glue:text}`block_percent`% of them), from
+# {glue:text}`block_first` to {glue:text}`block_last`. The next chapter follows this
+# measure as networks get wider and deeper and as the training set shrinks, which is
+# where the paper finds large blocks in the later stages.

@@ -70,6 +70,16 @@ def report_failure(stem: str, exc: BaseException, partial: Path | None) -> None:
         print(f"Partial notebook: {partial}", file=sys.stderr)
 
 
+def check_parameters(notebook: Path, params: dict[str, Any]) -> None:
+    """Refuse parameters that the chapter's ``parameters`` cell does not define:
+    papermill would inject them silently and the misspelled knob would do nothing."""
+    known = papermill.inspect_notebook(str(notebook))
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"{notebook.stem} has no parameter(s) {', '.join(unknown)}; "
+                         f"its parameters are {', '.join(known)}")
+
+
 def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
                     timeout: float | None) -> float:
     """Run ``book/<stem>.py`` with papermill; publish ``book/<stem>.ipynb``; return seconds."""
@@ -83,6 +93,7 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
             # A fresh notebook from the source, so no stale outputs survive.
             source = Path(tmp) / f"{stem}.ipynb"
             jupytext.write(jupytext.read(book / f"{stem}.py"), source)
+            check_parameters(source, params)
             papermill.execute_notebook(
                 source, out, parameters=params, kernel_name=kernel, cwd=book,
                 progress_bar=True, execution_timeout=timeout)

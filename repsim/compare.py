@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .activations import ActivationCapture
 from .cka import MinibatchCKA

@@ -23,9 +23,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import ImageReadMode, decode_image
+from PIL import Image
 
 from .store import atomic_save, repsim_home
 
@@ -36,6 +37,7 @@ KNOWN_SHA256 = {
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
 TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 ORDER_SEED = 0
+DECODER_VERSION = "pil-1"  # part of the cache key: a new decoder invalidates old caches
 
 
 class DataUnavailableError(RuntimeError):
@@ -93,7 +95,8 @@ def load_dataset(name: str = "cifar10", source: str | os.PathLike | None = None)
     key = _sha256(path) if path.is_file() else f"{path.resolve()}:{_tree_mtime(path)}"
     if path.is_file():
         _verify_checksum(path, key)
-    cache = repsim_home() / "cache" / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    cache_key = f"{key}:{DECODER_VERSION}"
+    cache = repsim_home() / "cache" / f"{name}-{hashlib.sha256(cache_key.encode()).hexdigest()[:16]}.pt"
     if cache.exists():
         return ImageDataset(**torch.load(cache, weights_only=True), name=name, source=str(path))
     files = _read_archive(path) if path.is_file() else _read_folder(path)
@@ -225,13 +228,16 @@ def _decode_image_folder(files: dict[str, bytes], name: str, origin: str) -> dic
 
 
 def _decode(data: bytes, rel: str, origin: str) -> torch.Tensor:
+    """One image file to a (3, 32, 32) uint8 tensor (Pillow: torchvision.io's codecs are
+    deprecated)."""
     try:
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError as err:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as err:  # Pillow's errors for broken files
         raise ValueError(f"cannot decode image {rel} in {origin}: {err}") from err
-    if image.shape != (3, 32, 32):
-        raise ValueError(f"image {rel} in {origin} has shape {tuple(image.shape)}, expected (3, 32, 32)")
-    return image
+    if pixels.shape != (32, 32, 3):
+        raise ValueError(f"image {rel} in {origin} has shape {pixels.shape[:2]}, expected 32x32")
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -22,16 +22,6 @@ if not os.environ.get("REPSIM_HOME"):
 SHARED_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
-def pytest_configure(config):
-    # torchvision 0.29 deprecates its image codecs and warns once per decoded image
-    # (60,000 for CIFAR-10), which buries every other warning. Silenced here only;
-    # repsim.data still has to move off torchvision.io before the codecs are removed.
-    config.addinivalue_line(
-        "filterwarnings",
-        "ignore:The image decoding and encoding capabilities of TorchVision are deprecated:DeprecationWarning",
-    )
-
-
 def cifar_path() -> Path | None:
     """The CIFAR-10 source the tests use ($REPSIM_DATA, else the shared archive), or None."""
     path = Path(os.environ.get("REPSIM_DATA") or SHARED_ARCHIVE).expanduser()

@@ -1,0 +1,85 @@
+"""Grids of trained models and their heatmaps: the bookkeeping behind Secs. 3-5.
+
+A ``Run`` names one trained model (architecture, training-set prefix, seed). Both the
+model and its within-model CKA heatmap go through the store, so a later chapter that
+asks for the same run gets both back without training or recomputing anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .blocks import find_block
+from .compare import model_cka
+from .data import ImageDataset
+from .models import ResNet, ResNetConfig, layer_names
+from .profiles import Profile
+from .store import Store, as_config
+from .train import trained_model
+
+
+@dataclass(frozen=True)
+class Run:
+    model: ResNetConfig
+    train_size: int | None = None  # training-set prefix; None is all of it
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        data = "all data" if self.train_size is None else f"{self.train_size:,} images"
+        return f"{self.model.name}, {data}"
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    run: Run
+    cka: np.ndarray  # (L, L) within-model minibatch CKA
+    layers: list[str]
+    test_acc: float  # best test accuracy of the run (the analysed checkpoint)
+
+
+def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> tuple[ResNet, dict]:
+    """The run's model (trained once, then loaded from the store) and its record."""
+    return trained_model(run.model, profile.training(run.train_size), data, run.seed, store, device or profile.device,
+                         progress=False)
+
+
+def heatmap(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> Heatmap:
+    """Within-model CKA of ``run`` with the profile's CKA protocol, cached in the store."""
+    store = store or Store()
+    model, record = train_run(run, profile, data, store, device)
+    key = as_config(run.model, profile.training(run.train_size), profile.cka, seed=run.seed,
+                    data=data.fingerprint, analysis="within-model linear CKA")
+
+    def compute() -> tuple[dict, dict]:
+        images = data.test_images[: profile.cka.examples]
+        cka = model_cka(model, images, batch_size=profile.cka.batch_size, passes=profile.cka.passes,
+                        seed=run.seed, device=device or profile.device)
+        return {"cka": cka}, {"layers": layer_names(model)}
+
+    state, cka_record = store.load_or_train(key, compute)
+    return Heatmap(run, state["cka"].numpy(), cka_record["metrics"]["layers"], record["metrics"]["best_test_acc"])
+
+
+def block_summary(maps: list[Heatmap], threshold: float) -> list[dict]:
+    """One row per heatmap: the run's settings, its accuracy and its block (``find_block``)."""
+    rows = []
+    for m in maps:
+        block = find_block(m.cka, threshold=threshold)
+        rows.append({
+            "depth": m.run.model.depth,
+            "width": m.run.model.width,
+            "residual": m.run.model.residual,
+            "train_size": m.run.train_size,
+            "seed": m.run.seed,
+            "test_acc": m.test_acc,
+            "block_fraction": block.fraction,
+            "block_layers": block.size,
+            "block_mean_cka": block.mean_cka,
+            "block_from": m.layers[block.start] if block.size else None,
+            "block_to": m.layers[block.stop - 1] if block.size else None,
+        })
+    return rows
