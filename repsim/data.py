@@ -236,7 +236,8 @@ def _decode(data: bytes, rel: str, origin: str) -> torch.Tensor:
     except (OSError, SyntaxError, ValueError) as err:  # Pillow's errors for broken files
         raise ValueError(f"cannot decode image {rel} in {origin}: {err}") from err
     if pixels.shape != (32, 32, 3):
-        raise ValueError(f"image {rel} in {origin} has shape {pixels.shape[:2]}, expected 32x32")
+        shape = (3, *pixels.shape[:2])
+        raise ValueError(f"image {rel} in {origin} has shape {shape}, expected (3, 32, 32)")
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
 
 

@@ -97,3 +97,21 @@ def get_profile(name: str) -> Profile:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}{_suggest(name, PROFILES)}; choose one of {sorted(PROFILES)}")
     return PROFILES[name]
+
+
+def differences_from_paper(profile: Profile, train_size: int | None) -> list[dict]:
+    """Rows (setting, paper, this profile) for every training and CKA setting.
+
+    The defaults of ``TrainConfig`` and ``CKASettings`` are the paper's own (PAPER.md),
+    so the comparison is field by field.
+    """
+    paper = {**dataclasses.asdict(TrainConfig()), **{f"cka_{k}": v for k, v in dataclasses.asdict(CKASettings()).items()}}
+    ours = {**dataclasses.asdict(profile.training(train_size)),
+            **{f"cka_{k}": v for k, v in dataclasses.asdict(profile.cka).items()}}
+    return [{"setting": key, "paper": _show(paper[key]), profile.name: _show(ours[key])} for key in paper]
+
+
+def _show(value) -> str:
+    if value is None:
+        return "all"
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"

@@ -4,6 +4,7 @@ and the batched augmentation."""
 from __future__ import annotations
 
 import hashlib
+import io
 import tarfile
 import time
 from pathlib import Path
@@ -11,10 +12,19 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torchvision.io import encode_jpeg, encode_png
+from PIL import Image
 
 import repsim.data as data
 from repsim.data import DataUnavailableError, augment, is_available, load_dataset, to_float
+
+
+
+def encode(image: torch.Tensor, fmt: str) -> bytes:
+    """A (3, H, W) uint8 tensor as PNG or JPEG file bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format=fmt)
+    return buffer.getvalue()
+
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -95,7 +105,7 @@ def make_image_folder(root: Path, n_train: int = 4, n_test: int = 2, seed: int =
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g)
-                (folder / f"{i:04d}.png").write_bytes(encode_png(image).numpy().tobytes())
+                (folder / f"{i:04d}.png").write_bytes(encode(image, 'PNG'))
                 written[image.numpy().tobytes()] = (split, label)
     return written
 
@@ -137,7 +147,7 @@ def test_archive_with_top_level_folder_and_jpegs(tmp_path):
     folder = tmp_path / "tiny"
     written = make_image_folder(folder)
     jpeg = torch.full((3, 32, 32), 128, dtype=torch.uint8)
-    (folder / "train" / "dog" / "9999.jpg").write_bytes(encode_jpeg(jpeg).numpy().tobytes())
+    (folder / "train" / "dog" / "9999.jpg").write_bytes(encode(jpeg, 'JPEG'))
     archive = make_archive(folder, tmp_path / "tiny.tar.gz", prefix="./tiny/")
     ds = load_dataset("cifar10", source=archive)
     assert ds.train_images.shape == (13, 3, 32, 32)
@@ -239,7 +249,7 @@ def test_bad_images(tmp_path):
     folder = tmp_path / "tiny"
     make_image_folder(folder)
     small = torch.zeros(3, 16, 16, dtype=torch.uint8)
-    (folder / "test" / "cat" / "small.png").write_bytes(encode_png(small).numpy().tobytes())
+    (folder / "test" / "cat" / "small.png").write_bytes(encode(small, 'PNG'))
     with pytest.raises(ValueError, match=r"small.png.*\(3, 16, 16\), expected \(3, 32, 32\)"):
         load_dataset("cifar10", source=folder)
     (folder / "test" / "cat" / "small.png").unlink()

@@ -65,3 +65,13 @@ def test_training_sets_the_prefix_only():
     recipe = smoke.training(3000)
     assert recipe.train_size == 3000
     assert dataclasses.replace(recipe, train_size=smoke.train.train_size) == smoke.train
+
+
+def test_differences_from_paper_lists_each_changed_setting():
+    from repsim.profiles import differences_from_paper
+
+    rows = {row["setting"]: row for row in differences_from_paper(get_profile("laptop"), 12_500)}
+    assert rows["epochs"]["paper"] == "300" and rows["epochs"]["laptop"] == "10"
+    assert rows["train_size"]["paper"] == "all" and rows["train_size"]["laptop"] == "12,500"
+    assert rows["batch_size"]["paper"] == rows["batch_size"]["laptop"] == "128"
+    assert rows["cka_passes"]["paper"] == "10"
