@@ -83,3 +83,10 @@ def block_summary(maps: list[Heatmap], threshold: float) -> list[dict]:
             "block_to": m.layers[block.stop - 1] if block.size else None,
         })
     return rows
+
+
+def block_change(table, vary: str, within: str):
+    """For each value of ``within``: block fraction at the largest ``vary`` minus at the
+    smallest (a pandas Series). ``table``: a DataFrame of ``block_summary`` rows."""
+    grouped = table.sort_values(vary).groupby(within)["block_fraction"]
+    return grouped.last() - grouped.first()

@@ -73,3 +73,37 @@ def agreement(reference, estimate, ax: Axes | None = None, xlabel: str = "refere
     ax.plot([low, high], [low, high], color="0.4", lw=0.8, ls="--")
     ax.set(xlabel=xlabel, ylabel=ylabel, aspect="equal")
     return ax
+
+
+def heatmap_grid(rows: Sequence[Sequence], titles: Sequence[Sequence[str]], row_labels: Sequence[str] | None = None,
+                 size: float = 2.1):
+    """A figure of CKA heatmaps, one list of (L, L) matrices per row, with one shared
+    colour bar. Short rows leave their remaining panels empty. Returns the Figure."""
+    ncols = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols + 0.8, size * len(rows)),
+                             layout="constrained", squeeze=False)
+    for r, (row, row_titles) in enumerate(zip(rows, titles)):
+        for c in range(ncols):
+            ax = axes[r, c]
+            if c >= len(row):
+                ax.axis("off")
+                continue
+            cka_heatmap(row[c], ax=ax, title=row_titles[c], colorbar=False, xlabel="", ylabel="")
+            ax.tick_params(labelsize="x-small")
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize="small")
+    fig.colorbar(axes[0, 0].images[0], ax=axes, fraction=0.02, pad=0.01, label="CKA")
+    return fig
+
+
+def block_trend(table, x: str, hue: str, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Block size (fraction of layers) against ``x``, one line per value of ``hue``.
+    ``table``: a DataFrame with a ``block_fraction`` column, as from grid.block_summary."""
+    ax = _axes(ax, size=(4.0, 3.2))
+    sns.lineplot(data=table, x=x, y="block_fraction", hue=hue, marker="o", palette="viridis", ax=ax,
+                 errorbar=None)
+    ax.set(ylabel="block size (fraction of layers)", ylim=(-0.02, 1.02))
+    ax.set_xticks(sorted(table[x].unique()))
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 
 from .models import ResNetConfig
 from .train import TrainConfig
@@ -33,6 +34,20 @@ class BackgroundChapter:
 
 
 @dataclass(frozen=True)
+class BlockChapter:
+    """Chapter 3: block structure across depth, width and training-set size."""
+
+    depths: tuple[int, ...] = (20, 56, 110, 164)  # Fig. 1, depth row (width 1x); Fig. D.2
+    widths: tuple[int, ...] = (1, 2, 4, 10)  # Fig. 1, width row (at base_depth); Fig. 2
+    base_depth: int = 26  # depth of the width row
+    full_size: int | None = None  # training-set prefix of Fig. 1, C.1 and D.1 (None: all)
+    train_sizes: tuple[int | None, ...] = (3_000, 12_500, 25_000, None)  # Figs. 2 and D.2
+    plain_widths: tuple[int, ...] = (1, 2, 4, 10)  # Fig. C.1: no residual, at base_depth
+    seed_models: tuple[ResNetConfig, ...] = (ResNetConfig(depth=110), ResNetConfig(depth=26, width=10))  # Fig. D.1
+    seeds: int = 5  # Fig. D.1
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str  # "cpu", "cuda" or "auto"
@@ -40,10 +55,19 @@ class Profile:
     train: TrainConfig = TrainConfig()
     cka: CKASettings = CKASettings()
     background: BackgroundChapter = BackgroundChapter()
+    blocks: BlockChapter = BlockChapter()
+    min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
 
     def training(self, train_size: int | None) -> TrainConfig:
-        """The profile's recipe on a given training-set prefix."""
-        return dataclasses.replace(self.train, train_size=train_size)
+        """The profile's recipe on a given training-set prefix (None: all 50,000).
+
+        With short schedules a small prefix would get only a few hundred SGD steps, too
+        few even for BatchNorm's running statistics (momentum 0.01) to settle, so the
+        epochs grow until the run takes at least ``min_steps`` steps.
+        """
+        steps_per_epoch = math.ceil((train_size or 50_000) / self.train.batch_size)
+        epochs = max(self.train.epochs, math.ceil(self.min_steps / steps_per_epoch))
+        return dataclasses.replace(self.train, train_size=train_size, epochs=epochs)
 
     def with_overrides(self, **overrides) -> "Profile":
         """A copy with top-level fields replaced; unknown names raise a clear error."""
@@ -60,11 +84,16 @@ PROFILES = {
         name="smoke",
         device="cpu",
         train=TrainConfig(epochs=2, lr=0.05, eval_size=500),
-        cka=CKASettings(examples=512, batch_size=128, passes=1),
+        cka=CKASettings(examples=256, batch_size=128, passes=1),
         background=BackgroundChapter(
             model=ResNetConfig(depth=8, width=1), train_size=2000, probe_examples=256,
             sample_sizes=(8, 16, 32, 64, 128, 256), repeats=3,
         ),
+        blocks=BlockChapter(
+            depths=(8, 14), widths=(1, 2), base_depth=8, full_size=1000, train_sizes=(500, 1000),
+            plain_widths=(1, 2), seed_models=(ResNetConfig(depth=14), ResNetConfig(depth=8, width=2)), seeds=2,
+        ),
+        min_steps=20,
     ),
     # 2 CPU cores and real CIFAR-10: short schedules, and the paper's own lever (less
     # data) so that small models still develop the phenomena.
@@ -74,6 +103,13 @@ PROFILES = {
         train=TrainConfig(epochs=10, lr=0.05, eval_size=2000),
         cka=CKASettings(examples=5000, batch_size=256, passes=1),
         background=BackgroundChapter(model=ResNetConfig(depth=20, width=1), train_size=12_500),
+        # Less data is the paper's own lever: on 1,000 images even small networks show
+        # the phenomenon, and every run costs the same min_steps SGD steps.
+        blocks=BlockChapter(
+            depths=(14, 32, 56), widths=(1, 2, 4), base_depth=14, full_size=1_000, train_sizes=(1_000, 3_000, 12_500),
+            plain_widths=(1, 4), seed_models=(ResNetConfig(depth=56), ResNetConfig(depth=14, width=4)), seeds=3,
+        ),
+        min_steps=400,
     ),
     # One GPU: the paper's recipe and CKA protocol, with a shortened schedule.
     "paper": Profile(

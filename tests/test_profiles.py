@@ -45,10 +45,11 @@ def test_unrelated_name_lists_choices():
 
 def test_with_overrides():
     smoke = get_profile("smoke")
+    original_examples = smoke.cka.examples
     changed = smoke.with_overrides(device="auto", cka=CKASettings(examples=64, batch_size=32, passes=2))
     assert changed.device == "auto" and changed.cka.examples == 64
     assert changed.train == smoke.train and changed.name == "smoke"
-    assert smoke.device == "cpu" and smoke.cka.examples == 512  # the original is untouched
+    assert smoke.device == "cpu" and smoke.cka.examples == original_examples != 64  # the original is untouched
     with pytest.raises(dataclasses.FrozenInstanceError):
         smoke.device = "cuda"  # type: ignore[misc]
 
@@ -75,3 +76,10 @@ def test_differences_from_paper_lists_each_changed_setting():
     assert rows["train_size"]["paper"] == "all" and rows["train_size"]["laptop"] == "12,500"
     assert rows["batch_size"]["paper"] == rows["batch_size"]["laptop"] == "128"
     assert rows["cka_passes"]["paper"] == "10"
+
+
+def test_small_training_sets_get_enough_steps():
+    profile = dataclasses.replace(get_profile("laptop"), min_steps=400, train=TrainConfig(epochs=10, batch_size=128))
+    assert profile.training(1_000).epochs == 50  # 8 steps an epoch: 50 epochs reach 400 steps
+    assert profile.training(12_500).epochs == 10  # 98 steps an epoch: the profile's 10 suffice
+    assert profile.training(None).train_size is None and profile.training(None).epochs == 10
