@@ -11,8 +11,8 @@ unbiased HSIC of each minibatch before taking the ratio.
 
 Both estimators are invariant to adding the same vector to every example, so each batch
 is mean-centred over examples before its Gram. Features with a large mean then lose no
-precision in the float32 Gram (without centring the mean term swamps it). Centring,
-HSIC products and the sums over batches are in float64.
+precision in the float32 Gram (without centring the mean term swamps it). U-centring,
+the HSIC products and the sums over batches are in float64.
 
 A representation that is constant over the examples has zero HSIC with everything,
 itself included, so CKA is 0/0. This module defines it as **0**: a constant layer
@@ -64,9 +64,8 @@ def gram(x: torch.Tensor) -> torch.Tensor:
     # A representation whose centred energy is at the round-off level of its mean is
     # constant: its Gram is exactly zero (so CKA is 0), not amplified rounding noise.
     roundoff = 16 * torch.finfo(x.dtype).eps
-    if k.trace() <= x.shape[0] * roundoff**2 * mean.double().square().sum():
-        k.zero_()
-    return k
+    constant = k.trace() <= x.shape[0] * roundoff**2 * mean.double().square().sum()
+    return k.masked_fill(constant, 0.0)  # no branch: no host-device sync on a GPU
 
 
 def u_centre(k: torch.Tensor) -> torch.Tensor:
@@ -167,20 +166,18 @@ class MinibatchCKA:
         extra = [name for name in acts if name not in names]
         if extra:
             raise KeyError(f"unknown layer name(s) {extra[:5]} in {which} activations; expected {names[:5]}...")
-        rows = []
-        n = None
-        for name in names:
-            x = as_matrix(acts[name], f"layer {name!r}", flatten=True, check_finite=False)
-            if n is not None and x.shape[0] != n:
-                raise ValueError(f"layer {name!r} has {x.shape[0]} examples, other layers have {n}")
-            n = x.shape[0]
-            k = centred_gram(x, self.unbiased)
-            if not torch.isfinite(k).all():
+        matrices = [as_matrix(acts[name], f"layer {name!r}", flatten=True, check_finite=False) for name in names]
+        for name, x in zip(names, matrices):
+            if x.shape[0] != matrices[0].shape[0]:
+                raise ValueError(f"layer {name!r} has {x.shape[0]} examples, layer {names[0]!r} has {matrices[0].shape[0]}")
+        g = torch.stack([centred_gram(x, self.unbiased).flatten() for x in matrices])  # (layers, n^2)
+        if not torch.isfinite(g).all():  # one check (one GPU sync) per batch; name the layer only on failure
+            for name, x, row in zip(names, matrices, g):
                 if not torch.isfinite(x).all():
                     raise ValueError(f"layer {name!r} contains NaN or Inf values")
-                raise OverflowError(f"the Gram of layer {name!r} overflowed {x.dtype}; rescale its activations")
-            rows.append(k.flatten())
-        return torch.stack(rows)  # (layers, n^2)
+                if not torch.isfinite(row).all():
+                    raise OverflowError(f"the Gram of layer {name!r} overflowed {x.dtype}; rescale its activations")
+        return g
 
     @torch.no_grad()
     def update(self, acts: Mapping[str, ArrayLike], other_acts: Mapping[str, ArrayLike] | None = None) -> "MinibatchCKA":
