@@ -90,6 +90,8 @@ def load_dataset(name: str = "cifar10", source: str | os.PathLike | None = None)
         raise DataUnavailableError(f"data source {str(path)!r} does not exist. " + _HOW_TO_PROVIDE.format(name=name))
     if path.is_dir():
         path = _find_in_directory(name, path)
+    elif _named_for(path) not in (None, name):
+        raise DataUnavailableError(f"{path} holds {_named_for(path)}, not {name}. " + _HOW_TO_PROVIDE.format(name=name))
     if path.is_dir() and path.name == TORCHVISION_FOLDERS[name]:
         return _load_torchvision(name, path.parent, download=False)
     key = _sha256(path) if path.is_file() else f"{path.resolve()}:{_tree_mtime(path)}"
@@ -111,10 +113,18 @@ def is_available(name: str, source: str | os.PathLike | None = None) -> bool:
     if str(source) == "torchvision":
         return (repsim_home() / "data" / TORCHVISION_FOLDERS[name]).is_dir()
     path = Path(source).expanduser()
+    if path.is_file():
+        return _named_for(path) in (None, name)
     try:
-        return path.exists() and (not path.is_dir() or _find_in_directory(name, path) is not None)
+        return path.is_dir() and _find_in_directory(name, path) is not None
     except DataUnavailableError:
         return False
+
+
+def _named_for(path: Path) -> str | None:
+    """The data set an archive's file name announces ("cifar10-jpeg.tar.gz": cifar10), if any."""
+    stem = path.name.split(".")[0]
+    return next((name for name in SPLIT_SIZES if stem == name or stem.startswith(name + "-")), None)
 
 
 _HOW_TO_PROVIDE = (

@@ -323,3 +323,11 @@ def test_to_float_scales_to_unit_interval():
     assert out.dtype == torch.float32
     assert torch.allclose(out.flatten(), torch.tensor([0.0, 0.2, 1.0]))
     assert images.dtype == torch.uint8 and images.flatten().tolist() == [0, 51, 255]
+
+
+def test_an_archive_named_for_another_data_set_is_refused(cifar_source):
+    # REPSIM_DATA pointing at the CIFAR-10 archive must not pass for CIFAR-100.
+    assert is_available("cifar10", cifar_source)
+    assert not is_available("cifar100", cifar_source)
+    with pytest.raises(DataUnavailableError, match="holds cifar10, not cifar100"):
+        load_dataset("cifar100", source=cifar_source)
