@@ -28,7 +28,6 @@ block_threshold = 0.8  # CKA that every pair of layers in a "block" must reach
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 from myst_nb import glue

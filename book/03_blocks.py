@@ -36,7 +36,7 @@ import pandas as pd
 from myst_nb import glue
 
 from repsim import plots
-from repsim.data import is_available, load_dataset
+from repsim.data import load_dataset
 from repsim.grid import Run, block_change, block_summary, heatmap
 from repsim.models import ResNetConfig
 from repsim.profiles import get_profile

@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -96,7 +95,6 @@ def provenance() -> dict:
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-        "argv": sys.argv[:1],
     }
 
 
