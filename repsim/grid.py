@@ -47,20 +47,23 @@ def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | Non
 
 
 def heatmap(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> Heatmap:
-    """Within-model CKA of ``run`` with the profile's CKA protocol, cached in the store."""
+    """Within-model CKA of ``run`` with the profile's CKA protocol, cached in the store.
+
+    A cached heatmap is returned without loading the model's weights at all.
+    """
     store = store or Store()
-    model, record = train_run(run, profile, data, store, device)
     key = as_config(run.model, profile.training(run.train_size), profile.cka, seed=run.seed,
                     data=data.fingerprint, analysis="within-model linear CKA")
 
     def compute() -> tuple[dict, dict]:
+        model, record = train_run(run, profile, data, store, device)
         images = data.test_images[: profile.cka.examples]
         cka = model_cka(model, images, batch_size=profile.cka.batch_size, passes=profile.cka.passes,
                         seed=run.seed, device=device or profile.device)
-        return {"cka": cka}, {"layers": layer_names(model)}
+        return {"cka": cka}, {"layers": layer_names(model), "test_acc": record["metrics"]["best_test_acc"]}
 
-    state, cka_record = store.load_or_train(key, compute)
-    return Heatmap(run, state["cka"].numpy(), cka_record["metrics"]["layers"], record["metrics"]["best_test_acc"])
+    state, record = store.load_or_train(key, compute)
+    return Heatmap(run, state["cka"].numpy(), record["metrics"]["layers"], record["metrics"]["test_acc"])
 
 
 def block_summary(maps: list[Heatmap], threshold: float) -> list[dict]:

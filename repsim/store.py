@@ -47,11 +47,15 @@ def atomic_write_bytes(data: bytes, path: Path) -> None:
         raise
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
+def _torch_bytes(obj: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(buffer.getvalue(), Path(path))
+    return buffer.getvalue()
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
+    atomic_write_bytes(_torch_bytes(obj), Path(path))
 
 
 def _as_json(config: dict) -> dict:
@@ -152,15 +156,14 @@ class Store:
             start = time.perf_counter()
             state, metrics = train()
             seconds = time.perf_counter() - start
-            buffer = io.BytesIO()
-            torch.save(state, buffer)
-            atomic_write_bytes(buffer.getvalue(), entry / "model.pt")
+            weights = _torch_bytes(state)
+            atomic_write_bytes(weights, entry / "model.pt")
             record = {
                 "config": config,
                 "metrics": metrics,
                 "train_seconds": seconds,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "weights_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
+                "weights_sha256": hashlib.sha256(weights).hexdigest(),
                 "provenance": provenance(),
             }
             atomic_write_bytes(json.dumps(record, indent=1).encode(), entry / "record.json")
