@@ -192,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
               f"valid: {', '.join(available) or 'none'}", file=sys.stderr)
         return 2
     if not args.build_only:
+        # Chapters run from book/, so a relative data path given from here is resolved now.
+        data = os.environ.get("REPSIM_DATA")
+        if data and data != "torchvision":
+            os.environ["REPSIM_DATA"] = str(Path(data).expanduser().resolve())
         params = {"profile": args.profile, **dict(args.param)}
         seconds: dict[str, float] = {}
         for stem in chapters:

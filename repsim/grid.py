@@ -7,6 +7,8 @@ asks for the same run gets both back without training or recomputing anything.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +16,7 @@ import numpy as np
 from .blocks import find_block
 from .compare import model_cka
 from .data import ImageDataset
-from .models import ResNet, ResNetConfig, layer_names
+from .models import ResNet, ResNetConfig, layer_names, stage_of
 from .profiles import Profile
 from .store import Store, as_config
 from .train import trained_model
@@ -66,6 +68,17 @@ def heatmap(run: Run, profile: Profile, data: ImageDataset, store: Store | None 
     return Heatmap(run, state["cka"].numpy(), record["metrics"]["layers"], record["metrics"]["test_acc"])
 
 
+def heatmap_row(configs: Iterable[ResNetConfig], profile: Profile, data: ImageDataset, train_size: int | None,
+                seed: int = 0, store: Store | None = None, device=None) -> list[Heatmap]:
+    """Heatmaps of several architectures trained on one data set (a row of a figure).
+
+    Each model gets the data set's number of classes, so one grid serves CIFAR-10 and
+    CIFAR-100 alike.
+    """
+    return [heatmap(Run(dataclasses.replace(config, num_classes=data.num_classes), train_size, seed),
+                    profile, data, store, device) for config in configs]
+
+
 def block_summary(maps: list[Heatmap], threshold: float) -> list[dict]:
     """One row per heatmap: the run's settings, its accuracy and its block (``find_block``)."""
     rows = []
@@ -75,12 +88,14 @@ def block_summary(maps: list[Heatmap], threshold: float) -> list[dict]:
             "depth": m.run.model.depth,
             "width": m.run.model.width,
             "residual": m.run.model.residual,
+            "classes": m.run.model.num_classes,
             "train_size": m.run.train_size,
             "seed": m.run.seed,
             "test_acc": m.test_acc,
             "block_fraction": block.fraction,
             "block_layers": block.size,
             "block_mean_cka": block.mean_cka,
+            "block_stage": stage_of(m.layers[block.start]) if block.size else None,
             "block_from": m.layers[block.start] if block.size else None,
             "block_to": m.layers[block.stop - 1] if block.size else None,
         })
@@ -92,3 +107,16 @@ def block_change(table, vary: str, within: str):
     smallest (a pandas Series). ``table``: a DataFrame of ``block_summary`` rows."""
     grouped = table.sort_values(vary).groupby(within)["block_fraction"]
     return grouped.last() - grouped.first()
+
+
+def verdict(changes) -> str:
+    """How a set of signed changes bears on a claim that each is positive, in words."""
+    changes = list(changes)
+    if not changes:
+        raise ValueError("no comparisons to judge: the grid has a single value along this axis")
+    agreeing = sum(change > 0 for change in changes)
+    if agreeing == len(changes):
+        return f"agrees ({agreeing} of {len(changes)})"
+    if agreeing == 0:
+        return f"does not agree (0 of {len(changes)})"
+    return f"agrees only in part ({agreeing} of {len(changes)})"

@@ -30,7 +30,11 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 2e-4  # on conv/dense kernels only
     train_size: int | None = None  # fixed prefix of the training set (None: all 50,000)
-    eval_size: int | None = None  # test images scored each epoch to pick the best epoch
+    eval_size: int | None = None  # test images scored to pick the best epoch (None: all)
+    # PyTorch convention: the paper's 0.01 (Keras 0.99) averages over ~100 steps, too slowly
+    # for runs of a few hundred steps, whose eval-mode accuracy it then drags down.
+    bn_momentum: float = 0.01
+    evaluations: int | None = None  # epochs scored, evenly spaced, ending at the last (None: every epoch)
 
     def __post_init__(self) -> None:
         for field in ("epochs", "batch_size"):
@@ -38,6 +42,20 @@ class TrainConfig:
                 raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 < self.bn_momentum <= 1:
+            raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
+        if self.evaluations is not None and self.evaluations < 1:
+            raise ValueError(f"evaluations must be >= 1 or None, got {self.evaluations}")
+
+    def scored_epochs(self) -> set[int]:
+        """The 1-based epochs after which the test set is scored; always includes the last.
+
+        Scoring every epoch of a long run on a small training set can cost as much as the
+        training itself on a CPU, so profiles may score only a few evenly spaced epochs.
+        """
+        if self.evaluations is None or self.evaluations >= self.epochs:
+            return set(range(1, self.epochs + 1))
+        return {math.ceil(self.epochs * k / self.evaluations) for k in range(1, self.evaluations + 1)}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -86,7 +104,11 @@ def train_model(
     """Train a fresh model; return it at its best-test-accuracy epoch, and metrics."""
     device = resolve_device(device)
     torch.manual_seed(seed)
-    model = ResNet(model_config).to(device)
+    # channels_last: about 25% faster convolutions on CPU (oneDNN) and on GPU tensor cores.
+    model = ResNet(model_config).to(device, memory_format=torch.channels_last)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = config.bn_momentum
     generator = torch.Generator(device=device).manual_seed(seed)
     images, labels = data.train_prefix(config.train_size)
     images, labels = images.to(device), labels.to(device)  # uint8: 150 MB for all of CIFAR
@@ -94,6 +116,7 @@ def train_model(
     test_labels = data.test_labels[: config.eval_size]
     optimizer = torch.optim.SGD(_param_groups(model, config.weight_decay), lr=config.lr, momentum=config.momentum)
     use_bf16 = device.type == "cuda"
+    scored = config.scored_epochs()
     history, best = [], (-1.0, None, -1)
     start = time.perf_counter()
     for epoch in tqdm(range(config.epochs), desc=model_config.name, disable=not progress, leave=False):
@@ -106,18 +129,19 @@ def train_model(
             idx = order[first : first + config.batch_size]
             if len(idx) < 2:  # BatchNorm cannot train on a single example
                 continue
-            x = augment(to_float(images[idx]), generator)
+            x = augment(to_float(images[idx]), generator).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = F.cross_entropy(model(x), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total_loss += loss.detach() * len(idx)
-        test_acc = accuracy(model, test_images, test_labels, device)
+        test_acc = accuracy(model, test_images, test_labels, device) if epoch + 1 in scored else None
         history.append({"epoch": epoch + 1, "train_loss": total_loss.item() / len(labels), "test_acc": test_acc})
-        if test_acc > best[0]:
+        if test_acc is not None and test_acc > best[0]:
             best = (test_acc, copy.deepcopy(model.state_dict()), epoch + 1)
     model.load_state_dict(best[1])
+    model = model.to(memory_format=torch.contiguous_format)
     metrics = {
         "best_test_acc": best[0],
         "best_epoch": best[2],

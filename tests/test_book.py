@@ -30,7 +30,7 @@ def test_smoke_book_executes_and_builds(tmp_path, cifar_source):
     assert "02_cka" in chapters
 
     # Inherit REPSIM_HOME (set by conftest or CI); point the chapters at the offline data.
-    env = {**os.environ, "REPSIM_DATA": os.environ.get("REPSIM_DATA") or str(cifar_source)}
+    env = {**os.environ, "REPSIM_DATA": str(Path(cifar_source).resolve())}
     result = subprocess.run(
         [sys.executable, "-m", "repsim.book", "--root", str(tmp_path), "--profile", "smoke", "--strict"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800,

@@ -51,3 +51,41 @@ def test_block_summary_reports_each_run(tmp_path, tiny_data, tiny_profile):
     rows = grid.block_summary(maps, threshold=-1.0)  # every pair passes: the block is the whole model
     assert [row["seed"] for row in rows] == [0, 1]
     assert all(row["block_fraction"] == 1.0 and row["block_from"] == "stem.conv" for row in rows)
+
+
+def test_heatmap_row_gives_each_model_the_data_sets_classes(tmp_path, tiny_profile):
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.arange(96) % 100
+    cifar100 = ImageDataset(images, labels, images[:40], labels[:40], tuple(f"c{i}" for i in range(100)), "cifar100", "memory")
+    maps = grid.heatmap_row([ResNetConfig(8), ResNetConfig(8, 2)], tiny_profile, cifar100, train_size=64, store=Store(tmp_path))
+    assert [m.run.model.num_classes for m in maps] == [100, 100]
+    assert [m.run.model.width for m in maps] == [1, 2]
+    rows = grid.block_summary(maps, threshold=0.9)
+    assert [row["classes"] for row in rows] == [100, 100]
+    # The same architecture on a 10-class data set is a different run.
+    assert maps[0].run != grid.Run(ResNetConfig(8), 64)
+
+
+def test_block_summary_names_the_stage_where_the_block_starts(tmp_path, tiny_data, tiny_profile):
+    m = grid.heatmap(grid.Run(ResNetConfig(depth=8), train_size=64), tiny_profile, tiny_data, Store(tmp_path))
+    late = m.layers.index("stage3.block0.conv1")
+    cka = np.eye(len(m.layers))
+    cka[late:, late:] = 0.95  # a block from the first layer of stage 3 to the logits
+    (row,) = grid.block_summary([grid.Heatmap(m.run, cka, m.layers, m.test_acc)], threshold=0.9)
+    assert row["block_stage"] == 3 and row["block_from"] == "stage3.block0.conv1" and row["block_to"] == "fc"
+    assert row["block_layers"] == len(m.layers) - late and row["block_mean_cka"] == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize("changes,expected", [
+    ([0.1, 0.2], "agrees (2 of 2)"),
+    ([0.1, -0.2, 0.0], "agrees only in part (1 of 3)"),
+    ([0.0, -0.1], "does not agree (0 of 2)"),  # no change is not agreement
+])
+def test_verdict_counts_the_comparisons_that_go_the_claimed_way(changes, expected):
+    assert grid.verdict(changes) == expected
+
+
+def test_verdict_without_comparisons_is_an_error():
+    with pytest.raises(ValueError, match="no comparisons"):
+        grid.verdict([])

@@ -25,7 +25,8 @@ def test_get_profile(name):
 def test_profiles_are_ordered_by_scale():
     smoke, laptop, paper = (get_profile(n) for n in ("smoke", "laptop", "paper"))
     assert smoke.device == "cpu" and paper.device == "cuda"
-    assert smoke.train.epochs < laptop.train.epochs < paper.train.epochs
+    steps = [p.training(16_000).epochs * -(-16_000 // p.train.batch_size) for p in (smoke, laptop, paper)]
+    assert steps == sorted(steps) and len(set(steps)) == 3
     assert paper.cka.batch_size == 256 and paper.cka.passes == 10  # the paper's CKA protocol
     assert smoke.cka.examples is not None and smoke.cka.examples <= 1000
     assert max(smoke.background.sample_sizes) <= smoke.background.probe_examples
@@ -72,9 +73,10 @@ def test_differences_from_paper_lists_each_changed_setting():
     from repsim.profiles import differences_from_paper
 
     rows = {row["setting"]: row for row in differences_from_paper(get_profile("laptop"), 12_500)}
-    assert rows["epochs"]["paper"] == "300" and rows["epochs"]["laptop"] == "10"
+    assert rows["epochs"]["paper"] == "300" and rows["epochs"]["laptop"] == "2"  # 391 steps an epoch
     assert rows["train_size"]["paper"] == "all" and rows["train_size"]["laptop"] == "12,500"
-    assert rows["batch_size"]["paper"] == rows["batch_size"]["laptop"] == "128"
+    assert rows["batch_size"]["paper"] == "128" and rows["batch_size"]["laptop"] == "32"
+    assert rows["evaluations"]["paper"] == "all" and rows["bn_momentum"]["paper"] == "0.01"
     assert rows["cka_passes"]["paper"] == "10"
 
 
@@ -83,3 +85,27 @@ def test_small_training_sets_get_enough_steps():
     assert profile.training(1_000).epochs == 50  # 8 steps an epoch: 50 epochs reach 400 steps
     assert profile.training(12_500).epochs == 10  # 98 steps an epoch: the profile's 10 suffice
     assert profile.training(None).train_size is None and profile.training(None).epochs == 10
+
+
+@pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
+def test_figures_share_their_models(name):
+    """Fig. 1, D.1 and chapter 2 reuse runs of the Fig. 2 / D.2 grid instead of training more."""
+    profile = get_profile(name)
+    blocks = profile.blocks
+    assert blocks.full_size in blocks.train_sizes
+    grid = {(d, 1) for d in blocks.depths} | {(blocks.base_depth, w) for w in blocks.widths}
+    assert {(m.depth, m.width) for m in blocks.seed_models} <= grid
+    assert all(m.residual for m in blocks.seed_models)
+    background = profile.background
+    assert (background.model.depth, background.model.width) in grid and background.train_size in blocks.train_sizes
+
+
+def test_grid_vs_paper_shows_both_grids():
+    from repsim.profiles import BlockChapter, grid_vs_paper
+
+    rows = {row["grid"]: row for row in grid_vs_paper(get_profile("laptop").blocks)}
+    assert rows["depths (1x)"]["paper"] == ", ".join(str(d) for d in BlockChapter().depths)
+    assert rows["depths (1x)"]["this profile"] == "14, 32, 56"
+    assert rows["widths"]["this profile"] == "1x, 2x, 3x at ResNet-14"
+    assert rows["training-set prefixes"]["paper"].endswith("all")
+    assert rows["seeds of"]["this profile"] == "2 of ResNet-56 (1x), ResNet-14 (3x)"

@@ -261,3 +261,36 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
     atomic_save({"x": torch.ones(2)}, tmp_path / "deep" / "file.pt")
     assert torch.equal(torch.load(tmp_path / "deep" / "file.pt")["x"], torch.ones(2))
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("epochs,evaluations,expected", [
+    (10, None, set(range(1, 11))),  # the paper's: every epoch
+    (10, 3, {4, 7, 10}),
+    (10, 1, {10}),
+    (5, 8, {1, 2, 3, 4, 5}),  # more scorings than epochs: every epoch
+])
+def test_scored_epochs_are_evenly_spaced_and_end_at_the_last(epochs, evaluations, expected):
+    assert TrainConfig(epochs=epochs, evaluations=evaluations).scored_epochs() == expected
+
+
+def test_only_scored_epochs_are_evaluated_and_can_be_picked(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (64,), generator=g)
+    data = repsim.data.ImageDataset(images, labels, images[:16], labels[:16], tuple("abcdefghij"), "cifar10", "memory")
+    calls = []
+    monkeypatch.setattr(train_module, "accuracy", lambda *args, **kwargs: calls.append(1) or 0.1 * len(calls))
+    config = TrainConfig(epochs=6, batch_size=32, evaluations=2, bn_momentum=0.5)
+    model, metrics = train_module.train_model(TINY_MODEL, config, data, seed=0, device="cpu", progress=False)
+    assert len(calls) == 2
+    assert [h["test_acc"] is not None for h in metrics["history"]] == [False, False, True, False, False, True]
+    assert metrics["best_epoch"] == 6 and metrics["final_test_acc"] == pytest.approx(0.2)
+    assert all(m.momentum == 0.5 for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert model.stem.conv.weight.is_contiguous()  # handed back in the default memory format
+
+
+def test_bn_momentum_and_evaluations_are_validated():
+    with pytest.raises(ValueError, match="bn_momentum"):
+        TrainConfig(bn_momentum=0.0)
+    with pytest.raises(ValueError, match="evaluations"):
+        TrainConfig(evaluations=0)
