@@ -54,6 +54,12 @@ def row(configs, train_size=S.full_size, seed=seed, data=data):
     return heatmap_row(configs, P, data, train_size, seed, device=device)
 
 
+glue("fig1_note", "As in the paper, these models see all 50,000 training images." if S.full_size is None else
+     f"Where the paper trains these models on all 50,000 training images, this profile uses {S.full_size:,}: "
+     "at its scale, few images are what lets narrow networks show the block (the lever of Figs. 2 and D.2).",
+     display=False)
+
+
 def titles(maps):
     return [f"{m.run.model.name}\n{m.test_acc:.0%}" for m in maps]
 
@@ -62,7 +68,7 @@ def titles(maps):
 # ## The grid of models
 #
 # The paper trains every model for 300 epochs on up to all 50,000 training images, for
-# depths up to ResNet-164 and widths up to 10x. The profile `{glue:text}`profile_name``
+# depths up to ResNet-164 and widths up to 10x. The profile {glue:text}`profile_name`
 # trains the grid below; where it is smaller than the paper's, the figures are thinned
 # accordingly, and the training recipe (see {doc}`02_cka`) is shortened to at least
 # {glue:text}`min_steps` SGD steps per model.
@@ -73,10 +79,24 @@ glue("min_steps", f"{P.min_steps:,}", display=False)
 pd.DataFrame(grid_vs_paper(S)).set_index(["figure", "grid"])
 
 # %% [markdown]
+# Each training-set size gets this schedule (a smaller set is passed over more often,
+# so that every model takes at least the profile's number of SGD steps; a larger set
+# is therefore seen fewer times, which at small budgets also means less trained):
+
+# %%
+schedule = []
+for n in sorted(S.train_sizes, key=lambda n: n or 50_000):
+    recipe = P.training(n)
+    images = n or 50_000
+    schedule.append({"training images": f"{images:,}", "epochs": recipe.epochs,
+                     "SGD steps": recipe.epochs * -(-images // recipe.batch_size), "batch": recipe.batch_size})
+pd.DataFrame(schedule).set_index("training images")
+
+# %% [markdown]
 # ## Deeper and wider networks (Fig. 1)
 #
 # The top row makes the network deeper at the standard width; the bottom row makes a
-# shallow network wider. Every panel is one model's minibatch CKA between all pairs of
+# shallow network wider. {glue:text}`fig1_note` Every panel is one model's minibatch CKA between all pairs of
 # its layers (every convolution, batch norm, ReLU and residual add, the pool and the
 # logits), with the first layer at the bottom left. The title gives the test accuracy.
 
@@ -218,10 +238,14 @@ residual = table[table["residual"] & (table["seed"] == seed) & (table["classes"]
 by_width = residual[(residual["depth"] == S.base_depth)]
 by_depth = residual[(residual["width"] == 1)]
 fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), layout="constrained", sharey=True)
-plots.block_trend(by_width, x="width", hue="train_size", ax=axes[0], title=f"ResNet-{S.base_depth}, wider")
-plots.block_trend(by_depth, x="depth", hue="train_size", ax=axes[1], title="width 1x, deeper")
+plots.block_trend(by_width, x="width", hue="train_size", ax=axes[0], title=f"ResNet-{S.base_depth}, wider",
+                  legend_title="training images")
+plots.block_trend(by_depth, x="depth", hue="train_size", ax=axes[1], title="width 1x, deeper",
+                  legend_title="training images")
 glue("fig_block_trend", fig, display=False)
 plt.close(fig)
+
+# %% tags=["remove-cell"]
 smallest, largest = min(n or 50_000 for n in S.train_sizes), max(n or 50_000 for n in S.train_sizes)
 widest, deepest = max(S.widths), max(S.depths)
 glue("base_depth", S.base_depth, display=False)

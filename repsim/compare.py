@@ -7,7 +7,7 @@ layer, and feed a ``MinibatchCKA``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -32,8 +32,12 @@ def model_cka(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
+    transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """All-pairs minibatch CKA of ``model``'s layers (or ``model`` against ``other``).
+
+    ``transform(layer, activations)``, if given, edits ``model``'s flattened
+    activations of each batch before they enter CKA (e.g. to project a direction out).
 
     images: uint8 (N, 3, 32, 32). Each pass shuffles the images (seeded) and splits them
     into minibatches of ``batch_size``; a last batch smaller than 4 is dropped, since
@@ -56,7 +60,10 @@ def model_cka(
     for idx in tqdm(batches, desc="CKA", disable=not progress, leave=False):
         # float32 forward (no bf16 autocast): CKA should see the activations at full precision
         x = to_float(images[idx].to(device))
-        accumulator.update(capture(x), other_capture(x) if other is not None else None)
+        acts = capture(x)
+        if transform is not None:
+            acts = {name: transform(name, act) for name, act in acts.items()}
+        accumulator.update(acts, other_capture(x) if other is not None else None)
     return accumulator.compute()
 
 

@@ -17,7 +17,7 @@ from .blocks import find_block
 from .compare import model_cka
 from .data import ImageDataset
 from .models import ResNet, ResNetConfig, layer_names, stage_of
-from .profiles import Profile
+from .profiles import BlockChapter, Profile
 from .store import Store, as_config
 from .train import trained_model
 
@@ -77,6 +77,20 @@ def heatmap_row(configs: Iterable[ResNetConfig], profile: Profile, data: ImageDa
     """
     return [heatmap(Run(dataclasses.replace(config, num_classes=data.num_classes), train_size, seed),
                     profile, data, store, device) for config in configs]
+
+
+def block_runs(blocks: BlockChapter, seed: int = 0, num_classes: int = 10) -> list[Run]:
+    """Every run of the Sec. 3 grid once, in a fixed order: the depth and width rows at
+    every training-set size, the networks without residuals, and the extra seeds."""
+    def config(depth, width=1, residual=True):
+        return ResNetConfig(depth, width, residual, num_classes)
+
+    runs = [Run(config(d), n, seed) for n in blocks.train_sizes for d in blocks.depths]
+    runs += [Run(config(blocks.base_depth, w), n, seed) for n in blocks.train_sizes for w in blocks.widths]
+    runs += [Run(config(blocks.base_depth, w, residual=False), blocks.full_size, seed) for w in blocks.plain_widths]
+    runs += [Run(dataclasses.replace(m, num_classes=num_classes), blocks.full_size, seed + s)
+             for m in blocks.seed_models for s in range(blocks.seeds)]
+    return list(dict.fromkeys(runs))
 
 
 def block_summary(maps: list[Heatmap], threshold: float) -> list[dict]:

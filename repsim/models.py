@@ -7,6 +7,7 @@ paper analyses (conv, bn, relu, residual add, pool, logits) in forward order.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -143,3 +144,40 @@ def stage_of(name: str) -> int:
     if name.startswith("stage"):
         return int(name[len("stage")])
     return 4
+
+
+class ShortcutOnly(nn.Module):
+    """What is left of a residual block whose residual branch is deleted: its shortcut
+    (identity, or the projection of a stage's first block), then the block's ReLU."""
+
+    def __init__(self, shortcut: nn.Module) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu2(self.shortcut(x))
+
+
+def delete_blocks(model: ResNet, stage: int, count: int) -> ResNet:
+    """A copy of ``model`` with the residual branches of the last ``count`` blocks of
+    ``stage`` (1-3) deleted, as in the paper's Fig. 5; the shortcuts stay.
+
+    The original model is not modified. Deleting from a network without residual
+    connections is refused: with no shortcut, nothing would carry the signal through.
+    """
+    if not isinstance(model, ResNet):
+        raise TypeError(f"model must be a repsim ResNet, got {type(model).__name__}")
+    if not model.config.residual:
+        raise ValueError(f"{model.config.name} has no residual connections, so its blocks cannot be deleted")
+    if stage not in (1, 2, 3):
+        raise ValueError(f"stage must be 1, 2 or 3, got {stage!r}")
+    blocks = model.config.blocks_per_stage
+    if not 0 <= count <= blocks:
+        raise ValueError(f"count must be between 0 and {blocks} (blocks in stage {stage}), got {count!r}")
+    pruned = copy.deepcopy(model)
+    stage_module = getattr(pruned, f"stage{stage}")
+    for b in range(blocks - count, blocks):
+        block = getattr(stage_module, f"block{b}")
+        setattr(stage_module, f"block{b}", ShortcutOnly(block.shortcut))
+    return pruned

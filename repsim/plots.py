@@ -96,14 +96,68 @@ def heatmap_grid(rows: Sequence[Sequence], titles: Sequence[Sequence[str]], row_
     return fig
 
 
-def block_trend(table, x: str, hue: str, ax: Axes | None = None, title: str | None = None) -> Axes:
+def block_trend(table, x: str, hue: str, ax: Axes | None = None, title: str | None = None,
+                legend_title: str | None = None) -> Axes:
     """Block size (fraction of layers) against ``x``, one line per value of ``hue``.
     ``table``: a DataFrame with a ``block_fraction`` column, as from grid.block_summary."""
     ax = _axes(ax, size=(4.0, 3.2))
     sns.lineplot(data=table, x=x, y="block_fraction", hue=hue, marker="o", palette="viridis", ax=ax,
                  errorbar=None)
+    if ax.get_legend() is not None:
+        ax.get_legend().set_title(legend_title or hue)
     ax.set(ylabel="block size (fraction of layers)", ylim=(-0.02, 1.02))
     ax.set_xticks(sorted(table[x].unique()))
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def variance_by_layer(variance_explained, layers: Sequence[str] | None = None, ax: Axes | None = None,
+                      title: str | None = None, block: tuple[int, int] | None = None) -> Axes:
+    """Fraction of variance explained by PC1 at each layer; ``block`` (start, stop)
+    shades the layers of the measured block."""
+    ax = _axes(ax, size=(4.0, 3.0))
+    values = np.asarray(variance_explained, dtype=float)
+    ax.plot(np.arange(len(values)), values, lw=1.0, color=sns.color_palette("colorblind")[0])
+    if block is not None and block[1] > block[0]:
+        ax.axvspan(block[0] - 0.5, block[1] - 0.5, color="0.85", zorder=0, label="block")
+        ax.legend(fontsize="x-small", frameon=False, loc="upper left")
+    if layers is not None:
+        stages = np.array([stage_of(name) for name in layers])
+        for boundary in np.flatnonzero(np.diff(stages)) + 0.5:
+            ax.axvline(boundary, color="0.6", lw=0.4)
+    ax.set(xlabel="layer", ylabel="variance explained by PC1", ylim=(0, 1), xlim=(-0.5, len(values) - 0.5))
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def probe_accuracy(rows, ax: Axes | None = None, title: str | None = None, block: tuple[int, int] | None = None) -> Axes:
+    """Linear-probe test accuracy along the residual blocks, before the add (its BN) and
+    after it. ``rows``: dicts with ``layer`` and ``test_acc``, two per block in order;
+    ``block`` (first, last) shades the residual blocks inside the measured block."""
+    ax = _axes(ax, size=(4.2, 3.0))
+    colours = sns.color_palette("colorblind")
+    for part, label, colour, marker in (("bn2", "before the add (BN)", colours[1], "v"),
+                                        ("add", "after the add", colours[0], "o")):
+        values = [row["test_acc"] for row in rows if row["layer"].endswith("." + part)]
+        ax.plot(np.arange(len(values)), values, marker=marker, ms=3, lw=1.0, color=colour, label=label)
+    if block is not None and block[1] >= block[0]:
+        ax.axvspan(block[0] - 0.5, block[1] + 0.5, color="0.85", zorder=0)
+    ax.set(xlabel="residual block", ylabel="probe test accuracy")
+    ax.legend(fontsize="x-small", frameon=False)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def deletion_curves(table, ax: Axes | None = None, title: str | None = None) -> Axes:
+    """Test accuracy against the number of residual blocks deleted from the end of each
+    stage, one line per stage. ``table``: a DataFrame with stage, deleted, test_acc."""
+    ax = _axes(ax, size=(4.0, 3.0))
+    sns.lineplot(data=table, x="deleted", y="test_acc", hue="stage", marker="o", palette="colorblind", ax=ax,
+                 errorbar=None)
+    ax.set(xlabel="blocks deleted from the end of the stage", ylabel="test accuracy", ylim=(0, None))
     if title:
         ax.set_title(title, fontsize="medium")
     return ax

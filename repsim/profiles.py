@@ -48,6 +48,22 @@ class BlockChapter:
 
 
 @dataclass(frozen=True)
+class ProbeChapter:
+    """Chapter 4: principal components, linear probes and block deletion."""
+
+    with_block: tuple[ResNetConfig, int | None] = (ResNetConfig(depth=110), None)  # (model, training prefix)
+    without_block: tuple[ResNetConfig, int | None] = (ResNetConfig(depth=26), None)
+    probe_train_size: int = 45_000  # training images the probes fit
+    probe_val_size: int = 5_000  # the next training images, which pick each probe's learning rate
+    probe_epochs: int = 10
+    probe_lrs: tuple[float, ...] = (1e-3, 1e-2)  # Adam learning rates tried for every probe
+    probe_max_features: int | None = None  # wider layers are 2x2 average-pooled (None: never)
+    test_examples: int | None = None  # test images that score the probes and each deletion (None: all)
+    pc_examples: int | None = None  # test images the PCs are computed on (None: all 10,000)
+    pca_max_bytes: int = 2**32  # activations held at once while finding PCs (fewer bytes: more forward passes)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str  # "cpu", "cuda" or "auto"
@@ -56,6 +72,7 @@ class Profile:
     cka: CKASettings = CKASettings()
     background: BackgroundChapter = BackgroundChapter()
     blocks: BlockChapter = BlockChapter()
+    probes: ProbeChapter = ProbeChapter()
     min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
 
     def training(self, train_size: int | None) -> TrainConfig:
@@ -93,6 +110,9 @@ PROFILES = {
             depths=(8, 14), widths=(1, 2), base_depth=8, full_size=1000, train_sizes=(500, 1000),
             plain_widths=(1, 2), seed_models=(ResNetConfig(depth=14), ResNetConfig(depth=8, width=2)), seeds=2,
         ),
+        probes=ProbeChapter(with_block=(ResNetConfig(depth=14), 500), without_block=(ResNetConfig(depth=8), 1000),
+                            probe_train_size=500, probe_val_size=200, probe_epochs=1, probe_max_features=1024,
+                            test_examples=500, pc_examples=128),
         min_steps=20,
     ),
     # 2 CPU cores and real CIFAR-10. Every model gets the same budget of min_steps SGD
@@ -111,6 +131,10 @@ PROFILES = {
             depths=(14, 32, 56), widths=(1, 2, 3), base_depth=14, full_size=1_000, train_sizes=(1_000, 4_000, 16_000),
             plain_widths=(1, 3), seed_models=(ResNetConfig(depth=56), ResNetConfig(depth=14, width=3)), seeds=2,
         ),
+        # Stage-1 layers of a 1x model have 16,384 features; pooled once, 4,096.
+        probes=ProbeChapter(with_block=(ResNetConfig(depth=56), 1_000), without_block=(ResNetConfig(depth=14), 16_000),
+                            probe_train_size=4_000, probe_val_size=1_000, probe_epochs=4, probe_max_features=4_096,
+                            test_examples=2_000, pc_examples=1_024, pca_max_bytes=2**32),
         min_steps=400,
     ),
     # One GPU: the paper's recipe and CKA protocol, with a shortened schedule.
@@ -121,6 +145,7 @@ PROFILES = {
         cka=CKASettings(examples=None, batch_size=256, passes=10),
         background=BackgroundChapter(model=ResNetConfig(depth=20, width=1), train_size=None, probe_examples=2048,
                                      sample_sizes=(8, 16, 32, 64, 128, 256, 512, 1024, 2048), repeats=20),
+        probes=ProbeChapter(pca_max_bytes=2**35),  # 32 GiB: a GPU machine's memory, few forward passes
     ),
 }
 

@@ -89,3 +89,16 @@ def test_verdict_counts_the_comparisons_that_go_the_claimed_way(changes, expecte
 def test_verdict_without_comparisons_is_an_error():
     with pytest.raises(ValueError, match="no comparisons"):
         grid.verdict([])
+
+
+def test_block_runs_lists_every_model_of_the_chapter_once():
+    from repsim.profiles import get_profile
+
+    blocks = get_profile("laptop").blocks
+    runs = grid.block_runs(blocks, seed=0)
+    assert len(runs) == len(set(runs))
+    # 3 sizes x (3 depths + 3 widths - the shared ResNet-14 1x) + 2 plain + 1 extra seed of each of 2 models
+    assert len(runs) == 3 * 5 + 2 + 2
+    assert grid.Run(ResNetConfig(56), 1_000, 1) in runs and grid.Run(ResNetConfig(14, 3), 1_000, 1) in runs
+    assert grid.Run(ResNetConfig(14, 3, residual=False), 1_000, 0) in runs
+    assert all(r.model.num_classes == 100 for r in grid.block_runs(blocks, num_classes=100))

@@ -40,3 +40,34 @@ def test_block_trend_draws_one_line_per_group():
     lines = [line for line in ax.lines if len(line.get_xdata()) == 3]
     assert sorted(tuple(line.get_ydata()) for line in lines) == [(0.0, 0.1, 0.2), (0.1, 0.3, 0.6)]
     plt.close(ax.figure)
+    ax = plots.block_trend(table, x="width", hue="train_size", legend_title="training images")
+    assert ax.get_legend().get_title().get_text() == "training images"
+    plt.close(ax.figure)
+
+
+def test_variance_by_layer_shades_the_block_and_marks_stages():
+    layers = ["stem.conv", "stage1.block0.conv1", "stage1.block0.add", "stage2.block0.add", "fc"]
+    ax = plots.variance_by_layer([0.1, 0.2, 0.8, 0.9, 0.3], layers, block=(2, 4))
+    assert list(ax.lines[0].get_ydata()) == [0.1, 0.2, 0.8, 0.9, 0.3]
+    (span,) = ax.patches
+    assert (span.get_x(), span.get_x() + span.get_width()) == (1.5, 3.5)
+    assert len(ax.lines) == 1 + 3  # the curve and three stage boundaries
+    plt.close(ax.figure)
+
+
+def test_probe_accuracy_splits_before_and_after_the_add():
+    rows = [{"layer": f"stage1.block{b}.{part}", "test_acc": acc}
+            for b, (before, after) in enumerate([(0.3, 0.4), (0.5, 0.6)]) for part, acc in (("bn2", before), ("add", after))]
+    ax = plots.probe_accuracy(rows, block=(1, 1))
+    curves = {line.get_label(): list(line.get_ydata()) for line in ax.lines}
+    assert curves == {"before the add (BN)": [0.3, 0.5], "after the add": [0.4, 0.6]}
+    assert len(ax.patches) == 1
+    plt.close(ax.figure)
+
+
+def test_deletion_curves_one_line_per_stage():
+    table = pd.DataFrame({"stage": [1, 1, 2, 2], "deleted": [0, 1, 0, 1], "test_acc": [0.9, 0.8, 0.9, 0.5]})
+    ax = plots.deletion_curves(table)
+    lines = [tuple(line.get_ydata()) for line in ax.lines if len(line.get_xdata()) == 2]
+    assert sorted(lines) == [(0.9, 0.5), (0.9, 0.8)]
+    plt.close(ax.figure)

@@ -109,3 +109,13 @@ def test_grid_vs_paper_shows_both_grids():
     assert rows["widths"]["this profile"] == "1x, 2x, 3x at ResNet-14"
     assert rows["training-set prefixes"]["paper"].endswith("all")
     assert rows["seeds of"]["this profile"] == "2 of ResNet-56 (1x), ResNet-14 (3x)"
+
+
+@pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
+def test_chapter_4_analyses_models_of_chapter_3(name):
+    from repsim.grid import Run, block_runs
+
+    profile = get_profile(name)
+    runs = block_runs(profile.blocks)
+    assert Run(*profile.probes.with_block) in runs and Run(*profile.probes.without_block) in runs
+    assert profile.probes.probe_train_size + profile.probes.probe_val_size <= 50_000

@@ -1,0 +1,115 @@
+"""Sec. 4's per-model analyses of a trained run, each cached in the store.
+
+Every function takes a ``grid.Run`` (architecture, training-set prefix, seed), loads
+the run's model from the store (training it only if no earlier chapter did), and
+caches its result under a key that names the analysis and its settings, so a second
+execution of the chapter recomputes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import ImageDataset
+from .grid import Run, train_run
+from .models import delete_blocks, layer_names, stage_of
+from .pca import cka_without_first_pc, layer_pcs, pc_cosine_similarity
+from .probes import probe_layers, train_probes
+from .profiles import Profile
+from .store import Store, as_config
+from .train import accuracy
+
+
+def _cached(name: str, run: Run, profile: Profile, data: ImageDataset, settings: dict, compute, store: Store | None):
+    store = store or Store()
+    key = as_config(run.model, profile.training(run.train_size), seed=run.seed, data=data.fingerprint,
+                    analysis=name, settings=settings)
+    state, record = store.load_or_train(key, compute)
+    return state, record["metrics"]
+
+
+@dataclass(frozen=True)
+class PCAnalysis:
+    run: Run
+    layers: list[str]
+    variance_explained: np.ndarray  # (L,) s_1^2 / sum s_i^2 per layer
+    pc_similarity: np.ndarray  # (L, L) |cosine| between the layers' first-PC scores
+    cka_without_pc1: np.ndarray | None  # (L, L) minibatch CKA after removing PC1, if asked for
+
+
+def first_pcs(run: Run, profile: Profile, data: ImageDataset, late_block_outputs: bool = False,
+              without_pc1: bool = False, store: Store | None = None, device=None) -> PCAnalysis:
+    """PC1 of every layer, on the profile's ``pc_examples`` test images; optionally the
+    CKA heatmap with PC1 removed from every layer, with the profile's CKA protocol.
+
+    ``late_block_outputs`` restricts the layers to the output of each residual block in
+    the last two stages, the summary Fig. D.5 needs, at a fraction of the cost.
+    """
+    device = device or profile.device
+    images = data.test_images[: profile.probes.pc_examples]
+    settings = {"late_block_outputs": late_block_outputs, "without_pc1": without_pc1, "examples": len(images),
+                "cka": as_config(profile.cka)}
+
+    def compute():
+        model, _ = train_run(run, profile, data, store, device)
+        layers = layer_names(model)
+        if late_block_outputs:
+            layers = [name for name in layers if stage_of(name) in (2, 3) and name.endswith(".relu2")]
+        pcs = layer_pcs(model, images, layers, device=device, max_bytes=profile.probes.pca_max_bytes)
+        state = {"variance_explained": torch.tensor([pcs[n].variance_explained for n in layers], dtype=torch.float64),
+                 "pc_similarity": torch.from_numpy(pc_cosine_similarity([pcs[n] for n in layers]))}
+        if without_pc1:
+            cka_images = data.test_images[: profile.cka.examples]
+            state["cka_without_pc1"] = cka_without_first_pc(
+                model, cka_images, pcs, batch_size=profile.cka.batch_size, passes=profile.cka.passes, seed=run.seed,
+                device=device)
+        return state, {"layers": layers}
+
+    state, metrics = _cached("first principal components", run, profile, data, settings, compute, store)
+    without = state.get("cka_without_pc1")
+    return PCAnalysis(run, metrics["layers"], state["variance_explained"].numpy(), state["pc_similarity"].numpy(),
+                      without.numpy() if without is not None else None)
+
+
+def probe_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> list[dict]:
+    """Rows (layer, lr, val_acc, test_acc) of linear probes at each residual add and the
+    BN before it, trained with the profile's probe settings (``ProbeChapter``)."""
+    device = device or profile.device
+    probes = profile.probes
+    settings = {name: getattr(probes, name) for name in ("probe_train_size", "probe_val_size", "probe_epochs",
+                                                          "probe_lrs", "probe_max_features", "test_examples")}
+
+    def compute():
+        model, _ = train_run(run, profile, data, store, device)
+        rows = train_probes(model, data, probe_layers(model), train_size=probes.probe_train_size,
+                            val_size=probes.probe_val_size, epochs=probes.probe_epochs, lrs=probes.probe_lrs,
+                            max_features=probes.probe_max_features, test_examples=probes.test_examples,
+                            seed=run.seed, device=device)
+        return {}, {"rows": rows}
+
+    _, metrics = _cached("linear probes", run, profile, data, settings, compute, store)
+    return metrics["rows"]
+
+
+def deletion_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> list[dict]:
+    """Rows (stage, deleted, test_acc): test accuracy after deleting the last ``deleted``
+    residual blocks of one stage, for every stage and every count (0 is the intact model)."""
+    device = device or profile.device
+    images, labels = data.test_images[: profile.probes.test_examples], data.test_labels[: profile.probes.test_examples]
+
+    def compute():
+        model, _ = train_run(run, profile, data, store, device)
+        intact = accuracy(model, images, labels, device)
+        rows = []
+        for stage in (1, 2, 3):
+            rows.append({"stage": stage, "deleted": 0, "test_acc": intact})
+            for count in range(1, run.model.blocks_per_stage + 1):
+                pruned = delete_blocks(model, stage, count)
+                rows.append({"stage": stage, "deleted": count, "test_acc": accuracy(pruned, images, labels, device)})
+        return {}, {"rows": rows}
+
+    _, metrics = _cached("block deletion", run, profile, data, {"examples": len(images)}, compute, store)
+    return metrics["rows"]

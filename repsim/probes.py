@@ -1,0 +1,154 @@
+"""Linear probes on a frozen model's layers (Sec. 4, Fig. 4).
+
+Every probe is a linear classifier on one layer's flattened activation. All of them
+train at once: each minibatch goes through the frozen model a single time, and every
+probe (one per layer and learning rate) takes a step on its layer's features. Features
+are never stored, so any depth and width fit in memory.
+
+The learning rate of each layer's probe is chosen on held-out training images; the
+accuracy reported is on the test set, which played no part in the choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .activations import ActivationCapture
+from .data import ImageDataset, to_float
+from .models import ResNet
+from .train import resolve_device
+
+
+def probe_layers(model: ResNet) -> list[str]:
+    """The layers the paper probes: each residual add and the BN just before it."""
+    if not model.config.residual:
+        raise ValueError(f"{model.config.name} has no residual adds to probe")
+    return [f"stage{s}.block{b}.{part}" for s in (1, 2, 3) for b in range(model.config.blocks_per_stage)
+            for part in ("bn2", "add")]
+
+
+def _pooled(act: torch.Tensor, max_features: int | None) -> torch.Tensor:
+    """Flatten (n, C, H, W); halve H and W by average pooling until within ``max_features``."""
+    if act.ndim == 4 and max_features is not None:
+        while act[0].numel() > max_features and act.shape[-1] > 1:
+            act = F.avg_pool2d(act, 2)
+    return act.flatten(1)
+
+
+class _Probes(nn.Module):
+    """One linear head per (layer, learning rate), on standardised features."""
+
+    def __init__(self, dims: dict[str, int], classes: int, lrs: Sequence[float]) -> None:
+        super().__init__()
+        self.layers = list(dims)
+        self.lrs = list(lrs)
+        self.heads = nn.ModuleDict({
+            _key(name): nn.ModuleList(nn.Linear(dim, classes) for _ in self.lrs) for name, dim in dims.items()
+        })
+        for name, dim in dims.items():
+            self.register_buffer(f"mean_{_key(name)}", torch.zeros(dim))
+            self.register_buffer(f"scale_{_key(name)}", torch.ones(dim))
+
+    def set_standardisation(self, feats: dict[str, torch.Tensor]) -> None:
+        for name, f in feats.items():
+            getattr(self, f"mean_{_key(name)}").copy_(f.mean(0))
+            getattr(self, f"scale_{_key(name)}").copy_(f.std(0).clamp_min(1e-6))
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+        out = {}
+        for name in self.layers:
+            key = _key(name)
+            x = (feats[name] - getattr(self, f"mean_{key}")) / getattr(self, f"scale_{key}")
+            out[name] = [head(x) for head in self.heads[key]]
+        return out
+
+
+def _key(layer: str) -> str:
+    return layer.replace(".", "__")  # ModuleDict keys cannot contain dots
+
+
+def train_probes(
+    model: ResNet,
+    data: ImageDataset,
+    layers: Sequence[str] | None = None,
+    train_size: int = 45_000,
+    val_size: int = 5_000,
+    epochs: int = 10,
+    batch_size: int = 256,
+    lrs: Sequence[float] = (1e-3, 1e-2),
+    max_features: int | None = None,
+    test_examples: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> list[dict]:
+    """Train a linear probe (Adam, cross-entropy) on each of ``layers`` of the frozen
+    ``model`` and return one row per layer.
+
+    Probes fit the first ``train_size`` training images and pick their learning rate
+    from ``lrs`` on the next ``val_size``; rows give the validation accuracy of that
+    choice and its accuracy on the first ``test_examples`` test images (None: all).
+    Layers wider than ``max_features`` are average-pooled 2x2 until they fit (None: never).
+    """
+    layers = list(layers) if layers is not None else probe_layers(model)
+    if train_size < 1 or val_size < 1:
+        raise ValueError(f"train_size and val_size must be >= 1, got {train_size} and {val_size}")
+    available = len(data.train_labels)
+    if train_size + val_size > available:
+        raise ValueError(f"train_size + val_size = {train_size + val_size:,} exceeds the {available:,} training images")
+    if epochs < 1 or not lrs:
+        raise ValueError("epochs must be >= 1 and lrs non-empty")
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    capture = ActivationCapture(model, layers, flatten=False)
+
+    def features(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            return {n: _pooled(a, max_features) for n, a in capture(to_float(images.to(device))).items()}
+
+    fit_images, fit_labels = data.train_images[:train_size], data.train_labels[:train_size]
+    first = features(fit_images[: min(train_size, 1024)])
+    probes = _Probes({n: f.shape[1] for n, f in first.items()}, data.num_classes, lrs).to(device)
+    probes.set_standardisation(first)
+    del first
+    optimizer = torch.optim.Adam([
+        {"params": [p for name in layers for p in probes.heads[_key(name)][i].parameters()], "lr": lr}
+        for i, lr in enumerate(lrs)
+    ])
+    generator = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(epochs), desc="probes", disable=not progress, leave=False):
+        order = torch.randperm(train_size, generator=generator)
+        for start in range(0, train_size, batch_size):
+            idx = order[start : start + batch_size]
+            labels = fit_labels[idx].to(device)
+            outputs = probes(features(fit_images[idx]))
+            loss = sum(F.cross_entropy(logits, labels) for heads in outputs.values() for logits in heads)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    val = slice(train_size, train_size + val_size)
+    val_acc = _accuracies(probes, features, data.train_images[val], data.train_labels[val], batch_size)
+    test = slice(0, test_examples)
+    test_acc = _accuracies(probes, features, data.test_images[test], data.test_labels[test], batch_size)
+    rows = []
+    for name in layers:
+        best = max(range(len(lrs)), key=lambda i: val_acc[name][i])
+        rows.append({"layer": name, "lr": lrs[best], "val_acc": val_acc[name][best], "test_acc": test_acc[name][best]})
+    return rows
+
+
+@torch.no_grad()
+def _accuracies(probes: _Probes, features, images, labels, batch_size) -> dict[str, list[float]]:
+    correct = {name: torch.zeros(len(probes.lrs)) for name in probes.layers}
+    for start in range(0, len(labels), batch_size):
+        target = labels[start : start + batch_size]
+        for name, heads in probes(features(images[start : start + batch_size])).items():
+            for i, logits in enumerate(heads):
+                correct[name][i] += (logits.argmax(1).cpu() == target).sum()
+    return {name: (c / len(labels)).tolist() for name, c in correct.items()}
