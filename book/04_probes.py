@@ -41,7 +41,7 @@ from repsim import plots
 from repsim.analyses import deletion_accuracy, first_pcs, probe_accuracy
 from repsim.blocks import find_block
 from repsim.data import load_dataset
-from repsim.grid import Run, block_runs, heatmap
+from repsim.grid import Run, block_runs, compare, heatmap
 from repsim.profiles import get_profile
 
 P = get_profile(profile)
@@ -157,15 +157,17 @@ for run in block_runs(P.blocks, seed):
     late_rows.append({"model": run.model.name, "train_size": run.train_size or 50_000, "seed": run.seed,
                       "pc1_variance": late.variance_explained.mean(), "block_fraction": block.fraction})
 pcs_table = pd.DataFrame(late_rows).sort_values(["model", "train_size", "pc1_variance"])
+pcs_table = pcs_table.rename(columns={"train_size": "training images"})
 rho = pcs_table[["pc1_variance", "block_fraction"]].corr(method="spearman").iloc[0, 1]
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained", gridspec_kw={"width_ratios": [1.6, 1]})
 ordered = pcs_table.sort_values(["model", "pc1_variance"]).reset_index(drop=True)
-sns.scatterplot(data=ordered, x=ordered.index, y="pc1_variance", hue="model", style="train_size", ax=axes[0], s=40)
+sns.scatterplot(data=ordered, x=ordered.index, y="pc1_variance", hue="model", style="training images", ax=axes[0],
+                s=40)
 axes[0].set(xlabel="model (sorted by PC1 variance within each architecture)", ylabel="PC1 variance, last two stages",
             xticks=[])
 axes[0].legend(fontsize="x-small", frameon=False, bbox_to_anchor=(1, 1), loc="upper left")
-sns.scatterplot(data=pcs_table, x="block_fraction", y="pc1_variance", hue="model", style="train_size", ax=axes[1],
+sns.scatterplot(data=pcs_table, x="block_fraction", y="pc1_variance", hue="model", style="training images", ax=axes[1],
                 s=40, legend=False)
 axes[1].set(xlabel="block size (fraction of layers)", ylabel="PC1 variance, last two stages",
             title=f"Spearman correlation {rho:.2f}")
@@ -310,25 +312,23 @@ for key, kind in (("with", "with a block"), ("without", "without a block")):
 var_without = analyses["without a block"].variance_explained.mean()
 drop_with, _ = last_stage_drop("with a block")
 drop_without, _ = last_stage_drop("without a block")
+# Each claim compares two numbers; differences within the tolerance count as too close to call.
 claims = [
     ("PC1 explains more of the variance inside the block than in the model without a block",
-     "agrees" if variance_in > var_without else "does not agree",
-     f"{variance_in:.2f} against {var_without:.2f}"),
+     compare(variance_in, var_without, 0.02), f"{variance_in:.2f} against {var_without:.2f}"),
     ("Removing PC1 lowers the CKA between the block's layers",
-     "agrees" if cka_without_in < cka_in else "does not agree", f"{cka_in:.2f} to {cka_without_in:.2f}"),
+     compare(cka_in, cka_without_in, 0.01), f"{cka_in:.3f} to {cka_without_in:.3f}"),
     ("Across models, PC1's variance explained goes with the block size (Spearman correlation above 0)",
-     "agrees" if rho > 0 else "does not agree", f"rho = {rho:.2f} over {len(pcs_table)} models"),
+     compare(rho, 0.0, 0.1), f"rho = {rho:.2f} over {len(pcs_table)} models"),
     ("Probe accuracy improves less per residual block inside the block than outside it",
-     "not measurable: no residual add inside the block" if np.isnan(gain_in) or np.isnan(gain_out)
-     else "agrees" if gain_in < gain_out else "does not agree",
-     f"{100 * gain_in:+.1f} against {100 * gain_out:+.1f} points per block"),
+     compare(gain_out, gain_in, 0.005), f"{100 * gain_in:+.2f} against {100 * gain_out:+.2f} points per block"),
     ("Deleting the end of the last stage costs the model with a block less than the one without",
-     "agrees" if drop_with < drop_without else "does not agree",
-     f"{100 * drop_with:.1f} against {100 * drop_without:.1f} points"),
+     compare(drop_without, drop_with, 0.01), f"{100 * drop_with:.1f} against {100 * drop_without:.1f} points"),
 ]
 display(Markdown("\n".join(f"- {claim}: **{verdict}** ({numbers})." for claim, verdict, numbers in claims)))
 
 # %% [markdown]
-# Each verdict compares two numbers of this run, so it can flip with the profile, the
-# seed and the block threshold; small models trained briefly on few images are far
+# Each verdict compares two numbers of this run (differences smaller than a set
+# tolerance are called too close to call), so it can flip with the profile, the seed
+# and the block threshold; small models trained briefly on few images are far
 # from the paper's, and the figures above are the evidence to weigh.

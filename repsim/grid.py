@@ -134,3 +134,16 @@ def verdict(changes) -> str:
     if agreeing == 0:
         return f"does not agree (0 of {len(changes)})"
     return f"agrees only in part ({agreeing} of {len(changes)})"
+
+
+def compare(claimed_larger: float, claimed_smaller: float, tolerance: float = 0.0) -> str:
+    """Whether a claim "the first exceeds the second" holds, in words; differences
+    within ``tolerance`` are too small to count either way."""
+    if not (np.isfinite(claimed_larger) and np.isfinite(claimed_smaller)):
+        return "not measurable"
+    difference = claimed_larger - claimed_smaller
+    if difference > tolerance:
+        return "agrees"
+    if difference < -tolerance:
+        return "does not agree"
+    return "too close to call"

@@ -102,3 +102,14 @@ def test_block_runs_lists_every_model_of_the_chapter_once():
     assert grid.Run(ResNetConfig(56), 1_000, 1) in runs and grid.Run(ResNetConfig(14, 3), 1_000, 1) in runs
     assert grid.Run(ResNetConfig(14, 3, residual=False), 1_000, 0) in runs
     assert all(r.model.num_classes == 100 for r in grid.block_runs(blocks, num_classes=100))
+
+
+@pytest.mark.parametrize("larger,smaller,tolerance,expected", [
+    (0.5, 0.2, 0.0, "agrees"),
+    (0.2, 0.5, 0.0, "does not agree"),
+    (0.502, 0.5, 0.005, "too close to call"),
+    (0.49, 0.5, 0.005, "does not agree"),
+    (float("nan"), 0.5, 0.0, "not measurable"),
+])
+def test_compare_states_the_claim_with_a_tolerance(larger, smaller, tolerance, expected):
+    assert grid.compare(larger, smaller, tolerance) == expected
