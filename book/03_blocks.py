@@ -54,12 +54,6 @@ def row(configs, train_size=S.full_size, seed=seed, data=data):
     return heatmap_row(configs, P, data, train_size, seed, device=device)
 
 
-glue("fig1_note", "As in the paper, these models see all 50,000 training images." if S.full_size is None else
-     f"Where the paper trains these models on all 50,000 training images, this profile uses {S.full_size:,}: "
-     "at its scale, few images are what lets narrow networks show the block (the lever of Figs. 2 and D.2).",
-     display=False)
-
-
 def titles(maps):
     return [f"{m.run.model.name}\n{m.test_acc:.0%}" for m in maps]
 
@@ -83,7 +77,7 @@ pd.DataFrame(grid_vs_paper(S)).set_index(["figure", "grid"])
 # so that every model takes at least the profile's number of SGD steps; a larger set
 # is therefore seen fewer times, which at small budgets also means less trained):
 
-# %%
+# %% tags=["hide-input"]
 schedule = []
 for n in sorted(S.train_sizes, key=lambda n: n or 50_000):
     recipe = P.training(n)
@@ -96,9 +90,15 @@ pd.DataFrame(schedule).set_index("training images")
 # ## Deeper and wider networks (Fig. 1)
 #
 # The top row makes the network deeper at the standard width; the bottom row makes a
-# shallow network wider. {glue:text}`fig1_note` Every panel is one model's minibatch CKA between all pairs of
+# shallow network wider. Every panel is one model's minibatch CKA between all pairs of
 # its layers (every convolution, batch norm, ReLU and residual add, the pool and the
 # logits), with the first layer at the bottom left. The title gives the test accuracy.
+
+# %% tags=["remove-input"]
+if S.full_size is not None:
+    display(Markdown(f"Where the paper trains these models on all 50,000 training images, this profile uses "
+                     f"{S.full_size:,}: at its scale, few images are what lets narrow networks show the block "
+                     "(the lever of Figs. 2 and D.2)."))
 
 # %%
 depth_row = row([ResNetConfig(d) for d in S.depths])
@@ -233,7 +233,7 @@ table.sort_values(["classes", "residual", "train_size", "width", "depth", "seed"
 # {glue:text}`base_depth`) and against depth (at width 1x), one line per training-set
 # size.
 
-# %%
+# %% tags=["hide-input"]
 residual = table[table["residual"] & (table["seed"] == seed) & (table["classes"] == data.num_classes)]
 by_width = residual[(residual["depth"] == S.base_depth)]
 by_depth = residual[(residual["width"] == 1)]

@@ -90,7 +90,7 @@ glue("cka_examples", f"{P.cka.examples or len(data.test_labels):,}", display=Fal
 # activation $x$ by $x - (x \cdot v_1)\,v_1$; CKA is then computed as in chapter 3, on
 # {glue:text}`cka_examples` test images.
 
-# %%
+# %% tags=["hide-input"]
 analyses = {kind: first_pcs(run, P, data, without_pc1=True, device=device) for kind, run in runs.items()}
 fig, axes = plt.subplots(2, 4, figsize=(12.5, 6.0), layout="constrained")
 for row, kind in zip(axes, runs):
@@ -147,7 +147,7 @@ glue("cka_in_block_without", f"{cka_without_in:.2f}", display=False)
 # residual blocks of stages 2 and 3 (one layer per block, which keeps the cost low), and
 # set beside the block measure of the same model.
 
-# %%
+# %% tags=["hide-input"]
 late_rows = []
 for run in block_runs(P.blocks, seed):
     if not run.model.residual:
@@ -200,9 +200,13 @@ glue("d5_rho", f"{rho:.2f}", display=False)
 # best accuracy on {glue:text}`probe_val` held-out training images, and is scored on
 # the test set, which played no part in that choice. The probes fit
 # {glue:text}`probe_train` training images for {glue:text}`probe_epochs`.
-# {glue:text}`probe_pooling`
 
-# %%
+# %% tags=["remove-input"]
+display(Markdown("Layers are probed at full size, without pooling." if S.probe_max_features is None else
+                 f"Layers with more than {S.probe_max_features:,} features are average-pooled 2x2 (repeatedly) until "
+                 "they have at most that many, which keeps the probes of the widest early layers affordable."))
+
+# %% tags=["hide-input"]
 probe_rows = {kind: probe_accuracy(run, P, data, device=device) for kind, run in runs.items()}
 
 
@@ -226,10 +230,6 @@ glue("probe_lrs", " and ".join(f"{lr:g}" for lr in S.probe_lrs), display=False)
 glue("probe_val", f"{S.probe_val_size:,}", display=False)
 glue("probe_train", f"{S.probe_train_size:,}", display=False)
 glue("probe_epochs", f"{S.probe_epochs} epoch{'s' if S.probe_epochs > 1 else ''}", display=False)
-glue("probe_pooling", "Layers are probed at full size, without pooling." if S.probe_max_features is None else
-     f"Layers with more than {S.probe_max_features:,} features are average-pooled 2x2 (repeatedly) "
-     "until they have at most that many, which keeps the probes of the widest early layers affordable.",
-     display=False)
 
 
 def probe_gain(kind, inside: bool):
@@ -271,7 +271,7 @@ glue("gain_none", f"{100 * probe_gain('without a block', False):+.1f}", display=
 # was. Deleting blocks one by one from the end of each stage shows how much each stage's
 # last blocks contribute.
 
-# %%
+# %% tags=["hide-input"]
 deletion = {kind: pd.DataFrame(deletion_accuracy(run, P, data, device=device)) for kind, run in runs.items()}
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.3), layout="constrained", sharey=True)
 for ax, kind in zip(axes, runs):
