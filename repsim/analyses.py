@@ -16,6 +16,7 @@ import torch
 from .data import ImageDataset
 from .grid import Run, train_run
 from .models import delete_blocks, layer_names, stage_of
+from .compare import model_cka
 from .pca import cka_without_first_pc, layer_pcs, pc_cosine_similarity
 from .probes import probe_layers, train_probes
 from .profiles import Profile
@@ -113,3 +114,23 @@ def deletion_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Sto
 
     _, metrics = _cached("block deletion", run, profile, data, {"examples": len(images)}, compute, store)
     return metrics["rows"]
+
+
+def cross_cka(run: Run, other: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
+              device=None) -> tuple[np.ndarray, list[str], list[str]]:
+    """Minibatch CKA between every layer of ``run``'s model (rows) and every layer of
+    ``other``'s (columns), on the profile's CKA test images and protocol; cached."""
+    device = device or profile.device
+    images = data.test_images[: profile.cka.examples]
+    settings = {"other": as_config(other.model, profile.training(other.train_size), seed=other.seed),
+                "cka": as_config(profile.cka), "examples": len(images)}
+
+    def compute():
+        model, _ = train_run(run, profile, data, store, device)
+        other_model, _ = train_run(other, profile, data, store, device)
+        cka = model_cka(model, images, other=other_model, batch_size=profile.cka.batch_size,
+                        passes=profile.cka.passes, seed=run.seed, device=device)
+        return {"cka": cka}, {"layers": layer_names(model), "other_layers": layer_names(other_model)}
+
+    state, metrics = _cached("cross-model linear CKA", run, profile, data, settings, compute, store)
+    return state["cka"].numpy(), metrics["layers"], metrics["other_layers"]

@@ -61,3 +61,21 @@ def find_block(cka, threshold: float = 0.9, min_size: int = 2) -> Block:
     size = best_stop - best_start
     mean = float((inner.sum() - np.trace(inner)) / (size * (size - 1))) if size > 1 else float(inner[0, 0])
     return Block(best_start, best_stop, num_layers, mean)
+
+
+def diagonal_inside_outside(cka, block: Block) -> tuple[float, float]:
+    """Mean of the diagonal of ``cka`` (layer i of one model against layer i of another
+    with the same layers) over the block's layers, and over all other layers.
+
+    ``block`` comes from one of the two models' own heatmap. A side with no layers gives
+    NaN.
+    """
+    cka = np.asarray(cka, dtype=float)
+    if cka.ndim != 2 or cka.shape[0] != cka.shape[1] or cka.shape[0] != block.num_layers:
+        raise ValueError(f"cka must be ({block.num_layers}, {block.num_layers}) to match the block's model, "
+                         f"got shape {cka.shape}")
+    diagonal = np.diag(cka)
+    inside = np.zeros(len(diagonal), dtype=bool)
+    inside[block.start:block.stop] = True
+    mean = lambda values: float(values.mean()) if len(values) else float("nan")  # noqa: E731
+    return mean(diagonal[inside]), mean(diagonal[~inside])

@@ -63,6 +63,24 @@ class ProbeChapter:
     pca_max_bytes: int = 2**32  # activations held at once while finding PCs (fewer bytes: more forward passes)
 
 
+Model = tuple[ResNetConfig, "int | None"]  # an architecture and its training-set prefix (None: all)
+
+
+@dataclass(frozen=True)
+class AcrossChapter:
+    """Chapter 5: representations across seeds and architectures (Sec. 5)."""
+
+    # Fig. 6: a small, a wide and a deep model, each trained with both seeds.
+    seed_models: tuple[Model, ...] = ((ResNetConfig(depth=26), None), (ResNetConfig(depth=26, width=10), None),
+                                      (ResNetConfig(depth=164), None))
+    seeds: tuple[int, int] = (0, 1)
+    # Fig. E.1: pairs of architectures of similar accuracy, without and with a block.
+    architecture_pairs: tuple[tuple[Model, Model], ...] = (
+        ((ResNetConfig(depth=56), None), (ResNetConfig(depth=26, width=2), None)),
+        ((ResNetConfig(depth=164), None), (ResNetConfig(depth=26, width=10), None)),
+    )
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -73,6 +91,7 @@ class Profile:
     background: BackgroundChapter = BackgroundChapter()
     blocks: BlockChapter = BlockChapter()
     probes: ProbeChapter = ProbeChapter()
+    across: AcrossChapter = AcrossChapter()
     min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
 
     def training(self, train_size: int | None) -> TrainConfig:
@@ -113,6 +132,11 @@ PROFILES = {
         probes=ProbeChapter(with_block=(ResNetConfig(depth=14), 500), without_block=(ResNetConfig(depth=8), 1000),
                             probe_train_size=500, probe_val_size=200, probe_epochs=1, probe_max_features=1024,
                             test_examples=500, pc_examples=128),
+        across=AcrossChapter(
+            seed_models=((ResNetConfig(depth=8), 1_000), (ResNetConfig(depth=8, width=2), 1_000), (ResNetConfig(depth=14), 1_000)),
+            architecture_pairs=(((ResNetConfig(depth=8), 500), (ResNetConfig(depth=8, width=2), 500)),
+                                ((ResNetConfig(depth=14), 1_000), (ResNetConfig(depth=8, width=2), 1_000))),
+        ),
         min_steps=20,
     ),
     # 2 CPU cores and real CIFAR-10. Every model gets the same budget of min_steps SGD
@@ -135,6 +159,15 @@ PROFILES = {
         probes=ProbeChapter(with_block=(ResNetConfig(depth=56), 1_000), without_block=(ResNetConfig(depth=14), 16_000),
                             probe_train_size=4_000, probe_val_size=1_000, probe_epochs=4, probe_max_features=4_096,
                             test_examples=2_000, pc_examples=1_024, pca_max_bytes=2**32),
+        # Chapter 3 trained both seeds of the wide and the deep model; only the small one's
+        # second seed is new. Pairs of close test accuracy: 41% and 43% (small blocks),
+        # 34% and 39% (both with a block in stages 2-3).
+        across=AcrossChapter(
+            seed_models=((ResNetConfig(depth=14), 16_000), (ResNetConfig(depth=14, width=3), 1_000),
+                         (ResNetConfig(depth=56), 1_000)),
+            architecture_pairs=(((ResNetConfig(depth=14, width=2), 16_000), (ResNetConfig(depth=14, width=3), 16_000)),
+                                ((ResNetConfig(depth=56), 1_000), (ResNetConfig(depth=32), 1_000))),
+        ),
         min_steps=400,
     ),
     # One GPU: the paper's recipe and CKA protocol, with a shortened schedule.

@@ -68,3 +68,15 @@ def test_probe_and_deletion_rows_are_cached(tmp_path, tiny_data, tiny_profile, m
     _forbid(monkeypatch, "train_probes", "delete_blocks", "train_run")
     assert analyses.probe_accuracy(RUN, tiny_profile, tiny_data, store=store) == probes
     assert analyses.deletion_accuracy(RUN, tiny_profile, tiny_data, store=store) == deletion
+
+
+def test_cross_cka_is_cached_and_compares_two_runs(tmp_path, tiny_data, tiny_profile, monkeypatch):
+    store = Store(tmp_path)
+    other = grid.Run(ResNetConfig(depth=8, width=2), train_size=64, seed=1)
+    cka, layers, other_layers = analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
+    assert cka.shape == (len(layers), len(other_layers)) and np.isfinite(cka).all()
+    same, _, _ = analyses.cross_cka(RUN, RUN, tiny_profile, tiny_data, store=store)
+    np.testing.assert_allclose(np.diag(same), 1.0, atol=1e-9)  # a model against itself
+    _forbid(monkeypatch, "model_cka", "train_run")
+    again, _, _ = analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
+    np.testing.assert_array_equal(again, cka)

@@ -57,3 +57,15 @@ def test_rejects_bad_input():
         find_block(np.ones((3, 4)))
     with pytest.raises(ValueError, match="NaN"):
         find_block(np.full((3, 3), np.nan))
+
+
+def test_diagonal_inside_outside_splits_at_the_block():
+    from repsim.blocks import Block, diagonal_inside_outside
+
+    cross = np.diag([0.9, 0.8, 0.2, 0.4, 0.6]) + 0.01  # off-diagonal entries are ignored
+    inside, outside = diagonal_inside_outside(cross, Block(2, 4, 5, 0.95))
+    assert inside == pytest.approx(0.31) and outside == pytest.approx((0.91 + 0.81 + 0.61) / 3)
+    inside, outside = diagonal_inside_outside(cross, Block(0, 0, 5, None))  # no block
+    assert np.isnan(inside) and outside == pytest.approx(np.diag(cross).mean())
+    with pytest.raises(ValueError, match=r"must be \(4, 4\)"):
+        diagonal_inside_outside(cross, Block(0, 2, 4, 0.9))
