@@ -138,6 +138,7 @@ for (a, b), ax in zip(arch_pairs, axes[0]):
     map_a, map_b = heatmap(a, P, data, device=device), heatmap(b, P, data, device=device)
     plots.cka_heatmap(cross, ax=ax, colorbar=ax is axes[0, -1], xlabel=f"{b.model.name} ({map_b.test_acc:.0%})",
                       ylabel=f"{a.model.name} ({map_a.test_acc:.0%})")
+    ax.set_aspect("auto")  # two depths: a rectangle, stretched to the panel
     arch_rows.append({"pair": f"{describe(a)} / {describe(b)}", "accuracies": f"{map_a.test_acc:.1%} / {map_b.test_acc:.1%}",
                       "blocks": f"{find_block(map_a.cka, block_threshold).fraction:.2f} / "
                                 f"{find_block(map_b.cka, block_threshold).fraction:.2f}",

@@ -119,3 +119,15 @@ def test_chapter_4_analyses_models_of_chapter_3(name):
     runs = block_runs(profile.blocks)
     assert Run(*profile.probes.with_block) in runs and Run(*profile.probes.without_block) in runs
     assert profile.probes.probe_train_size + profile.probes.probe_val_size <= 50_000
+
+
+@pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
+def test_chapter_5_compares_models_of_chapter_3(name):
+    from repsim.grid import Run, block_runs
+
+    profile = get_profile(name)
+    runs = block_runs(profile.blocks)
+    across = profile.across
+    assert all(Run(*model, across.seeds[0]) in runs for model in across.seed_models)
+    assert all(Run(*model, across.seeds[0]) in runs for pair in across.architecture_pairs for model in pair)
+    assert across.seeds[0] != across.seeds[1]
