@@ -1,0 +1,90 @@
+"""Populations: cached per-example predictions, and the statistics that compare them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from repsim import grid, populations
+from repsim.data import ImageDataset
+from repsim.models import ResNetConfig
+from repsim.populations import (Population, class_accuracies, per_example_accuracy, spread, spread_excess,
+                                welch_per_class)
+from repsim.profiles import Profile
+from repsim.store import Store
+from repsim.train import TrainConfig
+
+
+def _members(p: np.ndarray, members: int, rng) -> np.ndarray:
+    """Boolean (members, N): each member gets example x right with probability p[x]."""
+    return rng.random((members, len(p))) < p[None, :]
+
+
+def test_spread_is_about_zero_for_one_architecture_and_the_gap_otherwise():
+    rng = np.random.default_rng(0)
+    p = rng.beta(2, 1, size=20_000)
+    same = [spread(_members(p, 10, rng), _members(p, 10, rng)) for _ in range(20)]
+    assert abs(np.mean(same)) < 0.002  # the finite-population noise is removed
+    q = np.clip(p + rng.normal(0, 0.2, size=p.shape), 0, 1)
+    truth = np.mean((p - q) ** 2)
+    assert spread(_members(p, 10, rng), _members(q, 10, rng)) == pytest.approx(truth, rel=0.05)
+
+
+def test_spread_excess_separates_different_populations_and_its_error_is_honest():
+    rng = np.random.default_rng(1)
+    p = rng.beta(2, 1, size=5_000)
+    q = np.clip(p + rng.normal(0, 0.15, size=p.shape), 0, 1)
+    different = spread_excess(_members(p, 8, rng), _members(q, 8, rng), _members(p, 8, rng), _members(p, 8, rng))
+    assert different["excess"] > 0 and different["z"] > 5
+    # Under the null the jackknife error should match the actual scatter of the excess.
+    nulls = [spread_excess(*(_members(p, 8, rng) for _ in range(4))) for _ in range(30)]
+    scatter = np.std([n["excess"] for n in nulls])
+    typical_error = np.median([n["standard_error"] for n in nulls])
+    assert 0.6 < typical_error / scatter < 1.6
+    assert abs(np.mean([n["z"] for n in nulls])) < 0.6
+
+
+def test_per_example_and_class_accuracies_count_correct_members():
+    labels = np.array([0, 0, 1, 2])
+    preds = np.array([[0, 1, 1, 2], [0, 0, 2, 2]])
+    np.testing.assert_allclose(per_example_accuracy(preds, labels), [1.0, 0.5, 0.5, 1.0])
+    np.testing.assert_allclose(class_accuracies(preds, labels, 3), [[0.5, 1.0, 1.0], [1.0, 0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"classes \[3\] have no test examples"):
+        class_accuracies(preds, labels, 4)
+    with pytest.raises(ValueError, match="predictions must be"):
+        per_example_accuracy(preds[:, :3], labels)
+
+
+def test_welch_per_class_finds_the_class_that_differs():
+    rng = np.random.default_rng(2)
+    a = rng.normal(0.7, 0.02, size=(20, 5))
+    b = rng.normal(0.7, 0.02, size=(25, 5))
+    b[:, 3] -= 0.05
+    rows = welch_per_class(a, b, list("vwxyz"))
+    assert [row["class"] for row in rows if row["significant"]] == ["y"]
+    assert rows[3]["difference"] == pytest.approx(a[:, 3].mean() - b[:, 3].mean())
+    with pytest.raises(ValueError, match="one column per class"):
+        welch_per_class(a, b, list("vwx"))
+
+
+def test_a_population_needs_two_distinct_seeds():
+    with pytest.raises(ValueError, match="at least 2 distinct seeds"):
+        Population(ResNetConfig(8), 100, (0, 0))
+
+
+def test_predictions_are_cached_per_member(tmp_path, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (96,), generator=g)
+    data = ImageDataset(images, labels, images[:30], labels[:30], tuple("abcdefghij"), "cifar10", "memory")
+    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20))
+    store = Store(tmp_path)
+    small = Population(ResNetConfig(8), 64, (0, 1))
+    first = populations.population_predictions(small, profile, data, store, progress=False)
+    assert first.shape == (2, 30) and first.dtype == torch.int64
+    monkeypatch.setattr(populations, "train_run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    grown = populations.population_predictions(Population(ResNetConfig(8), 64, (0, 1)), profile, data, store,
+                                               progress=False)
+    torch.testing.assert_close(grown, first)
+    assert grid.Run(ResNetConfig(8), 64, 1) in small.runs
