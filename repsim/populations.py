@@ -44,15 +44,19 @@ class Population:
 
 def run_predictions(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
                     device=None) -> torch.Tensor:
-    """Predicted class of every test image (int64, (N,)) by ``run``'s model; cached."""
+    """Predicted class of the profile's test images (int64, (N,)) by ``run``'s model; cached.
+
+    N is ``profile.predictions.test_examples`` (None: the whole test set).
+    """
     store = store or Store()
     device = device or profile.device
+    images = data.test_images[: profile.predictions.test_examples]
     key = as_config(run.model, profile.training(run.train_size), seed=run.seed, data=data.fingerprint,
-                    analysis="test predictions")
+                    analysis="test predictions", examples=len(images))
 
     def compute():
         model, _ = train_run(run, profile, data, store, device)
-        return {"predictions": predict(model, data.test_images, device=device).argmax(1).cpu()}, {}
+        return {"predictions": predict(model, images, device=device).argmax(1).cpu()}, {}
 
     state, _ = store.load_or_train(key, compute)
     return state["predictions"]

@@ -82,6 +82,17 @@ class AcrossChapter:
 
 
 @dataclass(frozen=True)
+class PredictionChapter:
+    """Chapter 6: per-example and per-class predictions of model populations (Sec. 6)."""
+
+    wide: Model = (ResNetConfig(depth=14, width=2), None)  # the paper's pair of matching accuracy
+    deep: Model = (ResNetConfig(depth=62), None)
+    members: int = 100  # models per population
+    test_examples: int | None = None  # test images each model predicts (None: all 10,000)
+    significance: float = 0.05  # Welch's test level per class
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str  # "cpu", "cuda" or "auto"
@@ -92,6 +103,7 @@ class Profile:
     blocks: BlockChapter = BlockChapter()
     probes: ProbeChapter = ProbeChapter()
     across: AcrossChapter = AcrossChapter()
+    predictions: PredictionChapter = PredictionChapter()
     min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
 
     def training(self, train_size: int | None) -> TrainConfig:
@@ -137,6 +149,8 @@ PROFILES = {
             architecture_pairs=(((ResNetConfig(depth=8), 500), (ResNetConfig(depth=8, width=2), 500)),
                                 ((ResNetConfig(depth=14), 1_000), (ResNetConfig(depth=8, width=2), 1_000))),
         ),
+        predictions=PredictionChapter(wide=(ResNetConfig(depth=8, width=2), 500), deep=(ResNetConfig(depth=14), 500),
+                                      members=3, test_examples=1_000),
         min_steps=20,
     ),
     # 2 CPU cores and real CIFAR-10. Every model gets the same budget of min_steps SGD
@@ -168,6 +182,10 @@ PROFILES = {
             architecture_pairs=(((ResNetConfig(depth=14, width=2), 16_000), (ResNetConfig(depth=14, width=3), 16_000)),
                                 ((ResNetConfig(depth=56), 1_000), (ResNetConfig(depth=32), 1_000))),
         ),
+        # Three populations (wide, deep, and a second deep one as the baseline) of small
+        # models on 1,000 images: the cheapest pair whose accuracies are close.
+        predictions=PredictionChapter(wide=(ResNetConfig(depth=8, width=2), 1_000), deep=(ResNetConfig(depth=20), 1_000),
+                                      members=6),
         min_steps=400,
     ),
     # One GPU: the paper's recipe and CKA protocol, with a shortened schedule.
