@@ -38,12 +38,17 @@ def test_smoke_book_executes_and_builds(tmp_path, cifar_source):
     output = f"--- stdout ---\n{result.stdout[-20000:]}\n--- stderr ---\n{result.stderr[-20000:]}"
     assert result.returncode == 0, output
 
-    page = tmp_path / "_build" / "html" / "book" / "02_cka.html"
-    assert page.exists(), output
-    html = page.read_text()
-    figures = re.findall(r'<img[^>]*src="\.\./(_images/[^"]+\.(?:png|svg))"', html)
-    assert figures, "no figure rendered in 02_cka.html"
-    assert all((page.parent.parent / src).is_file() for src in figures), figures
+    for stem in chapters:
+        page = tmp_path / "_build" / "html" / "book" / f"{stem}.html"
+        assert page.exists(), output
+        html = page.read_text()
+        figures = re.findall(r'<img[^>]*src="\.\./(_images/[^"]+\.(?:png|svg))"', html)
+        assert figures, f"no figure rendered in {stem}.html"
+        assert all((page.parent.parent / src).is_file() for src in figures), figures
+        # Every labelled paper figure the chapter defines is in the page.
+        source = (tmp_path / "book" / f"{stem}.py").read_text()
+        for label in re.findall(r":name: (paper-fig-[a-z0-9]+)", source):
+            assert f'id="{label}"' in html, f"{stem}: figure {label} missing from the page"
 
     for stem in chapters:
         notebook = nbformat.read(tmp_path / "book" / f"{stem}.ipynb", as_version=4)
