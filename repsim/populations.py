@@ -19,11 +19,11 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from .data import ImageDataset
+from .data import ImageDataset, load_dataset
 from .grid import Run, train_run
 from .models import ResNetConfig
 from .profiles import Profile
-from .store import Store, as_config
+from .store import Store, as_config, repsim_home
 from .train import predict
 
 
@@ -68,6 +68,47 @@ def population_predictions(population: Population, profile: Profile, data: Image
     runs = population.runs
     return torch.stack([run_predictions(run, profile, data, store, device)
                         for run in tqdm(runs, desc=population.model.name, disable=not progress, leave=False)])
+
+
+ENGINES = ("local", "submitit")
+
+
+def train_population(population: Population, profile: Profile, dataset: str = "cifar10", source=None,
+                     engine: str = "local", folder=None, progress: bool = True, **executor_options) -> torch.Tensor:
+    """Train (or load) every member and return the predictions, (members, N).
+
+    ``engine="local"`` trains the members one after another in this process.
+    ``engine="submitit"`` submits one job per member through submitit (imported only
+    then): to Slurm where it is available, or to local processes with
+    ``cluster="local"``; other ``executor_options`` (``timeout_min``, ``gpus_per_node``,
+    ``slurm_partition``, ...) go to ``executor.update_parameters``. Every job loads the
+    data set by name and writes to the same store, which must be on a file system all
+    machines share (``REPSIM_HOME``); a job that finds its member already trained only
+    reads it.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    if engine == "local":
+        data = load_dataset(dataset, source)
+        return population_predictions(population, profile, data, progress=progress)
+    try:
+        import submitit
+    except ImportError as err:
+        raise ImportError("engine='submitit' needs the submitit package: pip install submitit") from err
+    cluster = executor_options.pop("cluster", None)
+    executor = submitit.AutoExecutor(folder=str(folder or repsim_home() / "submitit"), cluster=cluster)
+    if executor_options:
+        executor.update_parameters(**executor_options)
+    runs = population.runs
+    store_root = str(Store().root)
+    jobs = executor.map_array(_member_predictions, runs, [profile] * len(runs), [dataset] * len(runs),
+                              [source] * len(runs), [store_root] * len(runs))
+    return torch.stack([job.result() for job in tqdm(jobs, desc="members", disable=not progress, leave=False)])
+
+
+def _member_predictions(run: Run, profile: Profile, dataset: str, source, store_root: str) -> torch.Tensor:
+    """One population member, in a job of its own (top level, so that it pickles)."""
+    return run_predictions(run, profile, load_dataset(dataset, source), Store(store_root))
 
 
 def per_example_accuracy(predictions, labels) -> np.ndarray:

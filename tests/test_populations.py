@@ -88,3 +88,27 @@ def test_predictions_are_cached_per_member(tmp_path, monkeypatch):
                                                progress=False)
     torch.testing.assert_close(grown, first)
     assert grid.Run(ResNetConfig(8), 64, 1) in small.runs
+
+
+def test_submitit_engine_trains_members_in_local_jobs_into_the_shared_store(cifar_source, tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    from repsim.profiles import PredictionChapter
+
+    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
+                      predictions=PredictionChapter(test_examples=100))
+    population = Population(ResNetConfig(8), 64, (0, 1))
+    remote = populations.train_population(population, profile, "cifar10", source=str(cifar_source),
+                                          engine="submitit", folder=tmp_path / "jobs", cluster="local",
+                                          timeout_min=10, progress=False)
+    assert remote.shape == (2, 100)
+    assert len(list((tmp_path / "jobs").glob("*_result.pkl"))) == 2  # two jobs ran
+    # The jobs wrote to this process's store: the local engine now only reads.
+    monkeypatch.setattr(populations, "train_run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    local = populations.train_population(population, profile, "cifar10", source=str(cifar_source), progress=False)
+    torch.testing.assert_close(local, remote)
+
+
+def test_unknown_engine_is_named():
+    with pytest.raises(ValueError, match="unknown engine 'ray'"):
+        populations.train_population(Population(ResNetConfig(8), 64, (0, 1)), Profile(name="x", device="cpu"),
+                                     engine="ray")
