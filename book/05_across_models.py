@@ -31,7 +31,6 @@ block_threshold = 0.9  # the block measure's threshold, as in chapter 3
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
