@@ -4,7 +4,11 @@
 
 Each chapter is a jupytext source ``book/<stem>.py``; the executed notebook replaces
 ``book/<stem>.ipynb`` only when every cell succeeded, so a failed run never leaves a
-half-executed chapter in the book.
+half-executed chapter in the book (its partial notebook goes to ``_build/failed/``).
+It also never replaces a better run: a paper run on a GPU beats laptop, laptop beats
+smoke (``--force`` publishes anyway); the lesser run is kept in ``_build/executed/``.
+Each published notebook records where it came from in ``metadata.repsim``
+(``repsim.provenance``), which the book renders at build time.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import nbformat
 import papermill
 import yaml
 
+from repsim import provenance
 from repsim.profiles import get_profile
 
 
@@ -57,17 +62,36 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
+def failed_cell(partial: Path | None, index: int | None) -> str:
+    """The first lines of the failing cell of a partial notebook, for the report."""
+    if partial is None or index is None:
+        return ""
+    try:
+        cells = nbformat.read(partial, as_version=4).cells
+        lines = cells[index].source.splitlines()
+    except (OSError, ValueError, IndexError):
+        return ""
+    shown = "\n".join(f"    {line}" for line in lines[:6])
+    return shown + ("\n    ..." if len(lines) > 6 else "")
+
+
 def report_failure(stem: str, exc: BaseException, partial: Path | None) -> None:
-    """Say which chapter and cell failed, and where the partial notebook is."""
+    """Say which chapter and cell failed, with the traceback and the partial notebook."""
     print(f"\nChapter {stem} failed.", file=sys.stderr)
     if isinstance(exc, papermill.PapermillExecutionError):
-        print(f"Cell index {exc.cell_index} (In [{exc.exec_count}]): "
-              f"{exc.ename}: {exc.evalue}", file=sys.stderr)
+        # papermill's cell_index counts the injected-parameters cell, as the partial notebook does.
+        print(f"Cell {exc.cell_index} of the executed notebook (In [{exc.exec_count}]) "
+              f"raised {exc.ename}: {exc.evalue}", file=sys.stderr)
+        source = failed_cell(partial, exc.cell_index)
+        if source:
+            print(f"The cell begins:\n{source}", file=sys.stderr)
+        print("Traceback:", file=sys.stderr)
         print("\n".join(exc.traceback), file=sys.stderr)
     else:
         traceback.print_exception(exc, file=sys.stderr)
     if partial is not None:
         print(f"Partial notebook: {partial}", file=sys.stderr)
+    print(f"The published book/{stem}.ipynb was left as it was.", file=sys.stderr)
 
 
 def check_parameters(notebook: Path, params: dict[str, Any]) -> None:
@@ -80,13 +104,29 @@ def check_parameters(notebook: Path, params: dict[str, Any]) -> None:
                          f"its parameters are {', '.join(known)}")
 
 
+def published_rank(notebook: Path) -> int:
+    """The rank (``provenance.run_rank``) of the published notebook; -1 when none."""
+    record = provenance.chapter_provenance(notebook)
+    if record is None:
+        return -1
+    device = record["device"] if record["recorded"] else None
+    return provenance.run_rank(record["profile"], device)
+
+
 def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
-                    timeout: float | None) -> float:
-    """Run ``book/<stem>.py`` with papermill; publish ``book/<stem>.ipynb``; return seconds."""
+                    timeout: float | None, force: bool = False) -> float:
+    """Run ``book/<stem>.py`` with papermill; publish ``book/<stem>.ipynb``; return seconds.
+
+    The executed notebook is published unless the one already there came from a better
+    run (``provenance.run_rank``) and ``force`` is false.
+    """
     book = root / "book"
     executed = root / "_build" / "executed"
     executed.mkdir(parents=True, exist_ok=True)
     out = executed / f"{stem}.{os.getpid()}.ipynb"
+    profile = get_profile(params["profile"])
+    # Recorded before execution: the code that runs is the code as it is now.
+    record = provenance.execution_metadata(root, stem, profile.name, params.get("device"), profile.device)
     start = time.perf_counter()
     try:
         with TemporaryDirectory() as tmp:
@@ -110,8 +150,22 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
     nb = nbformat.read(out, as_version=4)
     nb.metadata["papermill"].update(input_path=f"book/{stem}.py",
                                      output_path=f"book/{stem}.ipynb")
+    nb.metadata["repsim"] = record
+    for cell in nb.cells:  # the provenance box shows the parameters; the cell would repeat them
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
     nbformat.write(nb, out)
-    os.replace(out, book / f"{stem}.ipynb")
+    published = book / f"{stem}.ipynb"
+    rank, best = provenance.run_rank(record["profile"], record["device"]), published_rank(published)
+    if rank < best and not force:
+        kept = executed / f"{stem}.{record['profile']}.ipynb"
+        os.replace(out, kept)
+        print(f"{stem}: the published notebook comes from a better run than this "
+              f"{record['profile']} run on {record['device']}; kept it, and this run in {kept} "
+              f"(--force publishes it)", file=sys.stderr)
+    else:
+        os.replace(out, published)
     return seconds
 
 
@@ -172,6 +226,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    metavar="KEY=VALUE", help="extra papermill parameter (repeatable)")
     p.add_argument("--kernel", default="python3")
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell")
+    p.add_argument("--force", action="store_true",
+                   help="publish the executed notebooks even over a better run's")
+    p.add_argument("--backfill-provenance", action="store_true",
+                   help="write metadata.repsim into published notebooks that lack it, "
+                        "from papermill's metadata and git, and exit")
     return p.parse_args(argv)
 
 
@@ -191,6 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown chapter(s) {', '.join(unknown)}; "
               f"valid: {', '.join(available) or 'none'}", file=sys.stderr)
         return 2
+    if args.backfill_provenance:
+        for stem in chapters:
+            notebook = root / "book" / f"{stem}.ipynb"
+            nb = nbformat.read(notebook, as_version=4) if notebook.exists() else None
+            if nb is None or "papermill" not in nb.metadata or "repsim" in nb.metadata:
+                continue
+            nb.metadata["repsim"] = provenance.backfill_metadata(root, notebook)
+            nbformat.write(nb, notebook)
+            print(f"{stem}: provenance backfilled")
+        return 0
     if not args.build_only:
         # Chapters run from book/, so a relative data path given from here is resolved now.
         data = os.environ.get("REPSIM_DATA")
@@ -201,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         for stem in chapters:
             try:
                 seconds[stem] = execute_chapter(root, stem, params, args.kernel,
-                                                args.timeout)
+                                                args.timeout, args.force)
             except Exception:
                 if seconds:
                     record_times(root, args.profile, seconds)

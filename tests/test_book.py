@@ -14,6 +14,7 @@ import nbformat
 import pytest
 
 from repsim.book import toc_chapters
+from repsim.sitecheck import check_links
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +50,19 @@ def test_smoke_book_executes_and_builds(tmp_path, cifar_source):
         source = (tmp_path / "book" / f"{stem}.py").read_text()
         for label in re.findall(r":name: (paper-fig-[a-z0-9]+)", source):
             assert f'id="{label}"' in html, f"{stem}: figure {label} missing from the page"
+
+    # Provenance, rendered at build time from each notebook's metadata.
+    html_dir = tmp_path / "_build" / "html"
+    for stem in chapters:
+        html = (html_dir / "book" / f"{stem}.html").read_text()
+        assert "Outputs from the smoke profile on cpu" in html, f"{stem}: no provenance box"
+        assert "the chapter&#8217;s code is what ran" in html or "the chapter's code is what ran" in html, stem
+    stats = (html_dir / "book" / "execution.html").read_text()
+    assert all(f'{stem}.html"' in stats for stem in chapters), "execution statistics miss a chapter"
+    assert stats.count(">current<") == len(chapters), "a chapter just executed is not current"
+    # Offline: MathJax is vendored, no page loads a script from a CDN, every internal link resolves.
+    assert (html_dir / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert check_links(html_dir) == []
 
     for stem in chapters:
         notebook = nbformat.read(tmp_path / "book" / f"{stem}.ipynb", as_version=4)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
 
+from repsim import provenance
 from repsim.book import main, toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,3 +41,62 @@ def test_misspelled_parameter_is_refused_before_execution(book_root, capsys):
     assert code == 1
     assert "has no parameter(s) sed" in capsys.readouterr().err
     assert not (book_root / "book" / "02_cka.ipynb").exists()  # nothing was published
+
+
+def tiny_book(root: Path, cells: str) -> Path:
+    """A one-chapter book whose chapter 01_tiny runs ``cells`` after its parameters."""
+    (root / "book").mkdir(parents=True)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/01_tiny\n")
+    (root / "_config.yml").write_text("title: tiny\n")
+    (root / "book" / "01_tiny.py").write_text(
+        '# %% tags=["parameters"]\nprofile = "smoke"\n\n# %%\nx = 1\n\n' + cells)
+    return root
+
+
+def test_failing_chapter_is_reported_and_not_published(tmp_path, capsys):
+    root = tiny_book(tmp_path, "# %%\ny = x + 1\nraise ValueError('chapter broke here')\n")
+    published = root / "book" / "01_tiny.ipynb"
+    published.write_text("last good notebook")  # must survive the failed run
+
+    code = main(["--root", str(root), "--profile", "smoke", "--no-build", "--kernel", "python3"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Chapter 01_tiny failed." in err
+    # the failing cell: its index, its source and the traceback
+    assert "ValueError: chapter broke here" in err
+    assert "raise ValueError('chapter broke here')" in err
+    assert "Traceback" in err
+    assert published.read_text() == "last good notebook"
+    partial = root / "_build" / "failed" / "01_tiny.ipynb"
+    assert f"Partial notebook: {partial}" in err
+    nb = nbformat.read(partial, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert errors and errors[0]["ename"] == "ValueError"
+    assert not list((root / "_build" / "executed").glob("01_tiny*.ipynb"))  # nothing half-published
+
+
+def test_successful_chapter_records_provenance_and_respects_a_better_run(tmp_path, capsys):
+    root = tiny_book(tmp_path, "# %%\nprint(x + 1)\n")
+    published = root / "book" / "01_tiny.ipynb"
+
+    assert main(["--root", str(root), "--profile", "smoke", "--no-build"]) == 0
+    nb = nbformat.read(published, as_version=4)
+    meta = nb.metadata["repsim"]
+    assert meta["profile"] == "smoke" and meta["device"] == "cpu"
+    assert meta["source_hash"] == provenance.source_hash(root / "book" / "01_tiny.py")
+    assert nb.metadata["papermill"]["parameters"] == {"profile": "smoke"}
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "remove-cell" in injected[0].metadata["tags"]
+
+    # Pretend the published run was a laptop run: a smoke run must not replace it.
+    nb.metadata["repsim"]["profile"] = "laptop"
+    nbformat.write(nb, published)
+    assert main(["--root", str(root), "--profile", "smoke", "--no-build"]) == 0
+    assert nbformat.read(published, as_version=4).metadata["repsim"]["profile"] == "laptop"
+    assert (root / "_build" / "executed" / "01_tiny.smoke.ipynb").exists()
+    assert "comes from a better run" in capsys.readouterr().err
+    # --force publishes it anyway
+    assert main(["--root", str(root), "--profile", "smoke", "--no-build", "--force"]) == 0
+    assert nbformat.read(published, as_version=4).metadata["repsim"]["profile"] == "smoke"
