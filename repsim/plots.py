@@ -161,3 +161,28 @@ def deletion_curves(table, ax: Axes | None = None, title: str | None = None) -> 
     if title:
         ax.set_title(title, fontsize="medium")
     return ax
+
+
+def per_example_counts(correct_x, correct_y, ax: Axes | None = None, xlabel: str = "x", ylabel: str = "y",
+                       title: str | None = None, colorbar: bool = True) -> Axes:
+    """Paper Fig. 7a, b: for every test image, how many models of population x (columns)
+    and of population y (rows) classify it correctly; colour: images, log scale.
+
+    ``correct_*``: boolean (members, N). Two populations that make the same mistakes put
+    their images along the diagonal, up to the sampling noise of finite populations.
+    """
+    from matplotlib.colors import LogNorm
+
+    ax = _axes(ax)
+    correct_x, correct_y = np.asarray(correct_x, dtype=bool), np.asarray(correct_y, dtype=bool)
+    m_x, m_y = len(correct_x), len(correct_y)
+    table, _, _ = np.histogram2d(correct_y.sum(0), correct_x.sum(0), bins=(np.arange(m_y + 2) - 0.5, np.arange(m_x + 2) - 0.5))
+    image = ax.imshow(np.ma.masked_equal(table, 0), origin="lower", cmap="viridis",
+                      norm=LogNorm(vmin=1, vmax=correct_x.shape[1]), interpolation="nearest")
+    ax.plot([0, m_x], [0, m_y], color="white", lw=0.6, alpha=0.6)
+    ax.set(xlabel=f"{xlabel}: models correct (of {m_x})", ylabel=f"{ylabel}: models correct (of {m_y})")
+    if title:
+        ax.set_title(title, fontsize="medium")
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, shrink=0.8, label="test images")
+    return ax

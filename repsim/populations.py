@@ -23,6 +23,7 @@ from .data import ImageDataset, load_dataset
 from .grid import Run, train_run
 from .models import ResNetConfig
 from .profiles import Profile
+from .stacked import fastest_stack, train_stacked
 from .store import Store, as_config, repsim_home
 from .train import predict
 
@@ -51,8 +52,7 @@ def run_predictions(run: Run, profile: Profile, data: ImageDataset, store: Store
     store = store or Store()
     device = device or profile.device
     images = data.test_images[: profile.predictions.test_examples]
-    key = as_config(run.model, profile.training(run.train_size), seed=run.seed, data=data.fingerprint,
-                    analysis="test predictions", examples=len(images))
+    key = _predictions_key(run, profile, data)
 
     def compute():
         model, _ = train_run(run, profile, data, store, device)
@@ -62,48 +62,119 @@ def run_predictions(run: Run, profile: Profile, data: ImageDataset, store: Store
     return state["predictions"]
 
 
+def _predictions_key(run: Run, profile: Profile, data: ImageDataset) -> dict:
+    return as_config(run.model, profile.training(run.train_size), seed=run.seed, data=data.fingerprint,
+                     analysis="test predictions", examples=len(data.test_images[: profile.predictions.test_examples]))
+
+
+def _model_key(run: Run, profile: Profile, data: ImageDataset) -> dict:
+    # The key train.trained_model files a model under, so a stacked member is that same model.
+    return as_config(run.model, profile.training(run.train_size), seed=run.seed, data=data.fingerprint)
+
+
+def train_members_stacked(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None,
+                          device=None, stack: int | None = None, progress: bool = True) -> dict:
+    """Train the members not yet in the store, ``stack`` at a time (``repsim.stacked``).
+
+    ``stack=None`` takes the profile's ``predictions.stack``; if that is None too, the
+    stack size is measured here (``stacked.fastest_stack``: a few seconds of timed steps
+    of every candidate size on this device). Returns what was decided: the stack size,
+    the measured rates (if measured) and how many members were trained.
+    """
+    store = store or Store()
+    device = device or profile.device
+    missing = [run for run in population.runs
+               if store.load(_predictions_key(run, profile, data)) is None and store.load(_model_key(run, profile, data)) is None]
+    stack = stack or profile.predictions.stack
+    rates = None
+    if stack is None:
+        stack, rates = (1, None) if len(missing) < 2 else fastest_stack(
+            population.model, profile.training(population.train_size), len(missing), device)
+    if stack < 1:
+        raise ValueError(f"stack must be >= 1, got {stack}")
+    if stack > 1:
+        config = profile.training(population.train_size)
+        chunks = [missing[i : i + stack] for i in range(0, len(missing), stack)]
+        for chunk in tqdm(chunks, desc=f"{population.model.name}, {stack} at once", disable=not progress, leave=False):
+            trained = train_stacked(population.model, config, data, [run.seed for run in chunk], device, progress=False)
+            for run, (model, metrics) in zip(chunk, trained):
+                state = {k: v.cpu() for k, v in model.state_dict().items()}
+                store.load_or_train(_model_key(run, profile, data), lambda state=state, metrics=metrics: (state, metrics))
+    return {"stack": stack, "rates": rates, "trained": len(missing)}
+
+
 def population_predictions(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None,
-                           device=None, progress: bool = True) -> torch.Tensor:
-    """Predictions (members, N) of every member, training those not yet in the store."""
+                           device=None, progress: bool = True, stack: int | None = None) -> torch.Tensor:
+    """Predictions (members, N) of every member, training those not yet in the store.
+
+    Missing members are trained ``stack`` at a time (see ``train_members_stacked``);
+    with a stack of 1 each trains on its own through ``grid.train_run``.
+    """
+    store = store or Store()
+    train_members_stacked(population, profile, data, store, device, stack, progress)
     runs = population.runs
     return torch.stack([run_predictions(run, profile, data, store, device)
                         for run in tqdm(runs, desc=population.model.name, disable=not progress, leave=False)])
 
 
-ENGINES = ("local", "submitit")
+ENGINES = ("local", "submitit", "ray")
 
 
 def train_population(population: Population, profile: Profile, dataset: str = "cifar10", source=None,
-                     engine: str = "local", folder=None, progress: bool = True, **executor_options) -> torch.Tensor:
+                     engine: str = "local", folder=None, progress: bool = True, **engine_options) -> torch.Tensor:
     """Train (or load) every member and return the predictions, (members, N).
 
-    ``engine="local"`` trains the members one after another in this process.
-    ``engine="submitit"`` submits one job per member through submitit (imported only
-    then): to Slurm where it is available, or to local processes with
-    ``cluster="local"``; other ``executor_options`` (``timeout_min``, ``gpus_per_node``,
-    ``slurm_partition``, ...) go to ``executor.update_parameters``. Every job loads the
-    data set by name and writes to the same store, which must be on a file system all
-    machines share (``REPSIM_HOME``); a job that finds its member already trained only
-    reads it.
+    - ``engine="local"`` (the default) trains the members in this process, several at
+      once where that is faster (``population_predictions``).
+    - ``engine="submitit"`` submits one job per member through submitit: to Slurm
+      where it is available, or to local processes with ``cluster="local"``; other
+      options (``timeout_min``, ``gpus_per_node``, ``slurm_partition``, ...) go to
+      ``executor.update_parameters``; job logs go to ``folder``.
+    - ``engine="ray"`` runs one Ray task per member: on the cluster at ``address=``
+      (``"auto"`` finds a running one), or on a Ray instance started here and shut
+      down afterwards; other options (``num_cpus``, ``num_gpus``, ``memory``, ...) are
+      each task's resources.
+
+    The engines are imported only when chosen. Every job loads the data set by name and
+    writes to the same store, which must be on a file system all machines share
+    (``REPSIM_HOME``); a job that finds its member already trained only reads it.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     if engine == "local":
+        if engine_options:
+            raise TypeError(f"engine='local' takes no engine options, got {sorted(engine_options)}")
         data = load_dataset(dataset, source)
         return population_predictions(population, profile, data, progress=progress)
-    try:
-        import submitit
-    except ImportError as err:
-        raise ImportError("engine='submitit' needs the submitit package: pip install submitit") from err
-    cluster = executor_options.pop("cluster", None)
-    executor = submitit.AutoExecutor(folder=str(folder or repsim_home() / "submitit"), cluster=cluster)
-    if executor_options:
-        executor.update_parameters(**executor_options)
     runs = population.runs
-    store_root = str(Store().root)
-    jobs = executor.map_array(_member_predictions, runs, [profile] * len(runs), [dataset] * len(runs),
-                              [source] * len(runs), [store_root] * len(runs))
-    return torch.stack([job.result() for job in tqdm(jobs, desc="members", disable=not progress, leave=False)])
+    arguments = (runs, [profile] * len(runs), [dataset] * len(runs), [source] * len(runs), [str(Store().root)] * len(runs))
+    if engine == "submitit":
+        submitit = _engine_module("submitit")
+        cluster = engine_options.pop("cluster", None)
+        executor = submitit.AutoExecutor(folder=str(folder or repsim_home() / "submitit"), cluster=cluster)
+        if engine_options:
+            executor.update_parameters(**engine_options)
+        jobs = executor.map_array(_member_predictions, *arguments)
+        return torch.stack([job.result() for job in tqdm(jobs, desc="members", disable=not progress, leave=False)])
+    ray = _engine_module("ray")
+    address = engine_options.pop("address", None)
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(_member_predictions).options(**engine_options)
+        refs = [task.remote(*member) for member in zip(*arguments)]
+        return torch.stack([ray.get(ref) for ref in tqdm(refs, desc="members", disable=not progress, leave=False)])
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _engine_module(name: str):
+    try:
+        return __import__(name)
+    except ImportError as err:
+        raise ImportError(f"engine={name!r} needs the {name} package: pip install {name}") from err
 
 
 def _member_predictions(run: Run, profile: Profile, dataset: str, source, store_root: str) -> torch.Tensor:
@@ -136,29 +207,62 @@ def spread(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     return float(np.mean((p_a - p_b) ** 2 - noise))
 
 
-def spread_excess(correct_a, correct_b, baseline_a, baseline_b) -> dict:
-    """``spread(a, b) - spread(baseline_a, baseline_b)`` with a jackknife standard error.
+def jackknife(statistic, groups) -> tuple[float, float]:
+    """``statistic(groups)`` and its delete-one jackknife standard error.
 
-    The jackknife leaves out one model at a time from each of the four populations (the
-    sampling unit is the trained model), so the error reflects how many models each
-    population has.
+    ``groups`` are independent populations (boolean (members, N) each); the sampling
+    unit is the trained model, so one model at a time is left out of each population in
+    turn, and the variances of the independent populations add.
     """
-    groups = [np.asarray(g, dtype=bool) for g in (correct_a, correct_b, baseline_a, baseline_b)]
-
-    def excess(gs):
-        return spread(gs[0], gs[1]) - spread(gs[2], gs[3])
-
-    value = excess(groups)
-    # Delete-one jackknife per population; the variances of independent samples add.
+    groups = [np.asarray(g, dtype=bool) for g in groups]
+    value = statistic(groups)
     variance = 0.0
     for g, members in enumerate(groups):
         m = len(members)
-        leave_one_out = np.array([excess([np.delete(x, i, axis=0) if j == g else x for j, x in enumerate(groups)])
+        leave_one_out = np.array([statistic([np.delete(x, i, axis=0) if j == g else x for j, x in enumerate(groups)])
                                   for i in range(m)])
         variance += (m - 1) / m * np.sum((leave_one_out - leave_one_out.mean()) ** 2)
-    error = float(np.sqrt(variance))
-    return {"spread": spread(groups[0], groups[1]), "baseline_spread": spread(groups[2], groups[3]),
+    return value, float(np.sqrt(variance))
+
+
+def spread_with_error(correct_a, correct_b) -> dict:
+    """``spread(a, b)`` with its jackknife standard error and z = spread / error.
+
+    The spread is debiased, so two populations of one architecture give 0 up to noise
+    and z says how far a pair is from that."""
+    value, error = jackknife(lambda gs: spread(gs[0], gs[1]), (correct_a, correct_b))
+    return {"spread": value, "standard_error": error, "z": value / error if error > 0 else float("inf")}
+
+
+def spread_excess(correct_a, correct_b, baseline_a, baseline_b) -> dict:
+    """``spread(a, b) - spread(baseline_a, baseline_b)`` with a jackknife standard error
+    over all four populations (``jackknife``)."""
+    value, error = jackknife(lambda gs: spread(gs[0], gs[1]) - spread(gs[2], gs[3]),
+                             (correct_a, correct_b, baseline_a, baseline_b))
+    return {"spread": spread(correct_a, correct_b), "baseline_spread": spread(baseline_a, baseline_b),
             "excess": value, "standard_error": error, "z": value / error if error > 0 else float("inf")}
+
+
+def architecture_pairs(models) -> dict[str, list[tuple]]:
+    """The pairs of Figs. F.1-F.3 among ``models`` ((ResNetConfig, train_size) each).
+
+    "depth": same width, different depth; "width": same depth, different width;
+    "wide vs deep": one is deeper and the other wider. Residual models only; within a
+    pair the first is the shallower (F.1, F.3) or the narrower (F.2).
+    """
+    pairs = {"depth": [], "width": [], "wide vs deep": []}
+    for i, a in enumerate(models):
+        for b in models[i + 1 :]:
+            (x, size_x), (y, size_y) = sorted((a, b), key=lambda m: (m[0].depth, m[0].width))
+            if size_x != size_y or x.num_classes != y.num_classes or not (x.residual and y.residual):
+                continue
+            if x.width == y.width and x.depth != y.depth:
+                pairs["depth"].append(((x, size_x), (y, size_y)))
+            elif x.depth == y.depth and x.width != y.width:
+                pairs["width"].append(((x, size_x), (y, size_y)))
+            elif x.depth < y.depth and x.width > y.width:
+                pairs["wide vs deep"].append(((x, size_x), (y, size_y)))
+    return pairs
 
 
 def class_accuracies(predictions, labels, num_classes: int) -> np.ndarray:

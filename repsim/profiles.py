@@ -88,8 +88,16 @@ class PredictionChapter:
     wide: Model = (ResNetConfig(depth=14, width=2), None)  # the paper's pair of matching accuracy
     deep: Model = (ResNetConfig(depth=62), None)
     members: int = 100  # models per population
+    # Figs. F.1-F.3: populations of these too, compared pair by pair (depth pairs, width
+    # pairs, wide-vs-deep pairs; populations.architecture_pairs).
+    architectures: tuple[Model, ...] = ((ResNetConfig(depth=14), None), (ResNetConfig(depth=14, width=2), None),
+                                        (ResNetConfig(depth=38), None), (ResNetConfig(depth=62), None))
     test_examples: int | None = None  # test images each model predicts (None: all 10,000)
     significance: float = 0.05  # Welch's test level per class
+    # Members trained at once as one grouped network (repsim.stacked); None: measure the
+    # fastest stack size on the device at the start. On a CPU stacking loses (oneDNN's
+    # grouped convolutions are slow: benchmarks/populations.py), so CPU profiles say 1.
+    stack: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,9 @@ PROFILES = {
                                 ((ResNetConfig(depth=14), 1_000), (ResNetConfig(depth=8, width=2), 1_000))),
         ),
         predictions=PredictionChapter(wide=(ResNetConfig(depth=8, width=2), 500), deep=(ResNetConfig(depth=14), 500),
-                                      members=3, test_examples=1_000),
+                                      members=3, test_examples=1_000, stack=1,
+                                      architectures=((ResNetConfig(depth=8), 500), (ResNetConfig(depth=8, width=2), 500),
+                                                     (ResNetConfig(depth=14), 500))),
         min_steps=20,
     ),
     # 2 CPU cores and real CIFAR-10. Every model gets the same budget of min_steps SGD
@@ -186,7 +196,10 @@ PROFILES = {
         # Three populations (wide, deep, and a second deep one as the baseline) of small
         # models on 1,000 images: the cheapest pair whose accuracies are close.
         predictions=PredictionChapter(wide=(ResNetConfig(depth=8, width=2), 1_000), deep=(ResNetConfig(depth=20), 1_000),
-                                      members=6),
+                                      members=6, stack=1,
+                                      architectures=((ResNetConfig(depth=8), 1_000), (ResNetConfig(depth=8, width=2), 1_000),
+                                                     (ResNetConfig(depth=14), 1_000), (ResNetConfig(depth=14, width=2), 1_000),
+                                                     (ResNetConfig(depth=20), 1_000))),
         min_steps=400,
     ),
     # One GPU: the paper's recipe and CKA protocol, with a shortened schedule.

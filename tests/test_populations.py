@@ -9,9 +9,9 @@ import torch
 from repsim import grid, populations
 from repsim.data import ImageDataset
 from repsim.models import ResNetConfig
-from repsim.populations import (Population, class_accuracies, per_example_accuracy, spread, spread_excess,
-                                welch_per_class)
-from repsim.profiles import Profile
+from repsim.populations import (Population, architecture_pairs, class_accuracies, per_example_accuracy, spread,
+                                spread_excess, spread_with_error, welch_per_class)
+from repsim.profiles import PredictionChapter, Profile
 from repsim.store import Store
 from repsim.train import TrainConfig
 
@@ -43,6 +43,28 @@ def test_spread_excess_separates_different_populations_and_its_error_is_honest()
     typical_error = np.median([n["standard_error"] for n in nulls])
     assert 0.6 < typical_error / scatter < 1.6
     assert abs(np.mean([n["z"] for n in nulls])) < 0.6
+
+
+def test_spread_with_error_is_zero_within_noise_for_one_architecture():
+    rng = np.random.default_rng(3)
+    p = rng.beta(2, 1, size=5_000)
+    q = np.clip(p + rng.normal(0, 0.15, size=p.shape), 0, 1)
+    assert spread_with_error(_members(p, 8, rng), _members(q, 8, rng))["z"] > 5
+    nulls = [spread_with_error(_members(p, 8, rng), _members(p, 8, rng)) for _ in range(30)]
+    assert abs(np.mean([n["z"] for n in nulls])) < 0.6
+    assert 0.6 < np.median([n["standard_error"] for n in nulls]) / np.std([n["spread"] for n in nulls]) < 1.6
+
+
+def test_architecture_pairs_sort_pairs_into_depth_width_and_wide_vs_deep():
+    r8, r8w, r14, r20 = ResNetConfig(8), ResNetConfig(8, 2), ResNetConfig(14), ResNetConfig(20)
+    plain = ResNetConfig(14, 2, residual=False)
+    models = [(r20, 100), (r8w, 100), (r8, 100), (r14, 100), (plain, 100), (r14, 200)]
+    pairs = architecture_pairs(models)
+    names = {kind: sorted((x[0].name, y[0].name) for x, y in found) for kind, found in pairs.items()}
+    assert names == {"depth": [("ResNet-14 (1x)", "ResNet-20 (1x)"), ("ResNet-8 (1x)", "ResNet-14 (1x)"),
+                               ("ResNet-8 (1x)", "ResNet-20 (1x)")],
+                     "width": [("ResNet-8 (1x)", "ResNet-8 (2x)")],
+                     "wide vs deep": [("ResNet-8 (2x)", "ResNet-14 (1x)"), ("ResNet-8 (2x)", "ResNet-20 (1x)")]}
 
 
 def test_per_example_and_class_accuracies_count_correct_members():
@@ -78,7 +100,8 @@ def test_predictions_are_cached_per_member(tmp_path, monkeypatch):
     images = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=g)
     labels = torch.randint(0, 10, (96,), generator=g)
     data = ImageDataset(images, labels, images[:30], labels[:30], tuple("abcdefghij"), "cifar10", "memory")
-    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20))
+    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
+                      predictions=PredictionChapter(stack=1))
     store = Store(tmp_path)
     small = Population(ResNetConfig(8), 64, (0, 1))
     first = populations.population_predictions(small, profile, data, store, progress=False)
@@ -92,8 +115,6 @@ def test_predictions_are_cached_per_member(tmp_path, monkeypatch):
 
 def test_submitit_engine_trains_members_in_local_jobs_into_the_shared_store(cifar_source, tmp_path, monkeypatch):
     pytest.importorskip("submitit")
-    from repsim.profiles import PredictionChapter
-
     profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
                       predictions=PredictionChapter(test_examples=100))
     population = Population(ResNetConfig(8), 64, (0, 1))
@@ -108,7 +129,23 @@ def test_submitit_engine_trains_members_in_local_jobs_into_the_shared_store(cifa
     torch.testing.assert_close(local, remote)
 
 
-def test_unknown_engine_is_named():
-    with pytest.raises(ValueError, match="unknown engine 'ray'"):
-        populations.train_population(Population(ResNetConfig(8), 64, (0, 1)), Profile(name="x", device="cpu"),
-                                     engine="ray")
+def test_ray_engine_trains_members_as_tasks_into_the_shared_store(cifar_source, monkeypatch):
+    ray = pytest.importorskip("ray")
+    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
+                      predictions=PredictionChapter(test_examples=100))
+    population = Population(ResNetConfig(8), 64, (2, 3))
+    remote = populations.train_population(population, profile, "cifar10", source=str(cifar_source), engine="ray",
+                                          num_cpus=1, progress=False)
+    assert remote.shape == (2, 100)
+    assert not ray.is_initialized()  # the Ray instance started for the population is shut down
+    monkeypatch.setattr(populations, "train_run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    local = populations.train_population(population, profile, "cifar10", source=str(cifar_source), progress=False)
+    torch.testing.assert_close(local, remote)
+
+
+def test_unknown_engine_and_stray_options_are_named():
+    population, profile = Population(ResNetConfig(8), 64, (0, 1)), Profile(name="x", device="cpu")
+    with pytest.raises(ValueError, match="unknown engine 'dask'"):
+        populations.train_population(population, profile, engine="dask")
+    with pytest.raises(TypeError, match=r"engine='local' takes no engine options, got \['num_gpus'\]"):
+        populations.train_population(population, profile, num_gpus=1)

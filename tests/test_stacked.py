@@ -1,0 +1,90 @@
+"""Stacked training: M members as one grouped network are the M models trained alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repsim import populations
+from repsim.data import ImageDataset
+from repsim.grid import train_run
+from repsim.models import ResNet, ResNetConfig
+from repsim.populations import Population, train_members_stacked
+from repsim.profiles import PredictionChapter, Profile
+from repsim.stacked import StackedResNet, fastest_stack, train_stacked
+from repsim.store import Store
+from repsim.train import TrainConfig, train_model
+
+
+def _tiny_data(n_train: int = 128, n_test: int = 40) -> ImageDataset:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n_train + n_test, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (n_train + n_test,), generator=g)
+    return ImageDataset(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], tuple("abcdefghij"),
+                        "cifar10", "memory")
+
+
+@pytest.mark.parametrize("config", [ResNetConfig(8, 2), ResNetConfig(14, 1, residual=False)])
+def test_a_stack_computes_each_members_own_outputs(config):
+    torch.manual_seed(0)
+    members = [ResNet(config) for _ in range(3)]
+    stacked = StackedResNet(members)
+    inputs = [torch.randn(5, 3, 32, 32) for _ in members]
+    for mode in ("train", "eval"):
+        for model in (*members, stacked):
+            getattr(model, mode)()
+        out = stacked(torch.cat(inputs, dim=1))
+        assert out.shape == (5, 3, 10)
+        for k, (member, x) in enumerate(zip(members, inputs)):
+            torch.testing.assert_close(out[:, k], member(x), rtol=1e-4, atol=1e-5)
+    # Train-mode BatchNorm updated each member's running statistics from its own batch only.
+    for member, state in zip(members, stacked.unstack()):
+        for key, value in member.state_dict().items():
+            torch.testing.assert_close(state[key], value)
+
+
+def test_stacking_refuses_mixed_architectures():
+    with pytest.raises(ValueError, match="share one configuration"):
+        StackedResNet([ResNet(ResNetConfig(8)), ResNet(ResNetConfig(8, 2))])
+    with pytest.raises(ValueError, match="at least one model"):
+        StackedResNet([])
+
+
+def test_stacked_training_gives_the_models_trained_one_at_a_time():
+    data = _tiny_data()
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.02, bn_momentum=0.1, train_size=96, eval_size=40)
+    stacked = train_stacked(ResNetConfig(8), config, data, [3, 5], progress=False)
+    for seed, (model, metrics) in zip([3, 5], stacked):
+        alone, alone_metrics = train_model(ResNetConfig(8), config, data, seed, progress=False)
+        assert metrics["best_epoch"] == alone_metrics["best_epoch"]
+        assert metrics["best_test_acc"] == pytest.approx(alone_metrics["best_test_acc"], abs=1 / 40)
+        for (key, ours), theirs in zip(model.state_dict().items(), alone.state_dict().values()):
+            torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=1e-3, msg=lambda m, key=key: f"{key}: {m}")
+        assert [h["train_loss"] for h in metrics["history"]] == pytest.approx(
+            [h["train_loss"] for h in alone_metrics["history"]], rel=1e-4)
+    with pytest.raises(ValueError, match="distinct"):
+        train_stacked(ResNetConfig(8), config, data, [1, 1], progress=False)
+
+
+def test_fastest_stack_measures_every_candidate_size():
+    best, rates = fastest_stack(ResNetConfig(8), TrainConfig(batch_size=8), members=3, device="cpu")
+    assert set(rates) == {1, 2, 3} and best in rates
+    assert all(rate > 0 for rate in rates.values()) and rates[best] == max(rates.values())
+
+
+def test_members_trained_in_stacks_are_the_store_entries_train_run_uses(tmp_path, monkeypatch):
+    data = _tiny_data()
+    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
+                      predictions=PredictionChapter(test_examples=30, stack=2))
+    store = Store(tmp_path)
+    population = Population(ResNetConfig(8), 64, (0, 1, 2))
+    decision = train_members_stacked(population, profile, data, store, progress=False)
+    assert decision == {"stack": 2, "rates": None, "trained": 3}
+    monkeypatch.setattr("repsim.train.train_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    for run in population.runs:
+        model, record = train_run(run, profile, data, store)
+        assert record["metrics"]["stacked_with"] == (2 if run.seed < 2 else 1)
+    predictions = populations.population_predictions(population, profile, data, store, progress=False)
+    assert predictions.shape == (3, 30)
+    # Everything is in the store now: nothing left to train, so nothing is measured.
+    assert train_members_stacked(population, profile, data, store, stack=None, progress=False)["trained"] == 0
