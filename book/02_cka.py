@@ -27,6 +27,20 @@ device = None  # None uses the profile's device; "cpu", "cuda" or "auto" overrid
 block_threshold = 0.8  # CKA that every pair of layers in a "block" must reach
 
 # %% tags=["remove-cell"]
+# Outside this repository (on Colab or Binder) repsim is not installed yet: install it
+# from the book's repository. On Colab, use the runtime's GPU when it has one.
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("repsim") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
+    importlib.invalidate_caches()
+if "google.colab" in sys.modules and device is None:
+    device = "auto"
+
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
@@ -202,7 +216,7 @@ invariance.style.format({"CKA(T(X), Y)": "{:.6f}", "change": "{:+.1e}"})
 # subsets of $n$ examples, once as is and once with the rows of $Y$ shuffled, which
 # pairs each example's $X$ with another example's $Y$: a population CKA of zero.
 
-# %%
+# %% tags=["hide-input"]
 shuffled = y[torch.randperm(len(y), generator=generator)]
 sizes = [s for s in background.sample_sizes if s <= len(x)]
 estimates = {
@@ -245,7 +259,7 @@ plt.close(fig)
 # twice: once from a single Gram over all of them, once with the minibatch estimator
 # and the profile's batch size.
 
-# %%
+# %% tags=["hide-input"]
 full = model_cka(model, probe_images, batch_size=len(probe_images), passes=1, device=device)
 minibatch = model_cka(model, probe_images, batch_size=P.cka.batch_size, passes=P.cka.passes, seed=seed, device=device)
 difference = (minibatch - full).abs()
@@ -280,7 +294,7 @@ plt.close(fig)
 # heatmap, with the input side at the bottom left. Here is the heatmap of our model,
 # over the test set with the profile's minibatch protocol.
 
-# %%
+# %% tags=["hide-input"]
 heatmap_images = data.test_images[: P.cka.examples]
 cka = model_cka(model, heatmap_images, batch_size=P.cka.batch_size, passes=P.cka.passes, seed=seed, device=device)
 fig, ax = plt.subplots(figsize=(4.6, 4.0), layout="constrained")
@@ -322,3 +336,68 @@ plt.close(fig)
 # {glue:text}`block_first` to {glue:text}`block_last`. The next chapter follows this
 # measure as networks get wider and deeper and as the training set shrinks, which is
 # where the paper finds large blocks in the later stages.
+
+# %% [markdown]
+# ## Exercises
+#
+# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# the notebooks without them, and without outputs, for a class.
+
+# %% [markdown]
+# **Exercise 1.** Starting from the linear form
+# $\mathrm{CKA}(X, Y) = \lVert Y_c^\top X_c \rVert_F^2 / (\lVert X_c^\top X_c \rVert_F \lVert Y_c^\top Y_c \rVert_F)$,
+# show that CKA does not change when $X$ is replaced by $X Q$ with $Q$ orthogonal, or by
+# $c X$ with $c \neq 0$. Which step fails for a general invertible $A$?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 1
+# :class: dropdown
+#
+# Centring commutes with a right multiplication, so $(XQ)_c = X_c Q$. The numerator
+# becomes $\lVert Y_c^\top X_c Q \rVert_F^2 = \lVert Y_c^\top X_c \rVert_F^2$, because
+# the Frobenius norm is unchanged by multiplying with an orthogonal matrix, and in the
+# denominator $\lVert Q^\top X_c^\top X_c Q \rVert_F = \lVert X_c^\top X_c \rVert_F$ for
+# the same reason. Scaling by $c$ multiplies the numerator by $c^2$ and
+# $\lVert X_c^\top X_c \rVert_F$ by $c^2$, which cancel. For a general $A$ neither
+# $\lVert Y_c^\top X_c A \rVert_F$ nor $\lVert A^\top X_c^\top X_c A \rVert_F$ is
+# preserved: that is the feature-wise scaling in the table above.
+# ````
+
+# %% [markdown]
+# **Exercise 2.** The unbiased estimator $\mathrm{HSIC}_1$ needs at least four examples. Where in its
+# formula does $n = 3$ break it?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 2
+# :class: dropdown
+#
+# The U-centring divides by $n - 2$ and by $(n-1)(n-2)$, and the estimate itself by
+# $n(n-3)$: with $n = 3$ that last factor is zero. (With fewer than four examples there
+# are also not enough distinct index quadruples for an unbiased U-statistic of this
+# order.)
+# ````
+
+# %% [markdown]
+# **Exercise 3.** The minibatch estimator sums $\mathrm{HSIC}_1$ over batches and only then takes the
+# ratio. Why not average the CKA of each batch instead? Try it: split
+# `heatmap_images` into batches of the profile's size, compute `model_cka` on each with
+# `batch_size` equal to the batch, and compare the mean of the per-batch matrices with
+# `cka`.
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 3
+# :class: dropdown
+#
+# Each batch's sum of $\mathrm{HSIC}_1$ terms is an unbiased estimate of the
+# population HSIC, so the sums are too, and their ratio converges to the population CKA
+# as the number of batches grows. A ratio of noisy estimates is not an unbiased estimate
+# of the ratio, and averaging per-batch ratios keeps that bias however many batches are
+# used; on small batches the per-batch ratios are also very noisy. A sketch:
+#
+# ```python
+# b = P.cka.batch_size
+# per_batch = [model_cka(model, heatmap_images[i:i + b], batch_size=b, passes=1, device=device)
+#              for i in range(0, len(heatmap_images) - b + 1, b)]
+# (torch.stack(per_batch).mean(0) - cka).abs().max()
+# ```
+# ````

@@ -31,6 +31,20 @@ device = None  # None uses the profile's device
 block_threshold = 0.9  # CKA that every pair of layers in a block must reach
 
 # %% tags=["remove-cell"]
+# Outside this repository (on Colab or Binder) repsim is not installed yet: install it
+# from the book's repository. On Colab, use the runtime's GPU when it has one.
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("repsim") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
+    importlib.invalidate_caches()
+if "google.colab" in sys.modules and device is None:
+    device = "auto"
+
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -316,3 +330,61 @@ display(Markdown("\n".join(lines)))
 # At the profile's scale (short schedules, often on few images) the models are far
 # from the paper's accuracy, and the block measure depends on its threshold: read the
 # verdicts together with the heatmaps above, not instead of them.
+
+# %% [markdown]
+# ## Exercises
+#
+# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# the notebooks without them, and without outputs, for a class.
+
+# %% [markdown]
+# **Exercise 1.** `repsim.blocks.find_block` depends on its threshold. Without running anything, argue
+# that the block it finds can only shrink (or stay the same) as the threshold rises.
+# Then check it on the deepest model of {numref}`paper-fig-1`.
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 1
+# :class: dropdown
+#
+# A run of layers counts as a block when every pair in it reaches the threshold. Any
+# run that passes a higher threshold passes every lower one, so the set of qualifying
+# runs only loses members as the threshold rises, and the longest of them cannot grow.
+#
+# ```python
+# from repsim.blocks import find_block
+#
+# [find_block(depth_row[-1].cka, threshold=t).size for t in (0.7, 0.8, 0.9, 0.95)]
+# ```
+# ````
+
+# %% [markdown]
+# **Exercise 2.** In this book a smaller training set is also passed over more often, so that every
+# model takes the profile's minimum number of SGD steps. Why does that make "less data"
+# and "more epochs" hard to tell apart, and what pair of runs would separate them?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 2
+# :class: dropdown
+#
+# With a fixed number of steps, halving the data doubles how often each image is
+# seen, so a block that appears on the small set could come from the repetition (more
+# fitting of the same images) rather than from the amount of data. Two comparisons pull
+# them apart: the same training set with different numbers of steps (say
+# `P.with_overrides(min_steps=...)`), and different training sets with the same number
+# of epochs. If the block follows the data size in the second comparison but not the
+# step count in the first, it is the data that matters.
+# ````
+
+# %% [markdown]
+# **Exercise 3.** The paper shows the block also in networks without residual connections
+# ({numref}`paper-fig-c1`). What explanation of the block does this rule out?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 3
+# :class: dropdown
+#
+# That the block is produced by the skip connections themselves, for example by
+# residual branches that add almost nothing so that consecutive layers copy their input.
+# A plain network has no identity path to copy along, yet its later layers still come
+# to share one representation, so the cause has to lie in what the layers learn.
+# ````

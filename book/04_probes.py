@@ -30,6 +30,20 @@ device = None  # None uses the profile's device
 block_threshold = 0.9  # the block measure's threshold, as in chapter 3
 
 # %% tags=["remove-cell"]
+# Outside this repository (on Colab or Binder) repsim is not installed yet: install it
+# from the book's repository. On Colab, use the runtime's GPU when it has one.
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("repsim") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
+    importlib.invalidate_caches()
+if "google.colab" in sys.modules and device is None:
+    device = "auto"
+
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -332,3 +346,62 @@ display(Markdown("\n".join(f"- {claim}: **{verdict}** ({numbers})." for claim, v
 # tolerance are called too close to call), so it can flip with the profile, the seed
 # and the block threshold; small models trained briefly on few images are far
 # from the paper's, and the figures above are the evidence to weigh.
+
+# %% [markdown]
+# ## Exercises
+#
+# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# the notebooks without them, and without outputs, for a class.
+
+# %% [markdown]
+# **Exercise 1.** Let $X_c$ be centred activations with top right singular vector $v$ and top singular
+# value $\sigma_1$ (left vector $u$). Show that removing the first principal component,
+# $X' = X_c - X_c v v^\top$, changes the Gram matrix from $K = X_c X_c^\top$ to
+# $K - \sigma_1^2 u u^\top$. Why does this make the block vanish from the heatmap when
+# PC1 carries most of the variance?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 1
+# :class: dropdown
+#
+# $X' X'^\top = X_c (I - v v^\top)(I - v v^\top) X_c^\top = X_c (I - v v^\top) X_c^\top$
+# because $I - v v^\top$ is a projection, and $X_c v = \sigma_1 u$, so the result is
+# $K - \sigma_1^2 u u^\top$. When $\sigma_1^2$ is most of $\operatorname{tr} K$, every
+# layer's Gram is close to $\sigma_1^2 u u^\top$, and two layers whose $u$ agree (their
+# first PCs score the examples alike) have CKA near 1 whatever their other
+# directions do. Subtracting that term leaves the remaining directions, and CKA between
+# them is what the heatmap without PC1 shows.
+# ````
+
+# %% [markdown]
+# **Exercise 2.** A layer cannot contain more information about the label than the layer before it
+# (the data processing inequality). Why can linear-probe accuracy still rise from layer
+# to layer?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 2
+# :class: dropdown
+#
+# The inequality is about information, not about what a *linear* classifier can read
+# off. Later layers can make the label linearly separable where earlier ones hold the
+# same information in a non-linear form, so a linear probe gains accuracy. Inside the
+# block the probe barely gains: the layers are close to re-scaled rotations of each other
+# (high CKA), and an invertible linear map does not change what a linear probe can
+# separate.
+# ````
+
+# %% [markdown]
+# **Exercise 3.** Deleting a residual block keeps its shortcut, so the block computes $x$ instead of
+# $x + f(x)$. Propose a measurement, per block, that would predict from a single forward
+# pass how much accuracy the deletion will cost.
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 3
+# :class: dropdown
+#
+# Measure how much the residual branch changes its input on test images, for example
+# $\lVert f(x) \rVert / \lVert x \rVert$ averaged over examples, or the CKA between the
+# block's input and its output. A block whose branch adds little, or whose output is
+# already nearly its input up to scale and rotation, should be cheap to delete; the
+# paper's plateau inside the block structure is where these numbers say so.
+# ````

@@ -30,6 +30,20 @@ device = None  # None uses the profile's device
 block_threshold = 0.9  # the block measure's threshold, as in chapter 3
 
 # %% tags=["remove-cell"]
+# Outside this repository (on Colab or Binder) repsim is not installed yet: install it
+# from the book's repository. On Colab, use the runtime's GPU when it has one.
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("repsim") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
+    importlib.invalidate_caches()
+if "google.colab" in sys.modules and device is None:
+    device = "auto"
+
+# %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -170,3 +184,57 @@ display(Markdown("\n".join(lines)))
 # Differences within 0.01 are called too close to call. As in the previous chapters,
 # models trained briefly on few images are far from the paper's, and the heatmaps above
 # are the evidence to weigh.
+
+# %% [markdown]
+# ## Exercises
+#
+# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# the notebooks without them, and without outputs, for a class.
+
+# %% [markdown]
+# **Exercise 1.** Two ResNets of different depths have different numbers of layers. How would you pair
+# their layers "at the same relative depth", and which of this chapter's figures relies
+# on such a pairing when it is read along its diagonal?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 1
+# :class: dropdown
+#
+# Map layer $i$ of a model with $L$ layers to $i / (L - 1)$ and pair layers whose
+# fractions are closest, or, more faithfully to the architecture, pair the same position
+# within the same stage. In {numref}`paper-fig-e1` the cross-architecture heatmap is not
+# square; the bright band from the bottom left to the top right is this pairing, and
+# where it fades is where the two models' representations stop agreeing.
+# ````
+
+# %% [markdown]
+# **Exercise 2.** Suppose each of two seeds has a block whose representation is almost rank one: the
+# block's layers are dominated by one direction, with scores $a \in \mathbb{R}^n$ over the
+# test images in one model and $b$ in the other. What is the CKA between the two blocks,
+# and why can it be low even though each block is "simple"?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 2
+# :class: dropdown
+#
+# With rank-one, centred representations $X \approx a s^\top$ and $Y \approx b t^\top$,
+# the Grams are $a a^\top$ and $b b^\top$ up to scale, and linear CKA becomes
+# $(a^\top b)^2 / (\lVert a \rVert^2 \lVert b \rVert^2)$: the squared correlation of the
+# two score vectors over the examples. If the two seeds' dominant directions single out
+# different images, this is small. Follow-up work traced the dominant component to a
+# few dominant data points that differ between seeds {cite}`nguyen2022origins`.
+# ````
+
+# %% [markdown]
+# **Exercise 3.** The chapter compares two seeds of one architecture. Why is that the right baseline
+# before comparing two different architectures?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 3
+# :class: dropdown
+#
+# Two seeds share everything but the randomness of initialisation and data order, so
+# their CKA is the most two models of that architecture can be expected to agree.
+# Disagreement between architectures only says something about width or depth where it
+# exceeds the disagreement between seeds.
+# ````

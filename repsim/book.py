@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,31 +63,24 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def failed_cell(partial: Path | None, index: int | None) -> str:
-    """The first lines of the failing cell of a partial notebook, for the report."""
-    if partial is None or index is None:
-        return ""
-    try:
-        cells = nbformat.read(partial, as_version=4).cells
-        lines = cells[index].source.splitlines()
-    except (OSError, ValueError, IndexError):
-        return ""
-    shown = "\n".join(f"    {line}" for line in lines[:6])
-    return shown + ("\n    ..." if len(lines) > 6 else "")
+def cell_excerpt(source: str, lines: int = 6) -> str:
+    """The first lines of a cell's source, indented, for the failure report."""
+    shown = source.splitlines()
+    text = "\n".join(f"    {line}" for line in shown[:lines])
+    return text + ("\n    ..." if len(shown) > lines else "")
 
 
 def report_failure(stem: str, exc: BaseException, partial: Path | None) -> None:
     """Say which chapter and cell failed, with the traceback and the partial notebook."""
     print(f"\nChapter {stem} failed.", file=sys.stderr)
     if isinstance(exc, papermill.PapermillExecutionError):
-        # papermill's cell_index counts the injected-parameters cell, as the partial notebook does.
+        # cell_index counts papermill's injected-parameters cell; the source names the cell plainly.
         print(f"Cell {exc.cell_index} of the executed notebook (In [{exc.exec_count}]) "
               f"raised {exc.ename}: {exc.evalue}", file=sys.stderr)
-        source = failed_cell(partial, exc.cell_index)
-        if source:
-            print(f"The cell begins:\n{source}", file=sys.stderr)
+        print(f"The cell begins:\n{cell_excerpt(exc.source)}", file=sys.stderr)
         print("Traceback:", file=sys.stderr)
-        print("\n".join(exc.traceback), file=sys.stderr)
+        # IPython colours tracebacks; a log file reads better without the escape codes.
+        print(re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(exc.traceback)), file=sys.stderr)
     else:
         traceback.print_exception(exc, file=sys.stderr)
     if partial is not None:

@@ -101,7 +101,11 @@ def provenance_box(record: dict[str, Any], source: str, link_stats: bool) -> nod
                      nodes.literal(record["source_hash"][:12], record["source_hash"][:12]))
     record_note = ("recorded by repsim.book when it executed the chapter" if record["recorded"]
                    else "pieced together from papermill's metadata; the device and commit were not recorded")
-    fields += _field("Record", record.get("recorded_by") if record["recorded"] else record_note)
+    if record["recorded"]:
+        by = record.get("recorded_by", "")
+        record_note = ("written by repsim.book when it executed the chapter" if by == "repsim.book"
+                       else by)
+    fields += _field("Record", record_note)
     box += fields
     if link_stats:
         para = nodes.paragraph()

@@ -48,8 +48,10 @@ def tiny_book(root: Path, cells: str) -> Path:
     (root / "book").mkdir(parents=True)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/01_tiny\n")
     (root / "_config.yml").write_text("title: tiny\n")
+    header = ("# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n"
+              "#     language: python\n#     name: python3\n# ---\n\n")
     (root / "book" / "01_tiny.py").write_text(
-        '# %% tags=["parameters"]\nprofile = "smoke"\n\n# %%\nx = 1\n\n' + cells)
+        header + '# %% tags=["parameters"]\nprofile = "smoke"\n\n# %%\nx = 1\n\n' + cells)
     return root
 
 
