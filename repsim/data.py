@@ -20,6 +20,8 @@ import hashlib
 import io
 import os
 import tarfile
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .store import atomic_save, repsim_home
+from .store import file_lock, load_checked, remove_stale_temporaries, repsim_home, save_checked
 
 # SHA-256 of archives whose content is known; others are checked against SHA256SUMS.
 KNOWN_SHA256 = {
@@ -79,10 +81,15 @@ class ImageDataset:
 
 
 def load_dataset(name: str = "cifar10", source: str | os.PathLike | None = None) -> ImageDataset:
-    """Load ``name`` ("cifar10" or "cifar100") from ``source``, decoding only on first use."""
-    if name not in SPLIT_SIZES:
-        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(SPLIT_SIZES)}")
+    """Load ``name`` ("cifar10" or "cifar100") from ``source``, decoding only on first use.
+
+    The decoded tensors are cached under ``$REPSIM_HOME/cache`` in a file that carries its
+    own SHA-256; a cache file damaged on disk is reported and decoded again.
+    """
+    _check_name(name)
     source = source if source is not None else os.environ.get("REPSIM_DATA", "torchvision")
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a path or 'torchvision', got {type(source).__name__} {source!r}")
     if str(source) == "torchvision":
         return _load_torchvision(name, repsim_home() / "data", download=True)
     path = Path(source).expanduser()
@@ -99,16 +106,44 @@ def load_dataset(name: str = "cifar10", source: str | os.PathLike | None = None)
         _verify_checksum(path, key)
     cache_key = f"{key}:{DECODER_VERSION}"
     cache = repsim_home() / "cache" / f"{name}-{hashlib.sha256(cache_key.encode()).hexdigest()[:16]}.pt"
-    if cache.exists():
-        return ImageDataset(**torch.load(cache, weights_only=True), name=name, source=str(path))
-    files = _read_archive(path) if path.is_file() else _read_folder(path)
-    tensors = _decode_image_folder(files, name, origin=str(path))
-    atomic_save(tensors, cache)
+    # Two processes (say, chapters run in parallel) decode once: the second waits, then reads.
+    with file_lock(cache.with_suffix(".lock")):
+        tensors = _read_cache(cache)
+        if tensors is None:
+            remove_stale_temporaries(cache.parent)
+            files = _read_archive(path) if path.is_file() else _read_folder(path)
+            tensors = _decode_image_folder(files, name, origin=str(path))
+            save_checked(tensors, cache)
     return ImageDataset(**tensors, name=name, source=str(path))
+
+
+_CACHE_FIELDS = {"train_images", "train_labels", "test_images", "test_labels", "classes"}
+
+
+def _read_cache(cache: Path) -> dict | None:
+    """The cached tensors, or None (and a warning) when the file is absent or damaged."""
+    if not cache.exists():
+        return None
+    try:
+        tensors = load_checked(cache)
+    except Exception:  # noqa: BLE001 -- a checksummed file that torch cannot read: rebuild it
+        tensors = None
+    if isinstance(tensors, dict) and set(tensors) == _CACHE_FIELDS:
+        return tensors
+    # Caches written before they carried a checksum land here too, and are decoded once more.
+    warnings.warn(f"the data cache {cache} is corrupted or unverifiable (checksum mismatch); decoding the data again",
+                  stacklevel=3)
+    return None
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or name not in SPLIT_SIZES:
+        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(SPLIT_SIZES)}")
 
 
 def is_available(name: str, source: str | os.PathLike | None = None) -> bool:
     """Whether ``name`` can be loaded without a download (e.g. "is CIFAR-100 present?")."""
+    _check_name(name)
     source = source if source is not None else os.environ.get("REPSIM_DATA", "torchvision")
     if str(source) == "torchvision":
         return (repsim_home() / "data" / TORCHVISION_FOLDERS[name]).is_dir()
@@ -203,7 +238,11 @@ def _read_archive(path: Path) -> dict[str, bytes]:
             for member in tar:
                 if member.isfile():
                     files[member.name.lstrip("./")] = tar.extractfile(member).read()
-    except (tarfile.TarError, EOFError, OSError) as err:
+            # tarfile stops quietly at a damaged header, as if the archive ended there;
+            # reading the compressed stream to its end makes gzip check its CRC and length.
+            while tar.fileobj.read(1 << 20):
+                pass
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:  # zlib: a damaged compressed stream
         raise ValueError(f"archive {path} is truncated or corrupted: {err}") from err
     return files
 

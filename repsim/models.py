@@ -8,6 +8,7 @@ paper analyses (conv, bn, relu, residual add, pool, logits) in forward order.
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -26,12 +27,24 @@ class ResNetConfig:
     num_classes: int = 10
 
     def __post_init__(self) -> None:
-        if not isinstance(self.depth, int) or self.depth < 8 or (self.depth - 2) % 6:
-            raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, ...), got {self.depth!r}")
-        if not isinstance(self.width, int) or self.width < 1:
+        # bool is an int in Python: width=True would silently build a 1x model.
+        for field, rule in (("depth", "6n + 2 with n >= 1 (8, 14, 20, ...)"), ("width", "a positive integer multiplier"),
+                            ("num_classes", "an integer >= 2")):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{field} must be {rule}, got {type(value).__name__} {value!r}")
+            object.__setattr__(self, field, int(value))  # numpy integers would not survive JSON
+        if self.depth < 8 or (self.depth - 2) % 6:
+            n = max(1, round((self.depth - 2) / 6))
+            raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, ...), got {self.depth!r}; "
+                             f"the nearest valid depth is {6 * n + 2}")
+        if self.width < 1:
             raise ValueError(f"width must be a positive integer multiplier, got {self.width!r}")
-        if not isinstance(self.num_classes, int) or self.num_classes < 2:
+        if self.num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {self.num_classes!r}")
+        if not isinstance(self.residual, bool):
+            # residual="no" would be truthy and build a residual network.
+            raise ValueError(f"residual must be True or False, got {type(self.residual).__name__} {self.residual!r}")
 
     @property
     def blocks_per_stage(self) -> int:
@@ -87,6 +100,8 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     def __init__(self, config: ResNetConfig) -> None:
         super().__init__()
+        if not isinstance(config, ResNetConfig):
+            raise TypeError(f"config must be a ResNetConfig (e.g. ResNetConfig(depth=20)), got {type(config).__name__} {config!r}")
         self.config = config
         channels = [16 * config.width, 32 * config.width, 64 * config.width]
         self.stem = nn.Sequential()
@@ -170,10 +185,10 @@ def delete_blocks(model: ResNet, stage: int, count: int) -> ResNet:
         raise TypeError(f"model must be a repsim ResNet, got {type(model).__name__}")
     if not model.config.residual:
         raise ValueError(f"{model.config.name} has no residual connections, so its blocks cannot be deleted")
-    if stage not in (1, 2, 3):
+    if isinstance(stage, bool) or stage not in (1, 2, 3):
         raise ValueError(f"stage must be 1, 2 or 3, got {stage!r}")
     blocks = model.config.blocks_per_stage
-    if not 0 <= count <= blocks:
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 0 <= count <= blocks:
         raise ValueError(f"count must be between 0 and {blocks} (blocks in stage {stage}), got {count!r}")
     pruned = copy.deepcopy(model)
     stage_module = getattr(pruned, f"stage{stage}")

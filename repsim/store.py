@@ -2,10 +2,16 @@
 
 An entry lives in ``<root>/<key>/``, where ``key`` hashes the full configuration (model,
 training recipe, data) and the seed. It holds ``model.pt`` and ``record.json``; the
-record is written last and carries the weights' SHA-256, so an entry counts as present
-only when both files are complete and agree. Every file is written to a temporary name
-and renamed into place, so an interrupted run never leaves a file that reads as valid.
-A lock file per key keeps two processes from training the same model at once.
+record is written last and carries the SHA-256 of the weights and of itself, so an entry
+counts as present only when both files are complete and agree. Every file is written to
+a temporary name, fsynced and renamed into place, so an interrupted run never leaves a
+file that reads as valid.
+
+A lock file per key (``<root>/<key>.lock``, ``fcntl.flock``) keeps two processes from
+training the same model at once: the second waits, then loads. The kernel drops the
+lock when its holder dies, even by SIGKILL. While a model trains, its checkpoints live in
+``<root>/<key>.partial/`` (see ``Store.partial``); that folder is removed once the entry
+is complete.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -34,6 +41,8 @@ def repsim_home() -> Path:
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -45,6 +54,28 @@ def atomic_write_bytes(data: bytes, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)  # make the rename itself survive a power cut
+
+
+def _fsync_directory(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on directories; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files left by a writer that was killed mid-write. Only call this
+    while holding the lock that serialises writers to ``folder``."""
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _torch_bytes(obj: Any) -> bytes:
@@ -56,6 +87,29 @@ def _torch_bytes(obj: Any) -> bytes:
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
     atomic_write_bytes(_torch_bytes(obj), Path(path))
+
+
+# Files that carry their own checksum: this header line, then the torch.save bytes.
+_CHECKED_MAGIC = b"repsim-sha256:"
+
+
+def save_checked(obj: Any, path: Path) -> None:
+    """Atomically ``torch.save`` ``obj`` behind a SHA-256 header, for ``load_checked``."""
+    data = _torch_bytes(obj)
+    atomic_write_bytes(_CHECKED_MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data, Path(path))
+
+
+def load_checked(path: Path) -> Any | None:
+    """What ``save_checked`` wrote to ``path``; None if the file is missing, truncated,
+    altered, or not in this format (so the caller rebuilds it rather than trusting it)."""
+    try:
+        raw = Path(path).read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    header, _, data = raw.partition(b"\n")
+    if not header.startswith(_CHECKED_MAGIC) or header[len(_CHECKED_MAGIC):] != hashlib.sha256(data).hexdigest().encode():
+        return None
+    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
 
 
 def _as_json(config: dict) -> dict:
@@ -103,7 +157,13 @@ def provenance() -> dict:
 
 
 @contextmanager
-def _locked(path: Path):
+def file_lock(path: Path):
+    """An exclusive ``flock`` on ``path`` (created if missing), held for the ``with`` body.
+
+    The lock file is never deleted: removing it would let a waiter and a newcomer lock
+    two different files of the same name.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -111,6 +171,14 @@ def _locked(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_locked = file_lock  # the name earlier code used
+
+
+def _record_digest(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class Store:
@@ -122,49 +190,79 @@ class Store:
     def entry(self, config: dict) -> Path:
         return self.root / config_key(config)
 
+    def partial(self, config: dict) -> Path:
+        """Scratch folder for the checkpoints of an unfinished run of ``config``.
+
+        Only the process holding the key's lock (that is, inside ``load_or_train``'s
+        ``train``) may write here; ``load_or_train`` deletes it once the entry is whole.
+        """
+        return self.root / f"{config_key(config)}.partial"
+
     def load(self, config: dict) -> tuple[dict, dict] | None:
         """(state_dict, record) of a complete, intact entry, else None."""
         config = _as_json(config)
         entry = self.entry(config)
-        record_path, weights_path = entry / "record.json", entry / "model.pt"
-        if not (record_path.exists() and weights_path.exists()):
-            return None
         try:
-            record = json.loads(record_path.read_text())
-        except json.JSONDecodeError:
+            record = json.loads((entry / "record.json").read_bytes())
+            data = (entry / "model.pt").read_bytes()
+        except (FileNotFoundError, IsADirectoryError, ValueError):  # ValueError: bad JSON or UTF-8
             return None
-        data = weights_path.read_bytes()
-        if record.get("weights_sha256") != hashlib.sha256(data).hexdigest() or record.get("config") != config:
-            return None  # corrupted or stale: rebuild rather than trust it
+        if not isinstance(record, dict) or record.get("config") != config:
+            return None
+        # Entries written before records carried the weights' checksum cannot be verified:
+        # they are rebuilt. Records without their own checksum (written before it was
+        # added) are accepted when the weights check out: the record is plain JSON.
+        if record.get("weights_sha256") != hashlib.sha256(data).hexdigest():
+            return None
+        if "record_sha256" in record and record["record_sha256"] != _record_digest(record):
+            return None
         return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"), record
 
     def load_or_train(self, config: dict, train: Callable[[], tuple[dict, dict]]) -> tuple[dict, dict]:
         """Return (state_dict, record) for ``config``, calling ``train()`` only if missing.
 
         ``train`` returns (state_dict, metrics). The record stores the config, metrics,
-        wall time and ``provenance()``.
+        wall time and ``provenance()``. ``train`` runs while this process holds the key's
+        lock, so it may checkpoint into ``self.partial(config)``.
         """
         config = _as_json(config)  # tuples become lists, as they come back from record.json
         found = self.load(config)
         if found is not None:
             return found
         entry = self.entry(config)
-        with _locked(self.root / f"{entry.name}.lock"):
+        with self.lock(config):
             found = self.load(config)  # another process may have trained it meanwhile
             if found is not None:
                 return found
+            remove_stale_temporaries(entry)
+            remove_stale_temporaries(self.partial(config))
             start = time.perf_counter()
             state, metrics = train()
-            seconds = time.perf_counter() - start
-            weights = _torch_bytes(state)
-            atomic_write_bytes(weights, entry / "model.pt")
-            record = {
-                "config": config,
-                "metrics": metrics,
-                "train_seconds": seconds,
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "weights_sha256": hashlib.sha256(weights).hexdigest(),
-                "provenance": provenance(),
-            }
-            atomic_write_bytes(json.dumps(record, indent=1).encode(), entry / "record.json")
+            record = self._write(config, state, metrics, time.perf_counter() - start)
+            shutil.rmtree(self.partial(config), ignore_errors=True)
             return state, record
+
+    def _write(self, config: dict, state: Any, metrics: dict, seconds: float) -> dict:
+        """Write the entry for ``config``; the caller holds the key's lock."""
+        config = _as_json(config)
+        entry = self.entry(config)
+        weights = _torch_bytes(state)
+        # The old record goes first: from here until the new record lands, the entry
+        # reads as missing rather than as a mismatched pair.
+        (entry / "record.json").unlink(missing_ok=True)
+        atomic_write_bytes(weights, entry / "model.pt")
+        record = _as_json({
+            "config": config,
+            "metrics": metrics,
+            "train_seconds": seconds,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "weights_sha256": hashlib.sha256(weights).hexdigest(),
+            "provenance": provenance(),
+        })
+        record["record_sha256"] = _record_digest(record)
+        atomic_write_bytes(json.dumps(record, indent=1).encode(), entry / "record.json")
+        return record
+
+    def lock(self, config: dict):
+        """The key's lock, as a context manager (``load_or_train`` takes it itself)."""
+        return file_lock(self.root / f"{config_key(config)}.lock")

@@ -8,9 +8,13 @@ The analysed checkpoint is the epoch with the best test accuracy (PAPER.md, Setu
 from __future__ import annotations
 
 import copy
+import json
 import math
+import numbers
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +23,13 @@ from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
 from .models import ResNet, ResNetConfig
-from .store import Store, as_config
+from .store import Store, as_config, load_checked, save_checked
+
+_OPTIONAL = ("train_size", "eval_size", "evaluations")
+
+
+def _or_none(field: str) -> str:
+    return " or None" if field in _OPTIONAL else ""
 
 
 @dataclass(frozen=True)
@@ -37,15 +47,28 @@ class TrainConfig:
     evaluations: int | None = None  # epochs scored, evenly spaced, ending at the last (None: every epoch)
 
     def __post_init__(self) -> None:
-        for field in ("epochs", "batch_size"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be >= 1, got {getattr(self, field)}")
+        # Checked here, not deep in the loop: a float epoch count fails inside range(), and
+        # a NaN learning rate would train without complaint into NaN weights.
+        for field, minimum in (("epochs", 1), ("batch_size", 2), ("train_size", 2), ("eval_size", 1), ("evaluations", 1)):
+            value = getattr(self, field)
+            if value is None and field in _OPTIONAL:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+                raise ValueError(f"{field} must be an integer >= {minimum}{_or_none(field)}, got {value!r}")
+            object.__setattr__(self, field, int(value))  # numpy integers would not survive JSON
+        for field in ("lr", "momentum", "weight_decay", "bn_momentum"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{field} must be a finite number, got {value!r}")
+            object.__setattr__(self, field, float(value))
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 < self.bn_momentum <= 1:
             raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
-        if self.evaluations is not None and self.evaluations < 1:
-            raise ValueError(f"evaluations must be >= 1 or None, got {self.evaluations}")
 
     def scored_epochs(self) -> set[int]:
         """The 1-based epochs after which the test set is scored; always includes the last.
@@ -100,9 +123,19 @@ def train_model(
     seed: int,
     device: str | torch.device | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
 ) -> tuple[ResNet, dict]:
-    """Train a fresh model; return it at its best-test-accuracy epoch, and metrics."""
+    """Train a fresh model; return it at its best-test-accuracy epoch, and metrics.
+
+    With ``checkpoint`` (a file path), the model, optimizer, sampling generator, history
+    and best epoch so far are saved there after every epoch, and a run that finds a
+    checkpoint of the same run (same configs, seed, data and device type) resumes after
+    its last epoch. On the CPU with a fixed thread count the resumed run is bitwise the
+    uninterrupted one; with bf16 on a GPU it is the same recipe, not the same bits.
+    """
     device = resolve_device(device)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
     torch.manual_seed(seed)
     # channels_last: about 25% faster convolutions on CPU (oneDNN) and on GPU tensor cores.
     model = ResNet(model_config).to(device, memory_format=torch.channels_last)
@@ -118,8 +151,19 @@ def train_model(
     use_bf16 = device.type == "cuda"
     scored = config.scored_epochs()
     history, best = [], (-1.0, None, -1)
+    run = as_config(model_config, config, seed=int(seed), data=data.fingerprint, device=device.type)
+    done, earlier_seconds, resumed = 0, 0.0, []
+    saved = _load_checkpoint(checkpoint, run)
+    if saved is not None:
+        model.load_state_dict(saved["model"])  # copies into the channels_last parameters
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        history, done, earlier_seconds = saved["history"], saved["epoch"], saved["seconds"]
+        best = (saved["best_acc"], saved["best_state"], saved["best_epoch"])
+        resumed = saved["resumed"] + [done]
     start = time.perf_counter()
-    for epoch in tqdm(range(config.epochs), desc=model_config.name, disable=not progress, leave=False):
+    for epoch in tqdm(range(done, config.epochs), desc=model_config.name, disable=not progress, leave=False,
+                      initial=done, total=config.epochs):
         for group in optimizer.param_groups:  # cosine decay, stepped once per epoch
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
         model.train()
@@ -136,10 +180,24 @@ def train_model(
             loss.backward()
             optimizer.step()
             total_loss += loss.detach() * len(idx)
+        train_loss = total_loss.item() / len(labels)
+        if not math.isfinite(train_loss):
+            # Stop before a NaN model reaches the store (or a checkpoint) as a result.
+            raise FloatingPointError(
+                f"training {model_config.name} diverged in epoch {epoch + 1}: the training loss is {train_loss}; "
+                f"lower the learning rate (lr={config.lr})"
+            )
         test_acc = accuracy(model, test_images, test_labels, device) if epoch + 1 in scored else None
-        history.append({"epoch": epoch + 1, "train_loss": total_loss.item() / len(labels), "test_acc": test_acc})
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_acc": test_acc})
         if test_acc is not None and test_acc > best[0]:
             best = (test_acc, copy.deepcopy(model.state_dict()), epoch + 1)
+        if checkpoint is not None:
+            save_checked({
+                "run": run, "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(), "history": history, "best_acc": best[0],
+                "best_state": best[1], "best_epoch": best[2], "resumed": resumed,
+                "seconds": earlier_seconds + time.perf_counter() - start,
+            }, Path(checkpoint))
     model.load_state_dict(best[1])
     model = model.to(memory_format=torch.contiguous_format)
     metrics = {
@@ -148,10 +206,24 @@ def train_model(
         "final_test_acc": history[-1]["test_acc"],
         "eval_size": len(test_labels),
         "history": history,
-        "train_seconds": time.perf_counter() - start,
+        "train_seconds": earlier_seconds + time.perf_counter() - start,
         "device": str(device),
+        "resumed_after_epochs": resumed,  # epochs at which an interrupted run was picked up
     }
     return model, metrics
+
+
+def _load_checkpoint(path: str | os.PathLike | None, run: dict) -> dict | None:
+    """The checkpoint at ``path`` if it is intact and of this very run, else None."""
+    if path is None:
+        return None
+    try:
+        saved = load_checked(Path(path))
+    except Exception:  # noqa: BLE001 -- an unreadable checkpoint only costs a fresh start
+        return None
+    if not isinstance(saved, dict) or saved.get("run") != json.loads(json.dumps(run)):
+        return None
+    return saved
 
 
 def trained_model(
@@ -171,7 +243,9 @@ def trained_model(
     key = as_config(model_config, config, seed=seed, data=data.fingerprint)
 
     def train() -> tuple[dict, dict]:
-        model, metrics = train_model(model_config, config, data, seed, device, progress)
+        # Runs under the store's lock for this key, so the checkpoint file is ours alone.
+        model, metrics = train_model(model_config, config, data, seed, device, progress,
+                                     checkpoint=store.partial(key) / "checkpoint.pt")
         return {k: v.cpu() for k, v in model.state_dict().items()}, metrics
 
     state, record = store.load_or_train(key, train)
