@@ -222,8 +222,9 @@ def _suggest(name: str, options) -> str:
 
 def get_profile(name: str) -> Profile:
     """The profile called ``name``; a misspelling gets a suggestion."""
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}{_suggest(name, PROFILES)}; choose one of {sorted(PROFILES)}")
+    if not isinstance(name, str) or name not in PROFILES:
+        hint = _suggest(name, PROFILES) if isinstance(name, str) else ""
+        raise ValueError(f"unknown profile {name!r}{hint}; choose one of {sorted(PROFILES)}")
     return PROFILES[name]
 
 
