@@ -11,6 +11,7 @@ per-model class accuracies).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,10 +97,18 @@ def train_members_stacked(population: Population, profile: Profile, data: ImageD
         config = profile.training(population.train_size)
         chunks = [missing[i : i + stack] for i in range(0, len(missing), stack)]
         for chunk in tqdm(chunks, desc=f"{population.model.name}, {stack} at once", disable=not progress, leave=False):
-            trained = train_stacked(population.model, config, data, [run.seed for run in chunk], device, progress=False)
-            for run, (model, metrics) in zip(chunk, trained):
-                state = {k: v.cpu() for k, v in model.state_dict().items()}
-                store.load_or_train(_model_key(run, profile, data), lambda state=state, metrics=metrics: (state, metrics))
+            seeds = [run.seed for run in chunk]
+            # Under a lock of its own, a stack checkpoints every epoch: a killed run resumes.
+            stack_key = as_config(population.model, config, seeds=seeds, data=data.fingerprint, analysis="stacked training")
+            with store.lock(stack_key):
+                if all(store.load(_model_key(run, profile, data)) is not None for run in chunk):
+                    continue  # another process trained this stack meanwhile
+                trained = train_stacked(population.model, config, data, seeds, device, progress=False,
+                                        checkpoint=store.partial(stack_key) / "checkpoint.pt")
+                for run, (model, metrics) in zip(chunk, trained):
+                    state = {k: v.cpu() for k, v in model.state_dict().items()}
+                    store.load_or_train(_model_key(run, profile, data), lambda state=state, metrics=metrics: (state, metrics))
+                shutil.rmtree(store.partial(stack_key), ignore_errors=True)
     return {"stack": stack, "rates": rates, "trained": len(missing)}
 
 

@@ -19,8 +19,11 @@ members. ``benchmarks/populations.py`` measures the speed-up against one model a
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +32,7 @@ from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
 from .models import ResNet, ResNetConfig
+from .store import as_config, load_checked, save_checked
 from .train import TrainConfig, resolve_device
 
 
@@ -165,10 +169,13 @@ def train_stacked(
     seeds: list[int] | tuple[int, ...],
     device: str | torch.device | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike | None = None,
 ) -> list[tuple[ResNet, dict]]:
     """Train one model per seed, all at once; return each at its best epoch, with metrics.
 
-    Same recipe and same random streams as ``train.train_model`` for each seed.
+    Same recipe and same random streams as ``train.train_model`` for each seed. With
+    ``checkpoint`` (a file path) the stack's state is saved there after every epoch,
+    and a run of the same stack that finds it resumes after its last epoch.
     """
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -184,8 +191,18 @@ def train_stacked(
     scored = config.scored_epochs()
     histories = [[] for _ in seeds]
     best = [(-1.0, None, -1) for _ in seeds]
+    run = json.loads(json.dumps(as_config(model_config, config, seeds=seeds, data=data.fingerprint, device=device.type)))
+    saved = load_checked(Path(checkpoint)) if checkpoint is not None else None
+    done, earlier_seconds = 0, 0.0
+    if isinstance(saved, dict) and saved.get("run") == run:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        for generator, state in zip(generators, saved["generators"]):
+            generator.set_state(state)
+        histories, best, done, earlier_seconds = saved["histories"], saved["best"], saved["epoch"], saved["seconds"]
     start = time.perf_counter()
-    for epoch in tqdm(range(config.epochs), desc=f"{m} x {model_config.name}", disable=not progress, leave=False):
+    for epoch in tqdm(range(done, config.epochs), desc=f"{m} x {model_config.name}", disable=not progress, leave=False,
+                      initial=done, total=config.epochs):
         for group in optimizer.param_groups:  # cosine decay, stepped once per epoch
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
         model.train()
@@ -196,6 +213,10 @@ def train_stacked(
             if len(batches[0]) < 2:  # BatchNorm cannot train on a single example
                 continue
             total_loss += _step(model, optimizer, images, labels, batches, generators) * len(batches[0])
+        if not torch.isfinite(total_loss).all():  # stop before a NaN model reaches the store
+            diverged = [seeds[k] for k in torch.flatnonzero(~torch.isfinite(total_loss)).tolist()]
+            raise FloatingPointError(f"training {model_config.name} diverged in epoch {epoch + 1} for seeds {diverged}; "
+                                     f"lower the learning rate (lr={config.lr})")
         accs = stacked_accuracies(model, test_images, test_labels) if epoch + 1 in scored else None
         states = None
         for k in range(m):
@@ -204,7 +225,11 @@ def train_stacked(
             if test_acc is not None and test_acc > best[k][0]:
                 states = states or model.unstack()
                 best[k] = (test_acc, states[k], epoch + 1)
-    seconds = time.perf_counter() - start
+        if checkpoint is not None:
+            save_checked({"run": run, "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "generators": [g.get_state() for g in generators], "histories": histories, "best": best,
+                          "seconds": earlier_seconds + time.perf_counter() - start}, Path(checkpoint))
+    seconds = earlier_seconds + time.perf_counter() - start
     results = []
     for k in range(m):
         member = ResNet(model_config)

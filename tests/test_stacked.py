@@ -88,3 +88,33 @@ def test_members_trained_in_stacks_are_the_store_entries_train_run_uses(tmp_path
     assert predictions.shape == (3, 30)
     # Everything is in the store now: nothing left to train, so nothing is measured.
     assert train_members_stacked(population, profile, data, store, stack=None, progress=False)["trained"] == 0
+
+
+def test_an_interrupted_stack_resumes_from_its_checkpoint_to_the_same_models(tmp_path, monkeypatch):
+    from repsim import stacked
+
+    data = _tiny_data()
+    config = TrainConfig(epochs=3, batch_size=32, lr=0.02, bn_momentum=0.1, train_size=64, eval_size=20)
+    whole = train_stacked(ResNetConfig(8), config, data, [0, 1], progress=False)
+    scoring = stacked.stacked_accuracies
+    calls = []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the session dies after epoch 1 was checkpointed
+        return scoring(*args, **kwargs)
+
+    monkeypatch.setattr(stacked, "stacked_accuracies", dies_in_epoch_two)
+    checkpoint = tmp_path / "stack" / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_stacked(ResNetConfig(8), config, data, [0, 1], progress=False, checkpoint=checkpoint)
+    monkeypatch.setattr(stacked, "stacked_accuracies", scoring)
+    resumed = train_stacked(ResNetConfig(8), config, data, [0, 1], progress=False, checkpoint=checkpoint)
+    for (model, metrics), (reference, reference_metrics) in zip(resumed, whole):
+        assert metrics["history"] == reference_metrics["history"]
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, reference.state_dict()[key]), key
+    # A checkpoint of another stack (other seeds) is not picked up.
+    other = train_stacked(ResNetConfig(8), config, data, [0, 2], progress=False, checkpoint=checkpoint)
+    assert other[1][1]["history"] != whole[1][1]["history"]
