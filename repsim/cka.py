@@ -12,7 +12,10 @@ unbiased HSIC of each minibatch before taking the ratio.
 Both estimators are invariant to adding the same vector to every example, so each batch
 is mean-centred over examples before its Gram. Features with a large mean then lose no
 precision in the float32 Gram (without centring the mean term swamps it). U-centring,
-the HSIC products and the sums over batches are in float64.
+the HSIC products and the sums over batches are in float64. float16 and bfloat16
+features are multiplied in float32. A Gram that overflows its dtype (activations of
+~1e19 in float32) is recomputed from features scaled by a power of two, and the scale
+is undone exactly in float64, so the result is the same number, not an error.
 
 A representation that is constant over the examples has zero HSIC with everything,
 itself included, so CKA is 0/0. This module defines it as **0**: a constant layer
@@ -53,19 +56,95 @@ def as_matrix(x: ArrayLike, name: str = "x", flatten: bool = False, check_finite
     return x
 
 
-def gram(x: torch.Tensor) -> torch.Tensor:
+def _product_dtype(x: torch.Tensor) -> torch.dtype:
+    # Half-precision Grams overflow at 65504 and keep 3 digits: multiply in float32.
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _centred_product(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """(n, n) Gram of the example-centred (n, p) features times ``scale``, in float32 (or
+    float64 for float64 input). Three tensor ops and no host sync: on a loaded CPU every
+    extra op is another wait for the thread pool."""
+    x = x.to(_product_dtype(x))
+    x = x - x.mean(dim=0, keepdim=True)
+    if scale != 1.0:
+        x = x * scale
+    return x @ x.T
+
+
+def _constant(k: torch.Tensor) -> torch.Tensor:
+    """Which of the (..., n, n) centred Grams belong to representations that are constant
+    over the examples. Their centred rows are then one vector (the round-off of the mean),
+    so the grand sum of the Gram is n times its trace; for anything else centring leaves
+    a grand sum near 0. Such a Gram is set to exactly zero (so CKA is 0), rather than
+    amplifying rounding noise. Features that vary by only an ulp or two count as constant;
+    a spread of a few ulps already does not."""
+    trace = k.diagonal(dim1=-2, dim2=-1).sum(dim=-1, dtype=torch.float64)
+    grand = k.sum(dim=(-2, -1), dtype=torch.float64)
+    return grand >= 0.5 * k.shape[-1] * trace
+
+
+def _rescaled_product(x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """``_centred_product`` of x scaled by a power of two so that its Gram cannot
+    overflow, and the exact factor 1 / scale^2 that undoes the scaling in float64."""
+    spread = (x.double() - x.double().mean(dim=0, keepdim=True)).abs().max().item()
+    exponent = int(np.ceil(np.log2(spread))) if spread > 0 else 0
+    k = _centred_product(x, scale=2.0**-exponent)  # centred entries now in [-1, 1]
+    return k, 4.0**exponent if exponent < 512 else float("inf")  # inf: caught as a float64 overflow
+
+
+def batch_gram(x: torch.Tensor) -> torch.Tensor:
+    """What ``MinibatchCKA.update_grams`` takes for one layer of one batch: the (n, n) Gram
+    of the example-centred (n, p) features x, in float32 (float64 for float64 input).
+
+    It never waits for a GPU: the Gram holds NaN or Inf where x does or where the product
+    overflowed, which ``MinibatchCKA`` detects once per batch."""
+    return _centred_product(x)
+
+
+class NonFiniteGramError(ValueError):
+    """A Gram given to ``MinibatchCKA.update_grams`` holds NaN or Inf (``layers`` names them)."""
+
+    def __init__(self, layers: list[str]) -> None:
+        super().__init__(f"the Grams of layer(s) {layers[:5]} hold NaN or Inf: NaN or Inf activations, "
+                         "or a float32 overflow (pass the activations to update() to rescale)")
+        self.layers = layers
+
+
+def gram(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """(n, n) linear Gram of the example-centred (n, p) features, in float64.
 
-    float32 inputs are multiplied in float32 (the fast path) after centring.
+    float32 inputs are multiplied in float32 (the fast path) after centring. A Gram that
+    overflows is recomputed from rescaled features (CKA only needs it up to a float64
+    factor, which is undone exactly); NaN or Inf in x raises a ValueError naming ``name``.
     """
-    mean = x.mean(dim=0, keepdim=True)
-    x = x - mean
-    k = (x @ x.T).double()
-    # A representation whose centred energy is at the round-off level of its mean is
-    # constant: its Gram is exactly zero (so CKA is 0), not amplified rounding noise.
-    roundoff = 16 * torch.finfo(x.dtype).eps
-    constant = k.trace() <= x.shape[0] * roundoff**2 * mean.double().square().sum()
-    return k.masked_fill(constant, 0.0)  # no branch: no host-device sync on a GPU
+    k = _centred_product(x)
+    inverse_scale = 1.0
+    if not torch.isfinite(k).all():
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or Inf values")
+        k, inverse_scale = _rescaled_product(x)
+    constant = _constant(k)
+    k = k.double() * inverse_scale
+    if not torch.isfinite(k).all():
+        raise OverflowError(f"the Gram of {name} overflows even float64: its activations exceed ~1e75")
+    return k.masked_fill(constant, 0.0)
+
+
+def _centre_in_place(k: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """Batched, in-place ``u_centre`` (unbiased) or ``double_centre`` of (..., n, n) Grams,
+    without the HSIC scaling (the caller divides the (L, L) products instead)."""
+    n = k.shape[-1]
+    if unbiased:
+        k.diagonal(dim1=-2, dim2=-1).zero_()
+        row = k.sum(dim=-1, keepdim=True) / (n - 2)  # (..., n, 1)
+        total = row.sum(dim=-2, keepdim=True) / (n - 1)  # (..., 1, 1): grand sum / ((n-1)(n-2))
+        k.sub_(row).sub_(row.transpose(-1, -2)).add_(total)
+        k.diagonal(dim1=-2, dim2=-1).zero_()
+    else:
+        k.sub_(k.mean(dim=-1, keepdim=True))
+        k.sub_(k.mean(dim=-2, keepdim=True))
+    return k
 
 
 def u_centre(k: torch.Tensor) -> torch.Tensor:
@@ -94,7 +173,7 @@ def centre_gram(k: torch.Tensor, unbiased: bool) -> torch.Tensor:
     """Centre an (n, n) Gram and scale it so that the inner product of two centred
     Grams is the HSIC estimate itself: U-centring / sqrt(n (n - 3)) when unbiased,
     H K H / (n - 1) when biased."""
-    n = k.shape[0]
+    n = k.shape[-1]
     if unbiased:
         if n < 4:
             raise ValueError(f"the unbiased HSIC estimator needs at least 4 examples, got {n}")
@@ -131,7 +210,15 @@ def linear_cka(x: ArrayLike, y: ArrayLike, unbiased: bool = False) -> float:
     x, y = as_matrix(x, "x"), as_matrix(y, "y")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must hold the same examples: x has {x.shape[0]} rows, y has {y.shape[0]}")
-    return cka_of_grams(gram(x), gram(y.to(x.device)), unbiased)
+    _check_examples(x.shape[0], unbiased, "x and y")
+    return cka_of_grams(gram(x, "x"), gram(y.to(x.device), "y"), unbiased)
+
+
+def _check_examples(n: int, unbiased: bool, what: str) -> None:
+    if unbiased and n < 4:
+        raise ValueError(f"the unbiased HSIC estimator needs at least 4 examples, {what} have {n}")
+    if n < 2:
+        raise ValueError(f"CKA needs at least 2 examples, {what} have {n}")
 
 
 class MinibatchCKA:
@@ -159,41 +246,100 @@ class MinibatchCKA:
         self.batches_ = 0
         self.examples_ = 0
 
-    def _centred_grams(self, acts: Mapping[str, ArrayLike], names: list[str], which: str) -> torch.Tensor:
-        missing = [name for name in names if name not in acts]
+    def _check_names(self, mapping: Mapping[str, object], names: list[str], which: str) -> None:
+        missing = [name for name in names if name not in mapping]
         if missing:
-            raise KeyError(f"{which} activations lack layer(s) {missing[:5]}; got {list(acts)[:5]}...")
-        extra = [name for name in acts if name not in names]
+            raise KeyError(f"{which} lack layer(s) {missing[:5]}; got {list(mapping)[:5]}...")
+        extra = [name for name in mapping if name not in names]
         if extra:
-            raise KeyError(f"unknown layer name(s) {extra[:5]} in {which} activations; expected {names[:5]}...")
-        matrices = [as_matrix(acts[name], f"layer {name!r}", flatten=True, check_finite=False) for name in names]
-        for name, x in zip(names, matrices):
-            if x.shape[0] != matrices[0].shape[0]:
-                raise ValueError(f"layer {name!r} has {x.shape[0]} examples, layer {names[0]!r} has {matrices[0].shape[0]}")
-        g = torch.stack([centred_gram(x, self.unbiased).flatten() for x in matrices])  # (layers, n^2)
-        if not torch.isfinite(g).all():  # one check (one GPU sync) per batch; name the layer only on failure
-            for name, x, row in zip(names, matrices, g):
-                if not torch.isfinite(x).all():
-                    raise ValueError(f"layer {name!r} contains NaN or Inf values")
-                if not torch.isfinite(row).all():
-                    raise OverflowError(f"the Gram of layer {name!r} overflowed {x.dtype}; rescale its activations")
-        return g
+            raise KeyError(f"unknown layer name(s) {extra[:5]} in {which}; expected {names[:5]}...")
+
+    def _rows(self, names: list[str], grams: list[torch.Tensor], which: str, matrices: list[torch.Tensor] | None) -> torch.Tensor:
+        """(layers, n^2) float64 rows: each layer's centred (n, n) Gram, flattened, without
+        the HSIC normalisation. ``matrices``, when given, are the features the Grams came
+        from: a Gram that overflowed is then recomputed from them, rescaled."""
+        for name, k in zip(names, grams):
+            if not isinstance(k, torch.Tensor) or not k.is_floating_point():
+                raise TypeError(f"layer {name!r}: give its batch_gram(x), a floating-point (n, n) tensor")
+            if k.dim() != 2 or k.shape[0] != k.shape[1]:
+                raise ValueError(f"layer {name!r}: a Gram must be square (n, n), got shape {tuple(k.shape)}")
+            if k.shape != grams[0].shape:
+                raise ValueError(f"layer {name!r} has {k.shape[0]} examples, layer {names[0]!r} has {grams[0].shape[0]}")
+            if k.device != grams[0].device:
+                raise ValueError(f"layer {name!r} is on {k.device}, layer {names[0]!r} on {grams[0].device}")
+        _check_examples(grams[0].shape[0], self.unbiased, f"the layers of this batch ({which})")
+        dtype = torch.float64 if any(k.dtype == torch.float64 for k in grams) else torch.float32
+        k = torch.stack([k.to(dtype) for k in grams])  # (layers, n, n)
+        inverse_scale = torch.ones(len(names), dtype=torch.float64)
+        # One finiteness check (one GPU sync) per batch; NaN or Inf in a layer, or a Gram
+        # that overflowed, is looked at layer by layer only then.
+        finite = torch.isfinite(k).flatten(1).all(dim=1)
+        if not finite.all():
+            bad = torch.nonzero(~finite).flatten().tolist()
+            if matrices is None:
+                raise NonFiniteGramError([names[i] for i in bad])
+            for i in bad:
+                if not torch.isfinite(matrices[i]).all():
+                    raise ValueError(f"layer {names[i]!r} contains NaN or Inf values")
+                k_i, inverse_scale[i] = _rescaled_product(matrices[i])
+                k[i] = k_i.to(dtype)
+        constant = _constant(k)  # (layers,)
+        k = k.double()
+        if (inverse_scale != 1).any():
+            k.mul_(inverse_scale.to(k.device)[:, None, None])
+            bad = ~torch.isfinite(k).flatten(1).all(dim=1)
+            if bad.any():
+                raise OverflowError(f"the Gram of layer {names[int(torch.nonzero(bad)[0])]!r} overflows even float64: "
+                                    "its activations exceed ~1e75")
+        k.masked_fill_(constant[:, None, None], 0.0)
+        return _centre_in_place(k, self.unbiased).flatten(1)
+
+    def _matrices(self, acts: Mapping[str, ArrayLike], names: list[str], which: str) -> list[torch.Tensor]:
+        self._check_names(acts, names, f"{which} activations")
+        return [as_matrix(acts[name], f"layer {name!r}", flatten=True, check_finite=False) for name in names]
 
     @torch.no_grad()
     def update(self, acts: Mapping[str, ArrayLike], other_acts: Mapping[str, ArrayLike] | None = None) -> "MinibatchCKA":
         """Add one minibatch: ``acts`` maps layer name to (n, ...) activations."""
         if (other_acts is None) != (self.other_layers is None):
             raise ValueError("give other_acts exactly when the accumulator was built with other_layers")
-        g = self._centred_grams(acts, self.layers, "acts")
+        matrices = self._matrices(acts, self.layers, "acts")
+        g = self._rows(self.layers, [batch_gram(x) for x in matrices], "acts", matrices)
+        g_other = None
         if other_acts is not None:
-            g_other = self._centred_grams(other_acts, self.other_layers, "other_acts")
+            others = self._matrices(other_acts, self.other_layers, "other_acts")
+            g_other = self._rows(self.other_layers, [batch_gram(x) for x in others], "other_acts", others)
+        return self._add(g, g_other)
+
+    @torch.no_grad()
+    def update_grams(self, grams: Mapping[str, torch.Tensor], other_grams: Mapping[str, torch.Tensor] | None = None) -> "MinibatchCKA":
+        """Add one minibatch given ``batch_gram(x)`` of each layer instead of its
+        activations (a caller that computes Grams as the layers run need not keep them).
+
+        Raises ``NonFiniteGramError`` (and adds nothing) if a Gram holds NaN or Inf: the
+        caller then passes that batch's activations to ``update``, which names a layer
+        with NaN or Inf and recomputes an overflowed Gram from rescaled features."""
+        if (other_grams is None) != (self.other_layers is None):
+            raise ValueError("give other_grams exactly when the accumulator was built with other_layers")
+        self._check_names(grams, self.layers, "grams")
+        g = self._rows(self.layers, [grams[name] for name in self.layers], "grams", None)
+        g_other = None
+        if other_grams is not None:
+            self._check_names(other_grams, self.other_layers, "other_grams")
+            g_other = self._rows(self.other_layers, [other_grams[name] for name in self.other_layers], "other_grams", None)
+        return self._add(g, g_other)
+
+    def _add(self, g: torch.Tensor, g_other: torch.Tensor | None) -> "MinibatchCKA":
+        if g_other is not None:
             if g_other.shape[1] != g.shape[1]:
                 raise ValueError("the two models' activations hold different numbers of examples")
             g = torch.cat([g, g_other.to(g.device)])
-        batch_hsic = g @ g.T  # (L, L) HSIC estimates of this batch, float64
+        n = int(round(g.shape[1] ** 0.5))
+        # (L, L) HSIC estimates of this batch, float64: one GEMM for all pairs of layers
+        batch_hsic = (g @ g.T) / (n * (n - 3) if self.unbiased else (n - 1) ** 2)
         self.hsic_ = batch_hsic if self.hsic_ is None else self.hsic_ + batch_hsic
         self.batches_ += 1
-        self.examples_ += int(round(g.shape[1] ** 0.5))
+        self.examples_ += n
         return self
 
     def compute(self) -> torch.Tensor:

@@ -3,6 +3,15 @@
 This is the glue between ``activations`` (which knows models) and ``cka`` (which knows
 only tensors): stream minibatches of test images through the model(s), capture every
 layer, and feed a ``MinibatchCKA``.
+
+Where every requested layer is a module that runs once per forward pass (all of
+``layer_names``), each layer's Gram is computed by a forward hook the moment the module
+returns, so no activation is kept or copied: memory holds one layer's activations and
+the (n, n) Grams, not every layer of the batch. An in-place op later in the graph cannot
+change a Gram that is already computed. Anything else (graph nodes that are not modules,
+a module called twice, a non-tensor output) goes through ``ActivationCapture``, as does
+a batch whose Grams hold NaN or Inf, so that the error names the layer, or an
+overflowed Gram is recomputed from rescaled activations.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .activations import ActivationCapture
-from .cka import MinibatchCKA
+from .cka import MinibatchCKA, NonFiniteGramError, batch_gram
 from .data import to_float
 from .models import layer_names
 from .train import resolve_device
@@ -46,9 +55,11 @@ def model_cka(
     device = resolve_device(device)
     layers = list(layers) if layers is not None else layer_names(model)
     capture = ActivationCapture(model.to(device), layers)
+    grams = GramHooks(model, layers, transform)
     if other is not None:
         other_layers = list(other_layers) if other_layers is not None else layer_names(other)
         other_capture = ActivationCapture(other.to(device), other_layers)
+        other_grams = GramHooks(other, other_layers)
     accumulator = MinibatchCKA(layers, other_layers if other is not None else None, unbiased=unbiased)
     generator = torch.Generator().manual_seed(seed)
     batches = [
@@ -57,9 +68,23 @@ def model_cka(
         for i in range(0, len(images), batch_size)
     ]
     batches = [b for b in batches if len(b) >= 4]
+    if not batches:
+        raise ValueError(
+            f"images holds {len(images)} image(s) and batch_size is {batch_size}: the unbiased HSIC estimator "
+            "needs batches of at least 4 images"
+        )
     for idx in tqdm(batches, desc="CKA", disable=not progress, leave=False):
         # float32 forward (no bf16 autocast): CKA should see the activations at full precision
         x = to_float(images[idx].to(device))
+        if grams.usable and (other is None or other_grams.usable):
+            try:
+                batch = grams(x)
+                other_batch = other_grams(x) if other is not None else None
+                if batch is not None and (other is None or other_batch is not None):
+                    accumulator.update_grams(batch, other_batch)
+                    continue
+            except NonFiniteGramError:
+                pass  # this batch again, through the activations: names the layer, or rescales
         acts = capture(x)
         if transform is not None:
             acts = {name: transform(name, act) for name, act in acts.items()}
@@ -78,3 +103,48 @@ def collect_activations(
         for name, act in capture(to_float(images[start : start + batch_size].to(device))).items():
             chunks[name].append(act.float().cpu())
     return {name: torch.cat(parts) for name, parts in chunks.items()}
+
+
+class GramHooks:
+    """``{layer: (n, n) batch_gram}`` for one forward pass, computed in forward hooks.
+
+    ``usable`` is False where the layers are not all modules, and turns False for good
+    when a pass shows a module that ran other than once or returned a non-tensor; that
+    pass then returns None and the caller captures activations instead.
+    """
+
+    def __init__(self, model: nn.Module, layers: Sequence[str], transform: Callable | None = None) -> None:
+        modules = dict(model.named_modules())
+        self.model, self.layers, self.transform = model, list(layers), transform
+        self.modules = [modules.get(name) for name in self.layers]
+        self.usable = all(module is not None for module in self.modules)
+
+    def _hook(self, name: str, out: dict, calls: dict):
+        def hook(_module, _inputs, output):
+            calls[name] += 1
+            if calls[name] == 1 and isinstance(output, torch.Tensor) and output.dim() >= 1:
+                act = output.detach().flatten(1) if output.dim() > 1 else output.detach()
+                if self.transform is not None:
+                    act = self.transform(name, act)
+                out[name] = batch_gram(act) if act.dim() == 2 and act.is_floating_point() else None
+
+        return hook
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        out: dict[str, torch.Tensor | None] = {}
+        calls = dict.fromkeys(self.layers, 0)
+        handles = [m.register_forward_hook(self._hook(name, out, calls)) for name, m in zip(self.layers, self.modules)]
+        # BN in inference mode, as ActivationCapture; the caller's modes are put back.
+        modes = {module: module.training for module in self.model.modules()}
+        try:
+            self.model.eval()(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, training in modes.items():
+                module.training = training
+        if any(count != 1 for count in calls.values()) or any(out.get(name) is None for name in self.layers):
+            self.usable = False  # e.g. a module reused within one pass: its captures differ
+            return None
+        return out

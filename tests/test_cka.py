@@ -343,13 +343,22 @@ def test_constant_representation_has_cka_zero(value, dtype, unbiased):
 # ---------------------------------------------------------------------------------------
 
 
-def test_unbiased_needs_four_examples():
-    x, y = related(3, 2, 2, seed=14)
-    with pytest.raises(ValueError, match="at least 4 examples"):
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_unbiased_needs_four_examples(n):
+    x, y = related(n, 2, 2, seed=14)
+    with pytest.raises(ValueError, match=f"at least 4 examples, x and y have {n}"):
         linear_cka(x, y, unbiased=True)
-    with pytest.raises(ValueError, match="at least 4 examples"):
+    with pytest.raises(ValueError, match=f"at least 4 examples, the layers of this batch.*have {n}"):
         MinibatchCKA(["x", "y"]).update({"x": x, "y": y})
-    assert linear_cka(x, y) == pytest.approx(ref_cka(x, y, False), abs=1e-10)  # biased: fine
+    with pytest.raises(ValueError, match="at least 4 examples"):
+        MinibatchCKA(["x"], ["y"]).update({"x": related(5, 2, 2, seed=1)[0]}, {"y": y})
+    if n >= 2:  # biased: fine from 2 examples
+        assert linear_cka(x, y) == pytest.approx(ref_cka(x, y, False), abs=1e-10)
+    else:
+        with pytest.raises(ValueError, match="at least 2 examples"):
+            linear_cka(x, y)
+        with pytest.raises(ValueError, match="at least 2 examples"):
+            MinibatchCKA(["x", "y"], unbiased=False).update({"x": x, "y": y})
 
 
 def test_mismatched_example_counts():
@@ -375,14 +384,83 @@ def test_non_finite_values(bad):
         MinibatchCKA(["stem.conv", "stage2.block0.bn1"]).update({"stem.conv": x, "stage2.block0.bn1": y})
     with pytest.raises(ValueError, match="layer 'fc'.*NaN or Inf"):
         MinibatchCKA(["x"], ["fc"]).update({"x": x}, {"fc": y})
+    # a NaN layer among large ones: named, not mistaken for an overflow to rescale
+    with pytest.raises(ValueError, match="layer 'bad'.*NaN or Inf"):
+        MinibatchCKA(["ok", "bad"]).update({"ok": 1e3 + x, "bad": 1e20 * y})
 
 
-def test_float32_gram_overflow_names_the_layer():
-    x = torch.full((8, 4), 1.0)
-    x[::2] = 3e19  # centred values ~1.5e19: their float32 products overflow
-    y, _ = related(8, 3, 1, seed=18, dtype=torch.float32)
-    with pytest.raises(OverflowError, match="layer 'big'"):
-        MinibatchCKA(["y", "big"]).update({"y": y, "big": x})
+def test_non_finite_grams_are_refused_by_update_grams():
+    from repsim.cka import NonFiniteGramError, batch_gram
+
+    x, y = related(10, 3, 4, seed=17, dtype=torch.float32)
+    acc = MinibatchCKA(["x", "y"])
+    with pytest.raises(NonFiniteGramError, match="'y'") as info:
+        acc.update_grams({"x": batch_gram(x), "y": batch_gram(y * 1e20)})
+    assert info.value.layers == ["y"] and acc.hsic_ is None  # nothing was added
+    acc.update_grams({"x": batch_gram(x), "y": batch_gram(y)})
+    assert acc.compute()[0, 1].item() == pytest.approx(linear_cka(x, y, unbiased=True), abs=1e-6)
+    with pytest.raises(TypeError, match="layer 'x'.*batch_gram"):
+        acc.update_grams({"x": batch_gram(x).numpy(), "y": batch_gram(y)})
+    with pytest.raises(ValueError, match="layer 'x'.*square"):
+        acc.update_grams({"x": x, "y": batch_gram(y)})
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_float32_gram_overflow_is_computed_by_rescaling(unbiased):
+    # Centred values ~1e19: their float32 products overflow. CKA is scale-invariant, so
+    # the answer is the CKA of the same features at a sane scale, not an error.
+    g = torch.Generator().manual_seed(18)
+    base = torch.randn(12, 4, generator=g, dtype=torch.float64)
+    y, _ = related(12, 3, 1, seed=18)
+    big = (base * 2.0**64).float()  # exactly 2^64 times base, rounded once to float32
+    assert not torch.isfinite(big @ big.T).all()  # the naive Gram does overflow
+    expected = ref_cka(big.double() / 2.0**64, y, unbiased)
+    assert linear_cka(big, y.float(), unbiased=unbiased) == pytest.approx(expected, abs=1e-6)
+    batches = [{"y": y[:6].float(), "big": big[:6]}, {"y": y[6:].float(), "big": big[6:]}]
+    acc = MinibatchCKA(["y", "big"], unbiased=unbiased)
+    for acts in batches:
+        acc.update(acts)
+    small = MinibatchCKA(["y", "big"], unbiased=unbiased)
+    for acts in batches:  # the same features scaled back down: the same batch weights
+        small.update({"y": acts["y"], "big": acts["big"].double() / 2.0**64})
+    assert torch.allclose(acc.compute(), small.compute(), rtol=0, atol=1e-6)
+    assert 0.05 < abs(acc.compute()[0, 1].item()) < 0.999  # a real value, not 0 or 1
+
+
+def test_float32_overflow_in_one_batch_only_keeps_the_batch_weights():
+    # Only the second batch overflows; rescaling it alone must be undone exactly, or the
+    # sum over batches would weight it wrongly.
+    g = torch.Generator().manual_seed(21)
+    x = [torch.randn(8, 5, generator=g, dtype=torch.float64) for _ in range(2)]
+    y = [xi @ torch.randn(5, 3, generator=g, dtype=torch.float64) + torch.randn(8, 3, generator=g, dtype=torch.float64) for xi in x]
+    scaled = MinibatchCKA(["x", "y"])
+    reference = MinibatchCKA(["x", "y"])
+    for i in range(2):
+        factor = 2.0**70 if i == 1 else 2.0**60  # both overflow float32 Grams, by different factors
+        scaled.update({"x": (x[i] * factor).float(), "y": (y[i] * factor).float()})
+        reference.update({"x": (x[i] * factor).float().double(), "y": (y[i] * factor).float().double()})
+    assert torch.allclose(scaled.compute(), reference.compute(), rtol=0, atol=1e-6)
+
+
+def test_float64_overflow_raises_naming_the_layer():
+    x = torch.randn(8, 4, dtype=torch.float64) * 1e200  # even the float64 Gram overflows
+    y, _ = related(8, 3, 1, seed=18)
+    with pytest.raises(OverflowError, match="layer 'huge'"):
+        MinibatchCKA(["y", "huge"]).update({"y": y, "huge": x})
+    with pytest.raises(OverflowError, match="Gram of x"):
+        linear_cka(x, y)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_features_are_multiplied_in_float32(dtype):
+    # float16 Grams overflow at 65504; these features would give entries ~1e6.
+    g = torch.Generator().manual_seed(22)
+    x = (30 * torch.randn(64, 1000, generator=g)).to(dtype)
+    y = (x.float() @ torch.randn(1000, 20, generator=g) / 30).to(dtype)
+    expected = ref_cka(x.double(), y.double(), True)
+    assert linear_cka(x, y, unbiased=True) == pytest.approx(expected, abs=1e-5)
+    cka = MinibatchCKA(["x", "y"]).update({"x": x, "y": y}).compute()
+    assert cka[0, 1].item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_unknown_and_missing_layer_names():
@@ -396,10 +474,16 @@ def test_unknown_and_missing_layer_names():
 
 
 def test_empty_inputs():
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="x is empty"):
         linear_cka(torch.empty(0, 3), torch.empty(0, 3))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="x is empty"):
         linear_cka(torch.randn(5, 0), torch.randn(5, 2))
+    with pytest.raises(ValueError, match="y is empty"):
+        linear_cka(torch.randn(5, 2), torch.randn(5, 0))
+    with pytest.raises(ValueError, match="layer 'b' is empty"):
+        MinibatchCKA(["a", "b"]).update({"a": torch.randn(6, 2), "b": torch.empty(6, 0)})
+    with pytest.raises(ValueError, match="layer 'a' is empty"):
+        MinibatchCKA(["a"]).update({"a": torch.empty(0, 3, 4, 4)})
     with pytest.raises(ValueError, match="at least one layer"):
         MinibatchCKA([])
     with pytest.raises(ValueError, match="at least one layer"):
@@ -408,14 +492,24 @@ def test_empty_inputs():
         MinibatchCKA(["a"]).compute()
 
 
-def test_integer_dtype_is_rejected():
-    x = torch.arange(20).reshape(10, 2)
-    with pytest.raises(TypeError, match="dtype.*int64"):
-        linear_cka(x, x.float())
-    with pytest.raises(TypeError, match="layer 'a' has dtype"):
-        MinibatchCKA(["a"]).update({"a": x})
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64, torch.complex128])
+def test_integer_bool_and_complex_dtypes_are_rejected(dtype):
+    x = torch.arange(20).reshape(10, 2).to(dtype)
+    with pytest.raises(TypeError, match=f"x has dtype {dtype}.*real floating-point"):
+        linear_cka(x, torch.randn(10, 2))
+    with pytest.raises(TypeError, match=f"y has dtype {dtype}"):
+        linear_cka(torch.randn(10, 2), x)
+    with pytest.raises(TypeError, match=f"layer 'a' has dtype {dtype}"):
+        MinibatchCKA(["a", "b"]).update({"a": x, "b": torch.randn(10, 2)})
+    with pytest.raises(TypeError, match=f"layer 'b' has dtype {dtype}"):
+        MinibatchCKA(["a"], ["b"]).update({"a": torch.randn(10, 2)}, {"b": x})
+
+
+def test_non_array_input_is_rejected():
     with pytest.raises(TypeError, match="numpy"):
         linear_cka([[1.0, 2.0]] * 5, torch.randn(5, 2))
+    with pytest.raises(TypeError, match="layer 'a'.*numpy"):
+        MinibatchCKA(["a"]).update({"a": [[1.0, 2.0]] * 5})
 
 
 def test_one_dimensional_input_is_rejected():
@@ -437,3 +531,178 @@ def test_argument_mistakes():
         MinibatchCKA(["a"]).update({"a": x}, {"b": x})
     with pytest.raises(ValueError, match="other_acts exactly"):
         MinibatchCKA(["a"], ["b"]).update({"a": x})
+
+
+# ---------------------------------------------------------------------------------------
+# Numbers: precision at scale, batch order and batch size
+# ---------------------------------------------------------------------------------------
+
+
+def large_mean_layers(n: int, seed: int) -> dict[str, torch.Tensor]:
+    """float32 features of three related layers with per-feature means of 1e3 to 1e4."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 8, generator=g, dtype=torch.float64)
+    layers = {
+        "a": z @ torch.randn(8, 48, generator=g, dtype=torch.float64) + torch.randn(n, 48, generator=g, dtype=torch.float64),
+        "b": torch.relu(z @ torch.randn(8, 32, generator=g, dtype=torch.float64)) + 0.3 * torch.randn(n, 32, generator=g, dtype=torch.float64),
+        "c": z[:, :2] @ torch.randn(2, 16, generator=g, dtype=torch.float64) + torch.randn(n, 16, generator=g, dtype=torch.float64),
+    }
+    return {k: (v + 10 ** (3 + torch.rand(1, v.shape[1], generator=g, dtype=torch.float64))).float() for k, v in layers.items()}
+
+
+def test_float32_large_mean_many_batches_match_float64_reference():
+    # 10,000 examples, 40 batches of 250, means up to 1e4: the error does not grow with
+    # the number of batches (sums are in float64) and the centring keeps each Gram exact.
+    layers = large_mean_layers(10_000, seed=30)
+    names = list(layers)
+    acc = MinibatchCKA(names)
+    sums = np.zeros((3, 3))
+    for start in range(0, 10_000, 250):
+        batch = {k: v[start : start + 250] for k, v in layers.items()}
+        acc.update(batch)
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                # the reference: Song et al.'s formula in numpy float64, on float64-centred copies
+                k, l = ref_grams(centre(batch[a]), centre(batch[b]))
+                sums[i, j] += ref_hsic_unbiased(k, l)
+    expected = sums / np.sqrt(np.outer(np.diag(sums), np.diag(sums)))
+    cka = acc.compute().numpy()
+    assert acc.examples_ == 10_000 and acc.batches_ == 40
+    assert np.abs(cka - expected).max() <= 1e-6
+    assert 0.1 < expected[0, 2] < 0.9  # a related but different pair, not a trivial 0 or 1
+
+
+def minibatch_estimate(layers: dict[str, torch.Tensor], batch: int, order: torch.Tensor) -> torch.Tensor:
+    acc = MinibatchCKA(list(layers))
+    for start in range(0, len(order) - batch + 1, batch):
+        idx = order[start : start + batch]
+        acc.update({k: v[idx] for k, v in layers.items()})
+    return acc.compute()
+
+
+def test_same_batches_in_another_order_give_the_same_float32_result():
+    layers = large_mean_layers(2_000, seed=31)
+    order = torch.randperm(2_000, generator=torch.Generator().manual_seed(0))
+    batches = order.reshape(-1, 100)  # 20 fixed batches
+    forward = minibatch_estimate(layers, 100, batches.flatten())
+    shuffled = minibatch_estimate(layers, 100, batches[torch.randperm(20, generator=torch.Generator().manual_seed(1))].flatten())
+    assert torch.allclose(forward, shuffled, rtol=0, atol=1e-12)  # float64 sums: only their roundoff differs
+    other_batches = minibatch_estimate(layers, 100, torch.randperm(2_000, generator=torch.Generator().manual_seed(2)))
+    assert (other_batches - forward).abs().max() > 1e-6  # different batches do give another estimate
+
+
+def test_batch_size_changes_the_estimate_only_within_its_spread():
+    # The minibatch estimate is a random variable over the batching; with another batch
+    # size it should land within a few standard deviations of that spread.
+    layers = large_mean_layers(1_200, seed=32)
+    estimates = {}
+    for batch in (40, 200):
+        runs = [minibatch_estimate(layers, batch, torch.randperm(1_200, generator=torch.Generator().manual_seed(s)))
+                for s in range(12)]
+        estimates[batch] = torch.stack(runs)  # (runs, 3, 3)
+    spread = torch.sqrt(estimates[40].var(dim=0) + estimates[200].var(dim=0))  # (3, 3)
+    difference = (estimates[40][0] - estimates[200][0]).abs()
+    off_diagonal = ~torch.eye(3, dtype=torch.bool)
+    assert (spread[off_diagonal] > 1e-5).all()  # the batching does matter...
+    assert (difference[off_diagonal] <= 4 * spread[off_diagonal]).all()  # ...but only by its spread
+    # The check can fail: the biased HSIC estimator's minibatch CKA moves with the batch
+    # size (small batches inflate it) far beyond that spread.
+    def biased(batch):
+        order = torch.randperm(1_200, generator=torch.Generator().manual_seed(0))
+        acc = MinibatchCKA(list(layers), unbiased=False)
+        for start in range(0, 1_200, batch):
+            acc.update({k: v[order[start : start + batch]] for k, v in layers.items()})
+        return acc.compute()
+
+    assert ((biased(8) - biased(200)).abs()[off_diagonal] > 4 * spread[off_diagonal]).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_matches_cpu():
+    layers = large_mean_layers(2_000, seed=33)
+    order = torch.randperm(2_000, generator=torch.Generator().manual_seed(0))
+    cpu = minibatch_estimate(layers, 250, order)
+    gpu = minibatch_estimate({k: v.cuda() for k, v in layers.items()}, 250, order.cuda())
+    assert gpu.device.type == "cpu" and gpu.dtype == torch.float64
+    assert torch.allclose(cpu, gpu, rtol=0, atol=1e-6)
+    x, y = layers["a"][:300], layers["c"][:300]
+    assert linear_cka(x.cuda(), y.cuda(), unbiased=True) == pytest.approx(linear_cka(x, y, unbiased=True), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# The peer benchmark (benchmarks/cka_peers.py), at a tiny size
+# ---------------------------------------------------------------------------------------
+
+
+def load_benchmark():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cka_peers.py"
+    spec = importlib.util.spec_from_file_location("cka_peers", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark()
+
+
+@pytest.fixture(scope="module")
+def tiny_workloads(bench):
+    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return [
+        bench.resnet_workload(images, depth=8, width=1, batch_size=16, seed=0),
+        bench.synthetic_workload(96, layers=4, p=40, mean=(1e3, 1e4), batch_size=16, seed=0, device="cpu"),
+    ]
+
+
+def test_benchmark_repsim_is_within_1e6_of_float64(bench, tiny_workloads):
+    for workload in tiny_workloads:
+        (result,), reference = bench.compare_packages(workload, ["repsim"], "cpu")
+        assert reference.shape == (len(workload.layers),) * 2
+        assert result.seconds > 0 and result.cka.shape == reference.shape
+        assert result.max_error <= 1e-6, workload.name
+    # the reference is an independent formula: check it against this file's on one batch
+    synthetic = tiny_workloads[1]
+    (idx,) = next(iter(synthetic.loader()))
+    acts = [table[idx].double().numpy() for table in synthetic.make_model().features]
+    hsic = bench.hsic1_all_pairs(acts)
+    k, l = ref_grams(centre(torch.from_numpy(acts[0])), centre(torch.from_numpy(acts[2])))
+    assert hsic[0, 2] == pytest.approx(ref_hsic_unbiased(k, l), rel=1e-9)
+
+
+def test_benchmark_peers_compute_the_same_estimator(bench, tiny_workloads):
+    peers = bench.available_peers()
+    if not peers:
+        pytest.skip("no peer CKA package installed (pip install -r benchmarks/requirements.txt)")
+    # Centred features, where float32 Grams lose nothing: every package must then agree
+    # with the float64 reference, which shows that the reference is their estimator too.
+    centred = bench.synthetic_workload(96, layers=4, p=40, mean=(0, 0), batch_size=16, seed=1, device="cpu")
+    measured, reference = bench.compare_packages(centred, ["repsim", *peers], "cpu")
+    assert np.abs(reference[~np.eye(4, dtype=bool)]).max() > 0.2  # not a trivial matrix
+    for m in measured:
+        assert not m.failure and m.max_error < 1e-4, m.package
+    # The same with a large mean: uncentred float32 Grams lose the HSIC, repsim does not.
+    measured, _ = bench.compare_packages(tiny_workloads[1], ["repsim", *peers], "cpu")
+    repsim = measured[0]
+    for m in measured[1:]:
+        assert m.failure or m.max_error > 100 * repsim.max_error, m.package
+
+
+@pytest.mark.parametrize("unbiased", [False, True], ids=["biased", "unbiased"])
+def test_features_a_few_ulps_wide_are_not_mistaken_for_constant(unbiased):
+    # Found by Hypothesis: spread 0.0117 around 7666, i.e. ~24 float32 levels, once fell
+    # under the constant-layer threshold and got CKA 0 instead of its float64 value.
+    g = torch.Generator().manual_seed(40)
+    x = (7666.0 + 0.0117 * torch.randn(30, 2, generator=g, dtype=torch.float64)).float()
+    y = (x.double() - 7666.0) @ torch.randn(2, 3, generator=g, dtype=torch.float64) + 0.01 * torch.randn(30, 3, generator=g, dtype=torch.float64)
+    expected = ref_cka(centre(x), y.numpy(), unbiased)
+    assert abs(expected) > 0.3
+    assert linear_cka(x, y.float(), unbiased=unbiased) == pytest.approx(expected, abs=1e-6)
+    cka = MinibatchCKA(["x", "y"], unbiased=unbiased).update({"x": x, "y": y.float()}).compute()
+    assert cka[0, 1].item() == pytest.approx(expected, abs=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -75,3 +77,91 @@ def test_model_cka_two_different_models(model, images):
     assert cross.shape == (len(LAYERS), 2)
     assert (cross <= 1 + 1e-9).all() and torch.isfinite(cross).all()
     assert not torch.allclose(cross[:, 1], torch.ones(len(LAYERS), dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------
+# Streaming Grams (forward hooks) against captured activations, and bad input
+# ---------------------------------------------------------------------------------------
+
+
+class ReusedReLU(torch.nn.Module):
+    """One ReLU module called twice in a forward pass: hooks on it see two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.conv2 = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4 * 32 * 32, 5)
+
+    def forward(self, x):
+        x = self.relu(self.conv(x))
+        return self.fc(self.relu(self.conv2(x) - 0.1).flatten(1))
+
+
+def captured_minibatch_cka(model, images, layers, batch, seed=0):
+    """The minibatch estimator over model_cka's shuffled batches, from captured activations."""
+    acts = capture(model, to_float(images), layers)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    acc = MinibatchCKA(layers)
+    for start in range(0, len(images), batch):
+        idx = order[start : start + batch]
+        if len(idx) >= 4:
+            acc.update({k: v[idx] for k, v in acts.items()})
+    return acc.compute()
+
+
+def test_graph_nodes_that_are_not_modules_fall_back_to_capture(model, images):
+    layers = ["x", "stem.conv", "stage1.block0.add", "fc"]  # "x" is the input node, not a module
+    cka = model_cka(model, images, layers=layers, batch_size=16, device="cpu")
+    assert torch.allclose(cka, captured_minibatch_cka(model, images, layers, 16), atol=1e-6)
+    assert cka[0, 1].item() < 0.999  # the input is not the first conv
+
+
+def test_a_module_called_twice_falls_back_to_capture(images):
+    torch.manual_seed(2)
+    net = ReusedReLU().eval()
+    layers = ["conv", "relu", "conv2", "fc"]  # "relu" is its first call, as the graph names it
+    cka = model_cka(net, images, layers=layers, batch_size=14, device="cpu")
+    assert torch.allclose(cka, captured_minibatch_cka(net, images, layers, 14), atol=1e-6)
+
+
+def test_model_cka_names_the_first_layer_with_nan(model, images):
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.stage2.block0.conv1.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="layer 'stage2.block0.conv1' contains NaN or Inf"):
+        # NaN spreads to every later layer: the error names the first, in forward order
+        layers = ["stem.conv", "stage1.block0.relu2", "stage2.block0.conv1", "stage2.block0.add", "fc"]
+        model_cka(broken, images, layers=layers, batch_size=21, device="cpu")
+    with pytest.raises(ValueError, match="layer 'stage2.block0.conv1' contains NaN or Inf"):
+        model_cka(model, images, other=broken, layers=LAYERS, other_layers=["stem.conv", "stage2.block0.conv1"],
+                  batch_size=21, device="cpu")
+
+
+def test_model_cka_transform_that_makes_nan_is_named(model, images):
+    def transform(name, act):
+        return act / 0 if name == "pool" else act  # 0/0 where the pool is 0, inf elsewhere
+
+    with pytest.raises(ValueError, match="layer 'pool' contains NaN or Inf"):
+        model_cka(model, images, layers=LAYERS, batch_size=21, device="cpu", transform=transform)
+
+
+def test_model_cka_rescales_activations_whose_float32_grams_overflow(model, images):
+    # fc scaled by 2^70: its logits ~1e21, their float32 Gram overflows. CKA is
+    # scale-invariant, so the matrix is that of the unscaled model.
+    big = copy.deepcopy(model)
+    with torch.no_grad():
+        big.fc.weight.mul_(2.0**70)
+        big.fc.bias.mul_(2.0**70)
+    acts = capture(big, to_float(images[:8]), ["fc"])["fc"]
+    assert not torch.isfinite(acts @ acts.T).all()
+    expected = model_cka(model, images, layers=LAYERS, batch_size=14, device="cpu")
+    cka = model_cka(big, images, layers=LAYERS, batch_size=14, device="cpu")
+    assert torch.allclose(cka, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("count,batch", [(3, 256), (0, 256), (40, 3)])
+def test_model_cka_with_too_few_images_per_batch(model, images, count, batch):
+    with pytest.raises(ValueError, match=f"{count} image.*batch_size is {batch}.*at least 4 images"):
+        model_cka(model, images[:count], layers=LAYERS, batch_size=batch, device="cpu")
