@@ -498,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"# CKA against its peers, {datetime.date.today()}")
     print(f"\ndevice {args.device} ({device_name}), torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
-    rate = gemm_rate(args.device, args.gemm_size)
+    rate = gemm_rate(args.device, args.gemm_size, repeats=5)
     print(f"float32 GEMM ({args.gemm_size}^3): {rate / 1e9:.1f} GFLOP/s\n")
 
     for kind in args.workloads:

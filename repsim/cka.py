@@ -224,9 +224,13 @@ def _check_examples(n: int, unbiased: bool, what: str) -> None:
 class MinibatchCKA:
     """All-pairs minibatch CKA between the layers of one model or of two models.
 
-    Each ``update`` computes one Gram per layer, centres it, flattens the centred Grams
-    into the rows of a (layers, n^2) matrix G and adds the pairwise HSICs G G^T to a
-    float64 sum. ``compute`` returns CKA_ij = S_ij / sqrt(S_ii S_jj).
+    Each ``update`` computes one float32 Gram per layer (the only O(n^2 p) work), stacks
+    them, U-centres all of them at once in float64, flattens them into the rows of a
+    (layers, n^2) matrix G and adds the pairwise HSICs G G^T / (n (n - 3)), one GEMM, to
+    a float64 sum; it waits for a GPU once per batch, to check that every Gram is finite.
+    ``update_grams`` does the same from Grams computed elsewhere (``batch_gram``), so a
+    caller can compute each layer's Gram as the layer runs and keep no activations.
+    ``compute`` returns CKA_ij = S_ij / sqrt(S_ii S_jj).
 
     Within one model pass ``layers``; across two models pass ``layers`` and
     ``other_layers`` and give both models' activations to ``update``. The result is
