@@ -392,7 +392,7 @@ def gemm_rate(device: str, size: int, repeats: int = 3) -> float:
     return 2.0 * size**3 / best
 
 
-def one_batch_seconds(workload: Workload, device: str, repeats: int) -> dict[str, float]:
+def one_batch_seconds(workload: Workload, device: str, repeats: int, peers: Sequence[str] = PEERS) -> dict[str, float]:
     """Best-of-``repeats`` times of the CKA arithmetic alone on the first batch's
     activations (no forward pass): repsim's ``MinibatchCKA.update``, pytorch-cka's
     stacked Grams and ``hsic_cross`` (if installed), and the bare Gram GEMMs x @ x.T,
@@ -406,7 +406,7 @@ def one_batch_seconds(workload: Workload, device: str, repeats: int) -> dict[str
         "repsim": lambda: MinibatchCKA(workload.layers).update(acts).compute(),
         "gemm": lambda: [f @ f.T for f in feats],
     }
-    if "pytorch-cka" in available_peers():
+    if "pytorch-cka" in peers and "pytorch-cka" in available_peers():
         import cka
 
         def pytorch_cka_batch():
@@ -511,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             workload = synthetic_workload(args.synthetic_examples, args.synthetic_layers, args.synthetic_features,
                                           tuple(args.mean), args.batch_size, args.seed, args.device)
         measurements, _ = compare_packages(workload, packages, args.device, args.repeats, once=["torch-cka"])
-        batch = one_batch_seconds(workload, args.device, max(args.repeats, 3))
+        batch = one_batch_seconds(workload, args.device, max(args.repeats, 3), peers)
         print(table(workload, measurements, batch, rate), flush=True)
 
 
