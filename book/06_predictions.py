@@ -29,6 +29,20 @@ profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py
 device = None  # None uses the profile's device
 
 # %% tags=["remove-cell"]
+# Outside this repository (on Colab or Binder) repsim is not installed yet: install it
+# from the book's repository. On Colab, use the runtime's GPU when it has one.
+import importlib
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("repsim") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
+    importlib.invalidate_caches()
+if "google.colab" in sys.modules and device is None:
+    device = "auto"
+
+# %% tags=["remove-cell"]
 import dataclasses
 
 import matplotlib.pyplot as plt
@@ -41,7 +55,7 @@ from repsim import plots
 from repsim.data import is_available, load_dataset
 from repsim.grid import compare, verdict
 from repsim.populations import (Population, architecture_pairs, class_accuracies, population_predictions, spread_excess,
-                                spread_with_error, train_members_stacked, welch_per_class)
+                                spread_with_error, train_members_stacked, training_summary, welch_per_class)
 from repsim.profiles import get_profile
 
 P = get_profile(profile)
@@ -60,24 +74,31 @@ populations = {
 #
 # Three populations of {glue:text}`members` models each: a wide and a deep architecture,
 # and a second population of the deep one, trained with other seeds, as the baseline
-# for how much two populations of *one* architecture differ. In this run, models not
-# yet in the store were trained as follows: {glue:text}`stacking`.
+# for how much two populations of *one* architecture differ. The table's last column
+# says how the members were trained: alone, or several at once as one grouped network
+# (`repsim.stacked`; the profile's `stack` decides, or a timing on the device does).
 
 # %% tags=["hide-input"]
 # Members missing from the store are trained several at once where that is faster on
 # this device (repsim.stacked); the profile's `stack` fixes how many, or None measures it.
-decisions = {name: train_members_stacked(pop, P, data, device=device, progress=False) for name, pop in populations.items()}
+for pop in populations.values():
+    train_members_stacked(pop, P, data, device=device, progress=False)
 predictions = {name: population_predictions(pop, P, data, device=device, progress=False).numpy()
                for name, pop in populations.items()}
 labels = data.test_labels[: S.test_examples].numpy()
 correct = {name: preds == labels[None, :] for name, preds in predictions.items()}
+
+def trained_how(summary):
+    stacks = ", ".join(f"{count} {'alone' if size == 1 else f'{size} at once'}" for size, count in summary["stacks"].items())
+    return f"{stacks}; {summary['train_seconds'] / 60:.1f} min on {', '.join(summary['devices'])}"
+
+
 summary = pd.DataFrame([{"population": name, "model": pop.model.name,
                          "training images": f"{pop.train_size or 50_000:,}", "models": len(pop.seeds),
-                         "mean test accuracy": correct[name].mean(), "s.d. across models": correct[name].mean(1).std(ddof=1)}
+                         "mean test accuracy": correct[name].mean(), "s.d. across models": correct[name].mean(1).std(ddof=1),
+                         "trained": trained_how(training_summary(pop, P, data))}
                         for name, pop in populations.items()])
 glue("members", m, display=False)
-glue("stacking", "; ".join(f"{name}: {d['trained']} trained, {d['stack']} at a time" for name, d in decisions.items()),
-     display=False)
 glue("acc_wide", f"{correct['wide'].mean():.1%}", display=False)
 glue("acc_deep", f"{correct['deep'].mean():.1%}", display=False)
 summary.style.format({"mean test accuracy": "{:.1%}", "s.d. across models": "{:.1%}"}).hide(axis="index")
@@ -255,3 +276,64 @@ display(Markdown("\n".join(lines)))
 # %% [markdown]
 # The paper's populations have 100 models each and the paper's accuracy; this profile's
 # have {glue:text}`members`, trained briefly, so its statistics have far less power.
+
+# %% [markdown]
+# ## Exercises
+#
+# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# the notebooks without them, and without outputs, for a class.
+
+# %% [markdown]
+# **Exercise 1.** Each population's accuracy on one test example is estimated from $m$
+# models. Why is the plain mean squared difference of two populations' per-example
+# accuracies too large, even for two populations of the same architecture, and by how
+# much?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 1
+# :class: dropdown
+#
+# If $\hat p_1$ and $\hat p_2$ are means of $m_1$ and $m_2$ independent Bernoulli
+# outcomes with true rates $p_1, p_2$, then
+# $\mathbb{E}(\hat p_1 - \hat p_2)^2 = (p_1 - p_2)^2 + p_1(1-p_1)/m_1 + p_2(1-p_2)/m_2$.
+# The two variance terms are positive even when $p_1 = p_2$; the debiased spread
+# subtracts their unbiased estimates $\hat p_k(1-\hat p_k)/(m_k - 1)$, so that two
+# populations of one architecture give zero on average.
+# ````
+
+# %% [markdown]
+# **Exercise 2.** The standard errors of this chapter come from a jackknife that
+# leaves out one *model* at a time. Why is the model, and not the test image, the unit
+# to resample, and what would happen to the errors, and to the verdicts, if you
+# resampled test images instead?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 2
+# :class: dropdown
+#
+# The claim is about architectures, and what varies from one trained model to the next
+# is its seed; the test images are the same fixed set for every population. One model's
+# outcomes on different images are not independent: replacing a model changes many of
+# them at once. Resampling images treats thousands of correlated values as independent
+# draws, so the errors come out far too small, and even two populations of one
+# architecture would look "significantly" different. Leaving out one model at a time
+# keeps that correlation inside each replicate, so the error shrinks only as
+# populations grow.
+# ````
+
+# %% [markdown]
+# **Exercise 3.** The paper runs Welch's t-test on each of ImageNet's 1,000 classes at
+# $p < 0.05$ and finds 419 significant classes. How many would you expect if wide and
+# deep models did not differ at all, and how would you control the false discoveries
+# instead?
+
+# %% [markdown] tags=["solution"]
+# ````{admonition} Solution to exercise 3
+# :class: dropdown
+#
+# Under the null each test rejects with probability 0.05, so about 50 of 1,000 classes
+# (a binomial count with standard deviation about 7) would pass by chance; 419 is far
+# beyond that. To say *which* classes differ, control the false discovery rate, for
+# instance with the Benjamini-Hochberg procedure: sort the $p$-values and reject the
+# $k$ smallest, where $k$ is the largest index with $p_{(k)} \le 0.05\,k/1000$.
+# ````

@@ -112,6 +112,21 @@ def train_members_stacked(population: Population, profile: Profile, data: ImageD
     return {"stack": stack, "rates": rates, "trained": len(missing)}
 
 
+def training_summary(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None) -> dict:
+    """How the population's stored members were trained, from their store records:
+    members found, how many were trained at once (a count per stack size), the devices,
+    and the training seconds summed over members."""
+    store = store or Store()
+    records = [found[1] for run in population.runs if (found := store.load(_model_key(run, profile, data))) is not None]
+    stacks: dict[int, int] = {}
+    for record in records:
+        size = record["metrics"].get("stacked_with", 1)
+        stacks[size] = stacks.get(size, 0) + 1
+    return {"members": len(records), "stacks": dict(sorted(stacks.items())),
+            "devices": sorted({record["metrics"].get("device", "unknown") for record in records}),
+            "train_seconds": sum(record["train_seconds"] for record in records)}
+
+
 def population_predictions(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None,
                            device=None, progress: bool = True, stack: int | None = None) -> torch.Tensor:
     """Predictions (members, N) of every member, training those not yet in the store.

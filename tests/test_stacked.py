@@ -86,6 +86,8 @@ def test_members_trained_in_stacks_are_the_store_entries_train_run_uses(tmp_path
         assert record["metrics"]["stacked_with"] == (2 if run.seed < 2 else 1)
     predictions = populations.population_predictions(population, profile, data, store, progress=False)
     assert predictions.shape == (3, 30)
+    summary = populations.training_summary(population, profile, data, store)
+    assert summary["members"] == 3 and summary["stacks"] == {1: 1, 2: 2} and summary["devices"] == ["cpu"]
     # Everything is in the store now: nothing left to train, so nothing is measured.
     assert train_members_stacked(population, profile, data, store, stack=None, progress=False)["trained"] == 0
 
