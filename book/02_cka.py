@@ -143,10 +143,11 @@ print(f"{background.model.name}: {len(layers)} layers, best test accuracy "
 # differs from the paper's is listed here: `eval_size` is the number of test images
 # scored to pick the best epoch, `evaluations` how many epochs are scored, and `cka_*`
 # is the CKA protocol of the heatmaps. With schedules far shorter than the paper's 300
-# epochs, the profiles use a peak learning rate of 0.05 instead of 0.01, still decayed
-# to zero by the cosine schedule, and a BatchNorm momentum of 0.1: the paper's 0.01
+# epochs, the profiles raise the peak learning rate (still decayed to zero by the
+# cosine schedule), and the CPU profiles raise the BatchNorm momentum: the paper's 0.01
 # averages over about a hundred steps, and in a run of a few hundred steps the running
-# statistics would then lag the weights and cost test accuracy.
+# statistics would then lag the weights and cost test accuracy. The table gives this
+# profile's values.
 
 # %%
 setup = pd.DataFrame(differences_from_paper(P, background.train_size)).set_index("setting")
