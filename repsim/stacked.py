@@ -257,22 +257,32 @@ def stack_throughput(model_config: ResNetConfig, config: TrainConfig, stack_size
         setups[size] = (model.train(), optimizer, [torch.Generator(device=device).manual_seed(s) for s in range(size)])
     best = {size: 0.0 for size in setups}
     for round_ in range(rounds + 1):  # round 0 warms up (allocator, oneDNN/cuDNN kernel choice)
-        for size, (model, optimizer, generators) in setups.items():
+        for size, (model, optimizer, generators) in list(setups.items()):
             batches = [torch.randperm(len(images), device=device, generator=g)[: config.batch_size] for g in generators]
             _sync(device)
             start = time.perf_counter()
-            for _ in range(steps):
-                _step(model, optimizer, images, labels, batches, generators)
-            _sync(device)
+            try:
+                for _ in range(steps):
+                    _step(model, optimizer, images, labels, batches, generators)
+                _sync(device)
+            except torch.cuda.OutOfMemoryError:  # too many members for the device: this size (and larger) is out
+                for larger in [s for s in setups if s >= size]:
+                    del setups[larger]
+                    best[larger] = 0.0
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                break
             if round_:
                 best[size] = max(best[size], steps * config.batch_size / (time.perf_counter() - start))
     return best
 
 
-def fastest_stack(model_config: ResNetConfig, config: TrainConfig, members: int, device=None) -> tuple[int, dict[int, float]]:
-    """The stack size (1, 2, 4, ... up to ``members``) that trains the most images per
-    second per member here, and the measured rates."""
-    sizes = sorted({min(2**k, members) for k in range(members.bit_length() + 1)})
+def fastest_stack(model_config: ResNetConfig, config: TrainConfig, members: int, device=None,
+                  largest: int = 32) -> tuple[int, dict[int, float]]:
+    """The stack size (1, 2, 4, ... up to ``members`` and ``largest``) that trains the most
+    images per second per member here, and the measured rates (0: out of memory)."""
+    top = max(1, min(members, largest))
+    sizes = sorted({min(2**k, top) for k in range(top.bit_length() + 1)})
     rates = stack_throughput(model_config, config, sizes, device)
     return max(rates, key=rates.get), rates
 

@@ -70,6 +70,22 @@ def test_fastest_stack_measures_every_candidate_size():
     best, rates = fastest_stack(ResNetConfig(8), TrainConfig(batch_size=8), members=3, device="cpu")
     assert set(rates) == {1, 2, 3} and best in rates
     assert all(rate > 0 for rate in rates.values()) and rates[best] == max(rates.values())
+    assert set(fastest_stack(ResNetConfig(8), TrainConfig(batch_size=4), members=100, device="cpu", largest=4)[1]) == {1, 2, 4}
+
+
+def test_a_stack_too_large_for_the_device_is_ruled_out(monkeypatch):
+    from repsim import stacked
+
+    step = stacked._step
+
+    def out_of_memory_beyond_one(model, *args):
+        if model.members > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return step(model, *args)
+
+    monkeypatch.setattr(stacked, "_step", out_of_memory_beyond_one)
+    best, rates = fastest_stack(ResNetConfig(8), TrainConfig(batch_size=8), members=4, device="cpu")
+    assert best == 1 and rates[1] > 0 and rates[2] == rates[4] == 0.0
 
 
 def test_members_trained_in_stacks_are_the_store_entries_train_run_uses(tmp_path, monkeypatch):
