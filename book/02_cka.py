@@ -28,8 +28,7 @@ block_threshold = 0.8  # CKA that every pair of layers in a "block" must reach
 
 # %% tags=["remove-cell"]
 # Outside this repository (on Colab or Binder) repsim is not installed yet: install it
-# from the book's repository. On Colab, use the runtime's GPU when it has one.
-import importlib
+# from the book's repository.
 import importlib.util
 import subprocess
 import sys
@@ -37,8 +36,6 @@ import sys
 if importlib.util.find_spec("repsim") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
     importlib.invalidate_caches()
-if "google.colab" in sys.modules and device is None:
-    device = "auto"
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -52,11 +49,11 @@ from repsim.blocks import find_block
 from repsim.compare import collect_activations, model_cka
 from repsim.data import load_dataset
 from repsim.models import layer_names
-from repsim.profiles import differences_from_paper, get_profile
+from repsim.profiles import chapter_device, differences_from_paper, get_profile
 from repsim.train import trained_model
 
 P = get_profile(profile)
-device = device or P.device
+device = chapter_device(device, P)  # on Colab: its GPU when there is one
 torch.manual_seed(seed)
 
 # %% [markdown]

@@ -32,8 +32,7 @@ block_threshold = 0.9  # CKA that every pair of layers in a block must reach
 
 # %% tags=["remove-cell"]
 # Outside this repository (on Colab or Binder) repsim is not installed yet: install it
-# from the book's repository. On Colab, use the runtime's GPU when it has one.
-import importlib
+# from the book's repository.
 import importlib.util
 import subprocess
 import sys
@@ -41,10 +40,10 @@ import sys
 if importlib.util.find_spec("repsim") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
     importlib.invalidate_caches()
-if "google.colab" in sys.modules and device is None:
-    device = "auto"
 
 # %% tags=["remove-cell"]
+from functools import partial
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -54,22 +53,16 @@ from repsim import plots
 from repsim.data import is_available, load_dataset
 from repsim.grid import block_change, block_summary, heatmap_row, verdict
 from repsim.models import ResNetConfig
-from repsim.profiles import get_profile, grid_vs_paper
+from repsim.profiles import chapter_device, get_profile, grid_vs_paper
 
 P = get_profile(profile)
 S = P.blocks
-device = device or P.device
+device = chapter_device(device, P)  # on Colab: its GPU when there is one
 data = load_dataset(P.dataset)
 size_label = {None: "all 50,000 images"} | {n: f"{n:,} images" for n in S.train_sizes + (S.full_size,) if n}
 
-
-def row(configs, train_size=S.full_size, seed=seed, data=data):
-    """Within-model CKA heatmaps of ``configs`` (trained once, then loaded from the store)."""
-    return heatmap_row(configs, P, data, train_size, seed, device=device)
-
-
-def titles(maps):
-    return [f"{m.run.model.name}\n{m.test_acc:.0%}" for m in maps]
+# Within-model CKA heatmaps of a list of architectures (trained once, then loaded from the store).
+row = partial(heatmap_row, profile=P, data=data, train_size=S.full_size, seed=seed, device=device)
 
 
 # %% [markdown]
@@ -118,7 +111,7 @@ if S.full_size is not None:
 depth_row = row([ResNetConfig(d) for d in S.depths])
 width_row = row([ResNetConfig(S.base_depth, w) for w in S.widths])
 fig = plots.heatmap_grid([[m.cka for m in depth_row], [m.cka for m in width_row]],
-                         [titles(depth_row), titles(width_row)], row_labels=["deeper", "wider"])
+                         [[m.title for m in depth_row], [m.title for m in width_row]], row_labels=["deeper", "wider"])
 glue("fig_1", fig, display=False)
 glue("fig1_data", size_label[S.full_size], display=False)
 plt.close(fig)
@@ -140,10 +133,10 @@ plt.close(fig)
 
 # %%
 sizes = sorted(S.train_sizes, key=lambda n: n or 10**9, reverse=True)
-width_grid = [row([ResNetConfig(S.base_depth, w) for w in S.widths], n) for n in sizes]
-depth_grid = [row([ResNetConfig(d) for d in S.depths], n) for n in sizes]
+width_grid = [row([ResNetConfig(S.base_depth, w) for w in S.widths], train_size=n) for n in sizes]
+depth_grid = [row([ResNetConfig(d) for d in S.depths], train_size=n) for n in sizes]
 for name, grid_maps in (("fig_2", width_grid), ("fig_d2", depth_grid)):
-    fig = plots.heatmap_grid([[m.cka for m in maps] for maps in grid_maps], [titles(maps) for maps in grid_maps],
+    fig = plots.heatmap_grid([[m.cka for m in maps] for maps in grid_maps], [[m.title for m in maps] for maps in grid_maps],
                              row_labels=[size_label[n] for n in sizes])
     glue(name, fig, display=False)
     plt.close(fig)
@@ -170,7 +163,7 @@ for name, grid_maps in (("fig_2", width_grid), ("fig_d2", depth_grid)):
 
 # %%
 plain_row = row([ResNetConfig(S.base_depth, w, residual=False) for w in S.plain_widths])
-fig = plots.heatmap_grid([[m.cka for m in plain_row]], [titles(plain_row)])
+fig = plots.heatmap_grid([[m.cka for m in plain_row]], [[m.title for m in plain_row]])
 glue("fig_c1", fig, display=False)
 plt.close(fig)
 
@@ -217,7 +210,7 @@ if is_available("cifar100"):
     width_row100 = row([ResNetConfig(S.base_depth, w) for w in S.widths], data=data100)
     cifar100_maps = depth_row100 + width_row100
     fig = plots.heatmap_grid([[m.cka for m in depth_row100], [m.cka for m in width_row100]],
-                             [titles(depth_row100), titles(width_row100)], row_labels=["deeper", "wider"])
+                             [[m.title for m in depth_row100], [m.title for m in width_row100]], row_labels=["deeper", "wider"])
     display(Markdown(f"The grid of Fig. 1 trained on {size_label[S.full_size]} of CIFAR-100:"))
     plt.show()
 else:

@@ -31,8 +31,7 @@ block_threshold = 0.9  # the block measure's threshold, as in chapter 3
 
 # %% tags=["remove-cell"]
 # Outside this repository (on Colab or Binder) repsim is not installed yet: install it
-# from the book's repository. On Colab, use the runtime's GPU when it has one.
-import importlib
+# from the book's repository.
 import importlib.util
 import subprocess
 import sys
@@ -40,39 +39,32 @@ import sys
 if importlib.util.find_spec("repsim") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
     importlib.invalidate_caches()
-if "google.colab" in sys.modules and device is None:
-    device = "auto"
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repsim import plots
-from repsim.analyses import deletion_accuracy, first_pcs, probe_accuracy
-from repsim.blocks import find_block
+from repsim.analyses import deletion_accuracy, deletion_drop, first_pcs, probe_accuracy
+from repsim.blocks import find_block, inside_outside, mean_within
 from repsim.data import load_dataset
 from repsim.grid import Run, block_runs, compare, heatmap
-from repsim.profiles import get_profile
+from repsim.probes import block_span, gain_per_block
+from repsim.profiles import chapter_device, get_profile
 
 P = get_profile(profile)
 S = P.probes
-device = device or P.device
+device = chapter_device(device, P)  # on Colab: its GPU when there is one
 data = load_dataset(P.dataset)
 runs = {"with a block": Run(*S.with_block, seed), "without a block": Run(*S.without_block, seed)}
 maps = {kind: heatmap(run, P, data, device=device) for kind, run in runs.items()}
 blocks = {kind: find_block(m.cka, block_threshold) for kind, m in maps.items()}
 
-
-def describe(run):
-    return f"{run.model.name} on {run.train_size or 50_000:,} images"
-
-
 for key, kind in (("with", "with a block"), ("without", "without a block")):
-    glue(f"{key}_model", describe(runs[kind]), display=False)
+    glue(f"{key}_model", runs[kind].label, display=False)
     glue(f"{key}_block", f"{blocks[kind].fraction:.0%}", display=False)
     glue(f"{key}_acc", f"{maps[kind].test_acc:.0%}", display=False)
 glue("threshold", block_threshold, display=False)
@@ -118,20 +110,11 @@ for row, kind in zip(axes, runs):
 glue("fig_3", fig, display=False)
 plt.close(fig)
 
-
-def block_means(kind):
-    """Mean PC1 variance explained, and mean CKA before and after removing PC1, inside the block."""
-    pcs, block = analyses[kind], blocks[kind]
-    inside = slice(block.start, block.stop)
-    off_diagonal = ~np.eye(block.size, dtype=bool)
-    return (pcs.variance_explained[inside].mean(), maps[kind].cka[inside, inside][off_diagonal].mean(),
-            pcs.cka_without_pc1[inside, inside][off_diagonal].mean())
-
-
-variance_in, cka_in, cka_without_in = block_means("with a block")
-outside = np.r_[0:blocks["with a block"].start, blocks["with a block"].stop:len(analyses["with a block"].layers)]
+pcs_with, block_with = analyses["with a block"], blocks["with a block"]
+variance_in, variance_out = inside_outside(pcs_with.variance_explained, block_with)
+cka_in, cka_without_in = mean_within(maps["with a block"].cka, block_with), mean_within(pcs_with.cka_without_pc1, block_with)
 glue("var_in_block", f"{variance_in:.2f}", display=False)
-glue("var_outside", f"{analyses['with a block'].variance_explained[outside].mean():.2f}", display=False)
+glue("var_outside", f"{variance_out:.2f}", display=False)
 glue("var_no_block", f"{analyses['without a block'].variance_explained.mean():.2f}", display=False)
 glue("cka_in_block", f"{cka_in:.2f}", display=False)
 glue("cka_in_block_without", f"{cka_without_in:.2f}", display=False)
@@ -223,19 +206,11 @@ display(Markdown("Layers are probed at full size, without pooling." if S.probe_m
 # %% tags=["hide-input"]
 probe_rows = {kind: probe_accuracy(run, P, data, device=device) for kind, run in runs.items()}
 
-
-def block_span(kind):
-    """(first, last) residual block, in probe order, whose add lies inside the measured block."""
-    layers, block = maps[kind].layers, blocks[kind]
-    inside = set(layers[block.start:block.stop])
-    adds = [row["layer"] for row in probe_rows[kind] if row["layer"].endswith(".add")]
-    hits = [i for i, name in enumerate(adds) if name in inside]
-    return (min(hits), max(hits)) if hits else None
-
+spans = {kind: block_span(probe_rows[kind], maps[kind].layers[blocks[kind].start:blocks[kind].stop]) for kind in runs}
 
 fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.3), layout="constrained", sharey=True)
 for ax, kind in zip(axes, runs):
-    plots.probe_accuracy(probe_rows[kind], ax=ax, block=block_span(kind), title=f"{runs[kind].model.name} ({kind})")
+    plots.probe_accuracy(probe_rows[kind], ax=ax, block=spans[kind], title=f"{runs[kind].model.name} ({kind})")
 glue("fig_4", fig, display=False)
 plt.close(fig)
 
@@ -245,23 +220,12 @@ glue("probe_val", f"{S.probe_val_size:,}", display=False)
 glue("probe_train", f"{S.probe_train_size:,}", display=False)
 glue("probe_epochs", f"{S.probe_epochs} epoch{'s' if S.probe_epochs > 1 else ''}", display=False)
 
-
-def probe_gain(kind, inside: bool):
-    """Mean change in post-add probe accuracy per residual block, inside or outside the block."""
-    acc = np.array([row["test_acc"] for row in probe_rows[kind] if row["layer"].endswith(".add")])
-    steps = np.diff(acc)
-    span = block_span(kind)
-    mask = np.zeros(len(steps), dtype=bool)
-    if span is not None:
-        mask[span[0]:span[1]] = True  # step i goes from block i to block i + 1
-    chosen = steps[mask] if inside else steps[~mask]
-    return chosen.mean() if len(chosen) else float("nan")
-
-
-gain_in, gain_out = probe_gain("with a block", True), probe_gain("with a block", False)
+gain_in = gain_per_block(probe_rows["with a block"], spans["with a block"], inside=True)
+gain_out = gain_per_block(probe_rows["with a block"], spans["with a block"], inside=False)
 glue("gain_in", f"{100 * gain_in:+.1f}", display=False)
 glue("gain_out", f"{100 * gain_out:+.1f}", display=False)
-glue("gain_none", f"{100 * probe_gain('without a block', False):+.1f}", display=False)
+glue("gain_none", f"{100 * gain_per_block(probe_rows['without a block'], spans['without a block'], inside=False):+.1f}",
+     display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_4
@@ -293,16 +257,9 @@ for ax, kind in zip(axes, runs):
 glue("fig_5", fig, display=False)
 plt.close(fig)
 
-
-def last_stage_drop(kind, fraction=0.5):
-    """Accuracy lost by deleting the last ``fraction`` of the blocks of stage 3."""
-    table = deletion[kind][deletion[kind]["stage"] == 3].set_index("deleted")["test_acc"]
-    count = max(1, int(fraction * table.index.max()))
-    return table[0] - table[count], count
-
-
+drops = {kind: deletion_drop(deletion[kind].to_dict("records"), stage=3, fraction=0.5) for kind in runs}
 for key, kind in (("with", "with a block"), ("without", "without a block")):
-    drop, count = last_stage_drop(kind)
+    drop, count = drops[kind]
     glue(f"drop_{key}", f"{100 * drop:.1f}", display=False)
     glue(f"drop_{key}_count", "block" if count == 1 else f"{count} blocks", display=False)
 
@@ -324,8 +281,7 @@ for key, kind in (("with", "with a block"), ("without", "without a block")):
 
 # %% tags=["remove-input"]
 var_without = analyses["without a block"].variance_explained.mean()
-drop_with, _ = last_stage_drop("with a block")
-drop_without, _ = last_stage_drop("without a block")
+drop_with, drop_without = drops["with a block"][0], drops["without a block"][0]
 # Each claim compares two numbers; differences within the tolerance count as too close to call.
 claims = [
     ("PC1 explains more of the variance inside the block than in the model without a block",

@@ -31,8 +31,7 @@ block_threshold = 0.9  # the block measure's threshold, as in chapter 3
 
 # %% tags=["remove-cell"]
 # Outside this repository (on Colab or Binder) repsim is not installed yet: install it
-# from the book's repository. On Colab, use the runtime's GPU when it has one.
-import importlib
+# from the book's repository.
 import importlib.util
 import subprocess
 import sys
@@ -40,8 +39,6 @@ import sys
 if importlib.util.find_spec("repsim") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
     importlib.invalidate_caches()
-if "google.colab" in sys.modules and device is None:
-    device = "auto"
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -55,19 +52,15 @@ from repsim.analyses import cross_cka
 from repsim.blocks import diagonal_inside_outside, find_block
 from repsim.data import load_dataset
 from repsim.grid import Run, compare, heatmap
-from repsim.profiles import get_profile
+from repsim.profiles import chapter_device, get_profile
 
 P = get_profile(profile)
 S = P.across
-device = device or P.device
+device = chapter_device(device, P)  # on Colab: its GPU when there is one
 data = load_dataset(P.dataset)
 first, second = S.seeds
 glue("seed_a", first, display=False)
 glue("seed_b", second, display=False)
-
-
-def describe(run):
-    return f"{run.model.name}, {run.train_size or 50_000:,} images"
 
 
 # %% [markdown]
@@ -85,7 +78,7 @@ across = [cross_cka(a, b, P, data, device=device)[0] for a, b in pairs]
 fig, axes = plt.subplots(len(pairs), 2, figsize=(6.2, 3.0 * len(pairs)), layout="constrained", squeeze=False)
 for (a, b), own, cross, row in zip(pairs, within, across, axes):
     plots.cka_heatmap(own.cka, ax=row[0], layers=own.layers, colorbar=False,
-                      title=f"{describe(a)}\nseed {a.seed} vs itself", xlabel=f"seed {a.seed}", ylabel=f"seed {a.seed}")
+                      title=f"{a.label}\nseed {a.seed} vs itself", xlabel=f"seed {a.seed}", ylabel=f"seed {a.seed}")
     plots.cka_heatmap(cross, ax=row[1], layers=own.layers, title=f"seed {a.seed} vs seed {b.seed}",
                       xlabel=f"seed {b.seed}", ylabel=f"seed {a.seed}")
 glue("fig_6", fig, display=False)
@@ -111,7 +104,7 @@ rows = []
 for (a, b), own, cross in zip(pairs, within, across):
     block = find_block(own.cka, block_threshold)
     inside, outside = diagonal_inside_outside(cross, block)
-    rows.append({"model": describe(a), "block_fraction": block.fraction, "inside_block": inside,
+    rows.append({"model": a.label, "block_fraction": block.fraction, "inside_block": inside,
                  "outside_block": outside})
 seeds_table = pd.DataFrame(rows)
 fig, ax = plt.subplots(figsize=(4.2, 3.8), layout="constrained")
@@ -152,7 +145,7 @@ for (a, b), ax in zip(arch_pairs, axes[0]):
     plots.cka_heatmap(cross, ax=ax, colorbar=ax is axes[0, -1], xlabel=f"{b.model.name} ({map_b.test_acc:.0%})",
                       ylabel=f"{a.model.name} ({map_a.test_acc:.0%})")
     ax.set_aspect("auto")  # two depths: a rectangle, stretched to the panel
-    arch_rows.append({"pair": f"{describe(a)} / {describe(b)}", "accuracies": f"{map_a.test_acc:.1%} / {map_b.test_acc:.1%}",
+    arch_rows.append({"pair": f"{a.label} / {b.label}", "accuracies": f"{map_a.test_acc:.1%} / {map_b.test_acc:.1%}",
                       "blocks": f"{find_block(map_a.cka, block_threshold).fraction:.2f} / "
                                 f"{find_block(map_b.cka, block_threshold).fraction:.2f}",
                       "max CKA per layer (mean)": cross.max(axis=1).mean()})

@@ -30,8 +30,7 @@ device = None  # None uses the profile's device
 
 # %% tags=["remove-cell"]
 # Outside this repository (on Colab or Binder) repsim is not installed yet: install it
-# from the book's repository. On Colab, use the runtime's GPU when it has one.
-import importlib
+# from the book's repository.
 import importlib.util
 import subprocess
 import sys
@@ -39,8 +38,6 @@ import sys
 if importlib.util.find_spec("repsim") is None:
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "git+https://github.com/repsim-book/wide-deep-repsim@main"], check=True)
     importlib.invalidate_caches()
-if "google.colab" in sys.modules and device is None:
-    device = "auto"
 
 # %% tags=["remove-cell"]
 import dataclasses
@@ -54,13 +51,13 @@ from myst_nb import glue
 from repsim import plots
 from repsim.data import is_available, load_dataset
 from repsim.grid import compare, verdict
-from repsim.populations import (Population, architecture_pairs, class_accuracies, population_predictions, spread_excess,
-                                spread_with_error, train_members_stacked, training_summary, welch_per_class)
-from repsim.profiles import get_profile
+from repsim.populations import (Population, architecture_pairs, class_accuracies, describe_training, population_predictions,
+                                spread_excess, spread_with_error, train_members_stacked, training_summary, welch_per_class)
+from repsim.profiles import chapter_device, get_profile
 
 P = get_profile(profile)
 S = P.predictions
-device = device or P.device
+device = chapter_device(device, P)  # on Colab: its GPU when there is one
 data = load_dataset(P.dataset)
 m = S.members
 populations = {
@@ -87,16 +84,10 @@ predictions = {name: population_predictions(pop, P, data, device=device, progres
                for name, pop in populations.items()}
 labels = data.test_labels[: S.test_examples].numpy()
 correct = {name: preds == labels[None, :] for name, preds in predictions.items()}
-
-def trained_how(summary):
-    stacks = ", ".join(f"{count} {'alone' if size == 1 else f'{size} at once'}" for size, count in summary["stacks"].items())
-    return f"{stacks}; {summary['train_seconds'] / 60:.1f} min on {', '.join(summary['devices'])}"
-
-
 summary = pd.DataFrame([{"population": name, "model": pop.model.name,
                          "training images": f"{pop.train_size or 50_000:,}", "models": len(pop.seeds),
                          "mean test accuracy": correct[name].mean(), "s.d. across models": correct[name].mean(1).std(ddof=1),
-                         "trained": trained_how(training_summary(pop, P, data))}
+                         "trained": describe_training(training_summary(pop, P, data))}
                         for name, pop in populations.items()])
 glue("members", m, display=False)
 glue("acc_wide", f"{correct['wide'].mean():.1%}", display=False)

@@ -116,6 +116,16 @@ def deletion_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Sto
     return metrics["rows"]
 
 
+def deletion_drop(rows: list[dict], stage: int = 3, fraction: float = 0.5) -> tuple[float, int]:
+    """Test accuracy lost by deleting the last ``fraction`` of a stage's blocks (at least
+    one), from ``deletion_accuracy``'s rows; returns (drop, blocks deleted)."""
+    accuracy = {row["deleted"]: row["test_acc"] for row in rows if row["stage"] == stage}
+    if not accuracy:
+        raise ValueError(f"no deletion results for stage {stage}")
+    count = max(1, int(fraction * max(accuracy)))
+    return accuracy[0] - accuracy[count], count
+
+
 def cross_cka(run: Run, other: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
               device=None) -> tuple[np.ndarray, list[str], list[str]]:
     """Minibatch CKA between every layer of ``run``'s model (rows) and every layer of

@@ -8,6 +8,7 @@ every pair has CKA at or above a threshold.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,10 +58,36 @@ def find_block(cka, threshold: float = 0.9, min_size: int = 2) -> Block:
             best_start, best_stop = start, stop
     if best_stop - best_start < min_size:
         return Block(0, 0, num_layers, None)
-    inner = cka[best_start:best_stop, best_start:best_stop]
-    size = best_stop - best_start
-    mean = float((inner.sum() - np.trace(inner)) / (size * (size - 1))) if size > 1 else float(inner[0, 0])
-    return Block(best_start, best_stop, num_layers, mean)
+    block = Block(best_start, best_stop, num_layers, None)
+    return dataclasses.replace(block, mean_cka=mean_within(cka, block))
+
+
+def mean_within(cka, block: Block) -> float:
+    """Mean of ``cka`` over the block's distinct pairs of layers (off the diagonal); a
+    one-layer block gives its diagonal entry."""
+    cka = np.asarray(cka, dtype=float)
+    _check_shape(cka, block)
+    inner = cka[block.start:block.stop, block.start:block.stop]
+    size = block.size
+    return float((inner.sum() - np.trace(inner)) / (size * (size - 1))) if size > 1 else float(inner[0, 0])
+
+
+def inside_outside(per_layer, block: Block) -> tuple[float, float]:
+    """Mean of a per-layer quantity over the block's layers, and over all other layers
+    (NaN for a side with no layers)."""
+    values = np.asarray(per_layer, dtype=float)
+    if values.shape != (block.num_layers,):
+        raise ValueError(f"need one value per layer ({block.num_layers}), got shape {values.shape}")
+    inside = np.zeros(len(values), dtype=bool)
+    inside[block.start:block.stop] = True
+    mean = lambda chosen: float(chosen.mean()) if len(chosen) else float("nan")  # noqa: E731
+    return mean(values[inside]), mean(values[~inside])
+
+
+def _check_shape(cka: np.ndarray, block: Block) -> None:
+    if cka.ndim != 2 or cka.shape[0] != cka.shape[1] or cka.shape[0] != block.num_layers:
+        raise ValueError(f"cka must be ({block.num_layers}, {block.num_layers}) to match the block's model, "
+                         f"got shape {cka.shape}")
 
 
 def diagonal_inside_outside(cka, block: Block) -> tuple[float, float]:
@@ -71,11 +98,5 @@ def diagonal_inside_outside(cka, block: Block) -> tuple[float, float]:
     NaN.
     """
     cka = np.asarray(cka, dtype=float)
-    if cka.ndim != 2 or cka.shape[0] != cka.shape[1] or cka.shape[0] != block.num_layers:
-        raise ValueError(f"cka must be ({block.num_layers}, {block.num_layers}) to match the block's model, "
-                         f"got shape {cka.shape}")
-    diagonal = np.diag(cka)
-    inside = np.zeros(len(diagonal), dtype=bool)
-    inside[block.start:block.stop] = True
-    mean = lambda values: float(values.mean()) if len(values) else float("nan")  # noqa: E731
-    return mean(diagonal[inside]), mean(diagonal[~inside])
+    _check_shape(cka, block)
+    return inside_outside(np.diag(cka), block)

@@ -30,8 +30,9 @@ class Run:
 
     @property
     def label(self) -> str:
-        data = "all data" if self.train_size is None else f"{self.train_size:,} images"
-        return f"{self.model.name}, {data}"
+        """"ResNet-56 (1x) on 1,000 images", for titles and prose."""
+        data = "all training images" if self.train_size is None else f"{self.train_size:,} images"
+        return f"{self.model.name} on {data}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class Heatmap:
     cka: np.ndarray  # (L, L) within-model minibatch CKA
     layers: list[str]
     test_acc: float  # best test accuracy of the run (the analysed checkpoint)
+
+    @property
+    def title(self) -> str:
+        """Architecture and test accuracy on two lines, a heatmap panel's title."""
+        return f"{self.run.model.name}\n{self.test_acc:.0%}"
 
 
 def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> tuple[ResNet, dict]:

@@ -127,6 +127,12 @@ def training_summary(population: Population, profile: Profile, data: ImageDatase
             "train_seconds": sum(record["train_seconds"] for record in records)}
 
 
+def describe_training(summary: dict) -> str:
+    """``training_summary`` in words: "6 alone; 3.2 min on cpu" or "4 in stacks of 4; ..."."""
+    stacks = ", ".join(f"{count} {'alone' if size == 1 else f'in stacks of {size}'}" for size, count in summary["stacks"].items())
+    return f"{stacks or 'none trained'}; {summary['train_seconds'] / 60:.1f} min on {', '.join(summary['devices']) or '-'}"
+
+
 def population_predictions(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None,
                            device=None, progress: bool = True, stack: int | None = None) -> torch.Tensor:
     """Predictions (members, N) of every member, training those not yet in the store.

@@ -152,3 +152,23 @@ def _accuracies(probes: _Probes, features, images, labels, batch_size) -> dict[s
             for i, logits in enumerate(heads):
                 correct[name][i] += (logits.argmax(1).cpu() == target).sum()
     return {name: (c / len(labels)).tolist() for name, c in correct.items()}
+
+
+def block_span(rows: Sequence[dict], block_layers) -> tuple[int, int] | None:
+    """(first, last) residual block, counted over the probed adds of ``rows`` (from
+    ``analyses.probe_accuracy``), whose add is one of ``block_layers``; None if none is."""
+    inside = set(block_layers)
+    adds = [row["layer"] for row in rows if row["layer"].endswith(".add")]
+    hits = [i for i, name in enumerate(adds) if name in inside]
+    return (min(hits), max(hits)) if hits else None
+
+
+def gain_per_block(rows: Sequence[dict], span: tuple[int, int] | None, inside: bool) -> float:
+    """Mean change in post-add probe accuracy from one residual block to the next, over
+    the steps inside ``span`` (from ``block_span``) or over all other steps; NaN if none."""
+    accuracies = [row["test_acc"] for row in rows if row["layer"].endswith(".add")]
+    steps = [b - a for a, b in zip(accuracies, accuracies[1:])]
+    # Step i goes from block i to block i + 1; it is inside when both ends are.
+    in_span = [span is not None and span[0] <= i < span[1] for i in range(len(steps))]
+    chosen = [step for step, flag in zip(steps, in_span) if flag == inside]
+    return sum(chosen) / len(chosen) if chosen else float("nan")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import sys
 from dataclasses import dataclass
 
 from .models import ResNetConfig
@@ -226,6 +227,14 @@ def get_profile(name: str) -> Profile:
         hint = _suggest(name, PROFILES) if isinstance(name, str) else ""
         raise ValueError(f"unknown profile {name!r}{hint}; choose one of {sorted(PROFILES)}")
     return PROFILES[name]
+
+
+def chapter_device(requested: str | None, profile: Profile) -> str:
+    """The device a chapter runs on: the one asked for; otherwise "auto" on Colab (its GPU
+    when the runtime has one, else the CPU); otherwise the profile's."""
+    if requested is not None:
+        return requested
+    return "auto" if "google.colab" in sys.modules else profile.device
 
 
 def differences_from_paper(profile: Profile, train_size: int | None) -> list[dict]:

@@ -69,3 +69,22 @@ def test_diagonal_inside_outside_splits_at_the_block():
     assert np.isnan(inside) and outside == pytest.approx(np.diag(cross).mean())
     with pytest.raises(ValueError, match=r"must be \(4, 4\)"):
         diagonal_inside_outside(cross, Block(0, 2, 4, 0.9))
+
+
+def test_means_inside_and_outside_a_block():
+    from repsim.blocks import Block, inside_outside, mean_within
+
+    cka = np.full((5, 5), 0.2)
+    cka[1:4, 1:4] = 0.8
+    np.fill_diagonal(cka, 1.0)
+    block = Block(1, 4, 5, None)
+    assert mean_within(cka, block) == pytest.approx(0.8)  # the diagonal's ones do not count
+    assert mean_within(cka, Block(2, 3, 5, None)) == 1.0
+    assert find_block(cka, 0.7).mean_cka == pytest.approx(0.8)
+    assert inside_outside([1, 2, 3, 4, 5], block) == (3.0, 3.0)
+    inside, outside = inside_outside([1, 2, 3, 4, 5], Block(0, 5, 5, None))
+    assert inside == 3.0 and np.isnan(outside)
+    with pytest.raises(ValueError, match="one value per layer"):
+        inside_outside([1, 2], block)
+    with pytest.raises(ValueError, match="to match the block's model"):
+        mean_within(cka[:4, :4], block)

@@ -61,3 +61,14 @@ def test_networks_without_residuals_are_refused():
         delete_blocks(ResNet(ResNetConfig(depth=8, residual=False)), 1, 1)
     with pytest.raises(TypeError, match="repsim ResNet"):
         delete_blocks(torch.nn.Linear(2, 2), 1, 1)
+
+
+def test_deletion_drop_reads_the_stage_rows():
+    from repsim.analyses import deletion_drop
+
+    rows = [{"stage": 3, "deleted": k, "test_acc": acc} for k, acc in enumerate([0.5, 0.48, 0.40, 0.2, 0.1])]
+    rows += [{"stage": 2, "deleted": 0, "test_acc": 0.5}, {"stage": 2, "deleted": 1, "test_acc": 0.45}]
+    assert deletion_drop(rows, stage=3, fraction=0.5) == (pytest.approx(0.10), 2)
+    assert deletion_drop(rows, stage=2, fraction=0.5) == (pytest.approx(0.05), 1)  # at least one block
+    with pytest.raises(ValueError, match="stage 1"):
+        deletion_drop(rows, stage=1)

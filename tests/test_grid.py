@@ -113,3 +113,10 @@ def test_block_runs_lists_every_model_of_the_chapter_once():
 ])
 def test_compare_states_the_claim_with_a_tolerance(larger, smaller, tolerance, expected):
     assert grid.compare(larger, smaller, tolerance) == expected
+
+
+def test_run_label_and_heatmap_title_name_the_model():
+    run = grid.Run(ResNetConfig(56), 1000)
+    assert run.label == "ResNet-56 (1x) on 1,000 images"
+    assert grid.Run(ResNetConfig(20, 2)).label == "ResNet-20 (2x) on all training images"
+    assert grid.Heatmap(run, np.eye(2), ["a", "b"], 0.394).title == "ResNet-56 (1x)\n39%"

@@ -149,3 +149,8 @@ def test_unknown_engine_and_stray_options_are_named():
         populations.train_population(population, profile, engine="dask")
     with pytest.raises(TypeError, match=r"engine='local' takes no engine options, got \['num_gpus'\]"):
         populations.train_population(population, profile, num_gpus=1)
+
+
+def test_describe_training_says_how_members_were_trained():
+    summary = {"members": 3, "stacks": {1: 1, 2: 2}, "devices": ["cuda"], "train_seconds": 90.0}
+    assert populations.describe_training(summary) == "1 alone, 2 in stacks of 2; 1.5 min on cuda"

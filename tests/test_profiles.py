@@ -131,3 +131,17 @@ def test_chapter_5_compares_models_of_chapter_3(name):
     assert all(Run(*model, across.seeds[0]) in runs for model in across.seed_models)
     assert all(Run(*model, across.seeds[0]) in runs for pair in across.architecture_pairs for model in pair)
     assert across.seeds[0] != across.seeds[1]
+
+
+def test_chapter_device_prefers_the_request_then_colab_then_the_profile(monkeypatch):
+    import sys
+
+    from repsim.profiles import chapter_device
+
+    laptop = get_profile("laptop")
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert chapter_device(None, laptop) == "cpu"
+    assert chapter_device("cuda", laptop) == "cuda"
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    assert chapter_device(None, laptop) == "auto"
+    assert chapter_device("cpu", laptop) == "cpu"
