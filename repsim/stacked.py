@@ -19,7 +19,6 @@ members. ``benchmarks/populations.py`` measures the speed-up against one model a
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import time
@@ -32,8 +31,8 @@ from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
 from .models import ResNet, ResNetConfig
-from .store import as_config, load_checked, save_checked
-from .train import TrainConfig, resolve_device
+from .store import as_config, save_checked
+from .train import TrainConfig, _load_checkpoint, resolve_device
 
 
 class StackedLinear(nn.Module):
@@ -191,10 +190,10 @@ def train_stacked(
     scored = config.scored_epochs()
     histories = [[] for _ in seeds]
     best = [(-1.0, None, -1) for _ in seeds]
-    run = json.loads(json.dumps(as_config(model_config, config, seeds=seeds, data=data.fingerprint, device=device.type)))
-    saved = load_checked(Path(checkpoint)) if checkpoint is not None else None
+    run = as_config(model_config, config, seeds=seeds, data=data.fingerprint, device=device.type)
+    saved = _load_checkpoint(checkpoint, run)
     done, earlier_seconds = 0, 0.0
-    if isinstance(saved, dict) and saved.get("run") == run:
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         for generator, state in zip(generators, saved["generators"]):
