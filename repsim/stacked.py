@@ -32,7 +32,7 @@ from tqdm import tqdm
 from .data import ImageDataset, augment, to_float
 from .models import ResNet, ResNetConfig
 from .store import as_config, save_checked
-from .train import TrainConfig, _load_checkpoint, resolve_device
+from .train import TrainConfig, _load_checkpoint, _param_groups, resolve_device
 
 
 class StackedLinear(nn.Module):
@@ -109,14 +109,6 @@ class StackedResNet(nn.Module):
         state = self.body.state_dict()
         return [{key: value.unflatten(0, (m, -1))[i].clone() if value.dim() else value.clone()
                  for key, value in state.items()} for i in range(m)]
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    # As train._param_groups: decay on conv and dense kernels only.
-    kernels = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear, StackedLinear))]
-    kernel_ids = {id(p) for p in kernels}
-    others = [p for p in model.parameters() if id(p) not in kernel_ids]
-    return [{"params": kernels, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
 
 
 @torch.no_grad()

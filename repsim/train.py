@@ -92,7 +92,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    kernels = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    # Kernels of convolutions and dense layers (stacked ones included) are the weights of
+    # two or more dimensions; biases and BatchNorm's scale and shift are vectors.
+    kernels = [p for name, p in model.named_parameters() if name.endswith("weight") and p.dim() >= 2]
     kernel_ids = {id(p) for p in kernels}
     others = [p for p in model.parameters() if id(p) not in kernel_ids]
     return [{"params": kernels, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}]
