@@ -37,7 +37,7 @@ from torchvision.transforms.functional import to_pil_image
 
 from repsim.data import load_dataset
 from repsim.models import ResNet, ResNetConfig
-from repsim.stacked import stack_throughput
+from repsim.throughput import stack_throughput
 from repsim.train import TrainConfig, _param_groups, resolve_device, train_model
 
 

@@ -1,9 +1,10 @@
-"""Sec. 4's per-model analyses of a trained run, each cached in the store.
+"""Per-model analyses of a trained run (Secs. 4 and 5), each cached in the store.
 
-Every function takes a ``grid.Run`` (architecture, training-set prefix, seed), loads
-the run's model from the store (training it only if no earlier chapter did), and
-caches its result under a key that names the analysis and its settings, so a second
-execution of the chapter recomputes nothing.
+Every function takes a ``runs.Run`` (architecture, training-set prefix, seed), loads the
+run's model from the store (training it only if no earlier chapter did, and only where
+the store may compute), and caches its result under a key that names the analysis and
+its settings, so a second execution recomputes nothing. Each analysis has a ``*_key``
+function beside it: the harvest plans with the very keys the chapters look up.
 """
 
 from __future__ import annotations
@@ -13,23 +14,35 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import ImageDataset
-from .grid import Run, train_run
-from .models import delete_blocks, layer_names, stage_of
 from .compare import model_cka
+from .data import ImageDataset
+from .grid import train_run
+from .models import delete_blocks, layer_names, stage_of
 from .pca import cka_without_first_pc, layer_pcs, pc_cosine_similarity
 from .probes import probe_layers, train_probes
 from .profiles import Profile
-from .store import Store, as_config
+from .runs import Run
+from .store import Store
 from .train import accuracy
 
-
-def _cached(name: str, run: Run, profile: Profile, data: ImageDataset, settings: dict, compute, store: Store | None):
-    store = store or Store()
-    key = as_config(run.model, profile.training(run.train_size), seed=run.seed, data=data.fingerprint,
-                    analysis=name, settings=settings)
-    state, record = store.load_or_train(key, compute)
+def _cached(key: dict, compute, store: Store | None):
+    state, record = (store or Store()).load_or_train(key, compute)
     return state, record["metrics"]
+
+
+def training_metrics_key(run: Run, profile: Profile, data) -> dict:
+    return run.key(profile, data, "training metrics")
+
+
+def training_metrics(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> dict:
+    """The run's training metrics (accuracies, epochs, history, time, device), cached on
+    their own so that they outlive the weights (a harvest brings back no weights)."""
+
+    def compute():
+        _, record = train_run(run, profile, data, store, device)
+        return {}, dict(record["metrics"])
+
+    return _cached(training_metrics_key(run, profile, data), compute, store)[1]
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,12 @@ class PCAnalysis:
     variance_explained: np.ndarray  # (L,) s_1^2 / sum s_i^2 per layer
     pc_similarity: np.ndarray  # (L, L) |cosine| between the layers' first-PC scores
     cka_without_pc1: np.ndarray | None  # (L, L) minibatch CKA after removing PC1, if asked for
+
+
+def first_pcs_key(run: Run, profile: Profile, data, late_block_outputs: bool = False, without_pc1: bool = False) -> dict:
+    examples = min(profile.probes.pc_examples or 10**9, _test_size(data))
+    return run.key(profile, data, "first principal components", late_block_outputs=late_block_outputs,
+                   without_pc1=without_pc1, examples=examples, cka=profile.cka)
 
 
 def first_pcs(run: Run, profile: Profile, data: ImageDataset, late_block_outputs: bool = False,
@@ -51,8 +70,6 @@ def first_pcs(run: Run, profile: Profile, data: ImageDataset, late_block_outputs
     """
     device = device or profile.device
     images = data.test_images[: profile.probes.pc_examples]
-    settings = {"late_block_outputs": late_block_outputs, "without_pc1": without_pc1, "examples": len(images),
-                "cka": as_config(profile.cka)}
 
     def compute():
         model, _ = train_run(run, profile, data, store, device)
@@ -69,10 +86,17 @@ def first_pcs(run: Run, profile: Profile, data: ImageDataset, late_block_outputs
                 device=device)
         return state, {"layers": layers}
 
-    state, metrics = _cached("first principal components", run, profile, data, settings, compute, store)
+    state, metrics = _cached(first_pcs_key(run, profile, data, late_block_outputs, without_pc1), compute, store)
     without = state.get("cka_without_pc1")
     return PCAnalysis(run, metrics["layers"], state["variance_explained"].numpy(), state["pc_similarity"].numpy(),
                       without.numpy() if without is not None else None)
+
+
+_PROBE_SETTINGS = ("probe_train_size", "probe_val_size", "probe_epochs", "probe_lrs", "probe_max_features", "test_examples")
+
+
+def probe_accuracy_key(run: Run, profile: Profile, data) -> dict:
+    return run.key(profile, data, "linear probes", **{name: getattr(profile.probes, name) for name in _PROBE_SETTINGS})
 
 
 def probe_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> list[dict]:
@@ -80,8 +104,6 @@ def probe_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Store 
     BN before it, trained with the profile's probe settings (``ProbeChapter``)."""
     device = device or profile.device
     probes = profile.probes
-    settings = {name: getattr(probes, name) for name in ("probe_train_size", "probe_val_size", "probe_epochs",
-                                                          "probe_lrs", "probe_max_features", "test_examples")}
 
     def compute():
         model, _ = train_run(run, profile, data, store, device)
@@ -91,8 +113,12 @@ def probe_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Store 
                             seed=run.seed, device=device)
         return {}, {"rows": rows}
 
-    _, metrics = _cached("linear probes", run, profile, data, settings, compute, store)
-    return metrics["rows"]
+    return _cached(probe_accuracy_key(run, profile, data), compute, store)[1]["rows"]
+
+
+def deletion_accuracy_key(run: Run, profile: Profile, data) -> dict:
+    examples = min(profile.probes.test_examples or 10**9, _test_size(data))
+    return run.key(profile, data, "block deletion", examples=examples)
 
 
 def deletion_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> list[dict]:
@@ -112,8 +138,7 @@ def deletion_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Sto
                 rows.append({"stage": stage, "deleted": count, "test_acc": accuracy(pruned, images, labels, device)})
         return {}, {"rows": rows}
 
-    _, metrics = _cached("block deletion", run, profile, data, {"examples": len(images)}, compute, store)
-    return metrics["rows"]
+    return _cached(deletion_accuracy_key(run, profile, data), compute, store)[1]["rows"]
 
 
 def deletion_drop(rows: list[dict], stage: int = 3, fraction: float = 0.5) -> tuple[float, int]:
@@ -126,14 +151,18 @@ def deletion_drop(rows: list[dict], stage: int = 3, fraction: float = 0.5) -> tu
     return accuracy[0] - accuracy[count], count
 
 
+def cross_cka_key(run: Run, other: Run, profile: Profile, data) -> dict:
+    examples = min(profile.cka.examples or 10**9, _test_size(data))
+    return run.key(profile, data, "cross-model linear CKA", other=other.key(profile, data), cka=profile.cka,
+                   examples=examples)
+
+
 def cross_cka(run: Run, other: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
               device=None) -> tuple[np.ndarray, list[str], list[str]]:
     """Minibatch CKA between every layer of ``run``'s model (rows) and every layer of
     ``other``'s (columns), on the profile's CKA test images and protocol; cached."""
     device = device or profile.device
     images = data.test_images[: profile.cka.examples]
-    settings = {"other": as_config(other.model, profile.training(other.train_size), seed=other.seed),
-                "cka": as_config(profile.cka), "examples": len(images)}
 
     def compute():
         model, _ = train_run(run, profile, data, store, device)
@@ -142,5 +171,10 @@ def cross_cka(run: Run, other: Run, profile: Profile, data: ImageDataset, store:
                         passes=profile.cka.passes, seed=run.seed, device=device)
         return {"cka": cka}, {"layers": layer_names(model), "other_layers": layer_names(other_model)}
 
-    state, metrics = _cached("cross-model linear CKA", run, profile, data, settings, compute, store)
+    state, metrics = _cached(cross_cka_key(run, other, profile, data), compute, store)
     return state["cka"].numpy(), metrics["layers"], metrics["other_layers"]
+
+
+def _test_size(data) -> int:
+    """Test images of ``data`` (10,000 when only a fingerprint is at hand, as for CIFAR)."""
+    return len(data.test_labels) if hasattr(data, "test_labels") else 10_000

@@ -6,8 +6,11 @@ For representations X (n, p1) and Y (n, p2) with linear Grams K = X X^T, L = Y Y
 
 Biased HSIC (Gretton et al. 2005): <H K H, H L H> / (n - 1)^2 with H = I - 11^T / n.
 Unbiased HSIC (Song et al. 2012, "HSIC_1"): <K~, L~> / (n (n - 3)), with K~ the
-U-centred Gram (``u_centre``). The minibatch estimator (Nguyen et al. 2021) sums the
-unbiased HSIC of each minibatch before taking the ratio.
+U-centred Gram (``u_centre``). The minibatch estimator (Nguyen et al. 2021) sums over
+minibatches before taking the ratio. Like the paper's released code
+(``efficient_CKA.py``), it sums the unnormalised products <K~_b, L~_b>, so each batch's
+HSIC_1 counts with weight n_b (n_b - 3): on batches of one size that is the plain average
+of the batches' estimates, and a smaller remainder batch weighs less.
 
 Both estimators are invariant to adding the same vector to every example, so each batch
 is mean-centred over examples before its Gram. Features with a large mean then lose no
@@ -339,8 +342,10 @@ class MinibatchCKA:
                 raise ValueError("the two models' activations hold different numbers of examples")
             g = torch.cat([g, g_other.to(g.device)])
         n = int(round(g.shape[1] ** 0.5))
-        # (L, L) HSIC estimates of this batch, float64: one GEMM for all pairs of layers
-        batch_hsic = (g @ g.T) / (n * (n - 3) if self.unbiased else (n - 1) ** 2)
+        # (L, L) products of this batch's centred Grams, float64: one GEMM for all pairs of
+        # layers. Summed unnormalised, as the released code does: each batch's HSIC
+        # estimate weighs n (n - 3) (unbiased) or (n - 1)^2 (biased).
+        batch_hsic = g @ g.T
         self.hsic_ = batch_hsic if self.hsic_ is None else self.hsic_ + batch_hsic
         self.batches_ += 1
         self.examples_ += n

@@ -18,21 +18,9 @@ from .compare import model_cka
 from .data import ImageDataset
 from .models import ResNet, ResNetConfig, layer_names, stage_of
 from .profiles import BlockChapter, Profile
-from .store import Store, as_config
+from .runs import Run
+from .store import Store
 from .train import trained_model
-
-
-@dataclass(frozen=True)
-class Run:
-    model: ResNetConfig
-    train_size: int | None = None  # training-set prefix; None is all of it
-    seed: int = 0
-
-    @property
-    def label(self) -> str:
-        """"ResNet-56 (1x) on 1,000 images", for titles and prose."""
-        data = "all training images" if self.train_size is None else f"{self.train_size:,} images"
-        return f"{self.model.name} on {data}"
 
 
 @dataclass(frozen=True)
@@ -50,7 +38,7 @@ class Heatmap:
 
 def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> tuple[ResNet, dict]:
     """The run's model (trained once, then loaded from the store) and its record."""
-    return trained_model(run.model, profile.training(run.train_size), data, run.seed, store, device or profile.device,
+    return trained_model(run.model, run.recipe(profile), data, run.seed, store, device or profile.device,
                          progress=False)
 
 
@@ -60,8 +48,7 @@ def heatmap(run: Run, profile: Profile, data: ImageDataset, store: Store | None 
     A cached heatmap is returned without loading the model's weights at all.
     """
     store = store or Store()
-    key = as_config(run.model, profile.training(run.train_size), profile.cka, seed=run.seed,
-                    data=data.fingerprint, analysis="within-model linear CKA")
+    key = heatmap_key(run, profile, data)
 
     def compute() -> tuple[dict, dict]:
         model, record = train_run(run, profile, data, store, device)
@@ -72,6 +59,11 @@ def heatmap(run: Run, profile: Profile, data: ImageDataset, store: Store | None 
 
     state, record = store.load_or_train(key, compute)
     return Heatmap(run, state["cka"].numpy(), record["metrics"]["layers"], record["metrics"]["test_acc"])
+
+
+def heatmap_key(run: Run, profile: Profile, data) -> dict:
+    """The store key of ``run``'s within-model heatmap under the profile's CKA protocol."""
+    return run.key(profile, data, "within-model linear CKA", cka=profile.cka)
 
 
 def heatmap_row(configs: Iterable[ResNetConfig], profile: Profile, data: ImageDataset, train_size: int | None,

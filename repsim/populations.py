@@ -20,13 +20,15 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
+from .analyses import training_metrics
 from .data import ImageDataset, load_dataset
-from .grid import Run, train_run
+from .grid import train_run
 from .models import ResNetConfig
 from .profiles import Profile
-from .stacked import fastest_stack, train_stacked
-from .store import Store, as_config, repsim_home
-from .train import predict
+from .runs import Run
+from .store import PendingResult, Store, as_config, repsim_home
+from .throughput import fastest_stack
+from .train import predict, train_models
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class Population:
         return [Run(self.model, self.train_size, seed) for seed in self.seeds]
 
 
+def predictions_key(run: Run, profile: Profile, data) -> dict:
+    examples = min(profile.predictions.test_examples or 10**9, len(data.test_labels) if hasattr(data, "test_labels") else 10_000)
+    return run.key(profile, data, "test predictions", examples=examples)
+
+
 def run_predictions(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
                     device=None) -> torch.Tensor:
     """Predicted class of the profile's test images (int64, (N,)) by ``run``'s model; cached.
@@ -53,39 +60,31 @@ def run_predictions(run: Run, profile: Profile, data: ImageDataset, store: Store
     store = store or Store()
     device = device or profile.device
     images = data.test_images[: profile.predictions.test_examples]
-    key = _predictions_key(run, profile, data)
 
     def compute():
         model, _ = train_run(run, profile, data, store, device)
         return {"predictions": predict(model, images, device=device).argmax(1).cpu()}, {}
 
-    state, _ = store.load_or_train(key, compute)
+    state, _ = store.load_or_train(predictions_key(run, profile, data), compute)
     return state["predictions"]
-
-
-def _predictions_key(run: Run, profile: Profile, data: ImageDataset) -> dict:
-    return as_config(run.model, profile.training(run.train_size), seed=run.seed, data=data.fingerprint,
-                     analysis="test predictions", examples=len(data.test_images[: profile.predictions.test_examples]))
-
-
-def _model_key(run: Run, profile: Profile, data: ImageDataset) -> dict:
-    # The key train.trained_model files a model under, so a stacked member is that same model.
-    return as_config(run.model, profile.training(run.train_size), seed=run.seed, data=data.fingerprint)
 
 
 def train_members_stacked(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None,
                           device=None, stack: int | None = None, progress: bool = True) -> dict:
-    """Train the members not yet in the store, ``stack`` at a time (``repsim.stacked``).
+    """Train the members not yet in the store, ``stack`` at a time (``repsim.train.train_models``).
 
     ``stack=None`` takes the profile's ``predictions.stack``; if that is None too, the
-    stack size is measured here (``stacked.fastest_stack``: a few seconds of timed steps
-    of every candidate size on this device). Returns what was decided: the stack size,
-    the measured rates (if measured) and how many members were trained.
+    stack size is measured here (``throughput.fastest_stack``: a few seconds of timed
+    steps of every candidate size on this device). Returns what was decided: the stack
+    size, the measured rates (if measured) and how many members were trained. A store
+    that may not compute trains nothing.
     """
     store = store or Store()
     device = device or profile.device
     missing = [run for run in population.runs
-               if store.load(_predictions_key(run, profile, data)) is None and store.load(_model_key(run, profile, data)) is None]
+               if store.load(predictions_key(run, profile, data)) is None and store.load(run.key(profile, data)) is None]
+    if not store.compute:
+        return {"stack": None, "rates": None, "trained": 0}
     stack = stack or profile.predictions.stack
     rates = None
     if stack is None:
@@ -101,30 +100,35 @@ def train_members_stacked(population: Population, profile: Profile, data: ImageD
             # Under a lock of its own, a stack checkpoints every epoch: a killed run resumes.
             stack_key = as_config(population.model, config, seeds=seeds, data=data.fingerprint, analysis="stacked training")
             with store.lock(stack_key):
-                if all(store.load(_model_key(run, profile, data)) is not None for run in chunk):
+                if all(store.load(run.key(profile, data)) is not None for run in chunk):
                     continue  # another process trained this stack meanwhile
-                trained = train_stacked(population.model, config, data, seeds, device, progress=False,
-                                        checkpoint=store.partial(stack_key) / "checkpoint.pt")
+                trained = train_models(population.model, config, data, seeds, device, progress=False,
+                                       checkpoint=store.partial(stack_key) / "checkpoint.pt")
                 for run, (model, metrics) in zip(chunk, trained):
                     state = {k: v.cpu() for k, v in model.state_dict().items()}
-                    store.load_or_train(_model_key(run, profile, data), lambda state=state, metrics=metrics: (state, metrics))
+                    store.load_or_train(run.key(profile, data), lambda state=state, metrics=metrics: (state, metrics))
                 shutil.rmtree(store.partial(stack_key), ignore_errors=True)
     return {"stack": stack, "rates": rates, "trained": len(missing)}
 
 
 def training_summary(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None) -> dict:
-    """How the population's stored members were trained, from their store records:
-    members found, how many were trained at once (a count per stack size), the devices,
-    and the training seconds summed over members."""
+    """How the population's members were trained, from their training metrics: members
+    found, how many were trained at once (a count per stack size), the devices, and the
+    training seconds summed over members."""
     store = store or Store()
-    records = [found[1] for run in population.runs if (found := store.load(_model_key(run, profile, data))) is not None]
+    records = []
+    for run in population.runs:
+        try:
+            records.append(training_metrics(run, profile, data, store))
+        except PendingResult:
+            continue
     stacks: dict[int, int] = {}
-    for record in records:
-        size = record["metrics"].get("stacked_with", 1)
+    for metrics in records:
+        size = metrics.get("stacked_with", 1)
         stacks[size] = stacks.get(size, 0) + 1
     return {"members": len(records), "stacks": dict(sorted(stacks.items())),
-            "devices": sorted({record["metrics"].get("device", "unknown") for record in records}),
-            "train_seconds": sum(record["train_seconds"] for record in records)}
+            "devices": sorted({metrics.get("device", "unknown") for metrics in records}),
+            "train_seconds": sum(metrics["train_seconds"] for metrics in records)}
 
 
 def describe_training(summary: dict) -> str:

@@ -274,4 +274,6 @@ def grid_vs_paper(blocks: BlockChapter) -> list[dict]:
 def _show(value) -> str:
     if value is None:
         return "all"
+    if isinstance(value, (bool, str)):
+        return {True: "yes", False: "no"}.get(value, value) if isinstance(value, bool) else value
     return f"{value:,}" if isinstance(value, int) else f"{value:g}"

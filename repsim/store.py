@@ -123,11 +123,13 @@ def config_key(config: dict) -> str:
 
 
 def as_config(*parts: Any, **named: Any) -> dict:
-    """Merge dataclass configs and plain values into one JSON-ready dict."""
+    """Merge dataclass configs and plain values into one JSON-ready dict: a positional
+    dataclass goes under its type's name, a named one is turned into a dict too."""
     out = {}
     for part in parts:
         out[type(part).__name__] = dataclasses.asdict(part)
-    out.update(named)
+    for name, value in named.items():
+        out[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
     return out
 
 
@@ -173,7 +175,15 @@ def file_lock(path: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-_locked = file_lock  # the name earlier code used
+def _log_access(config: dict, source: str, device: str | None) -> None:
+    """One JSON line in ``$REPSIM_ACCESS_LOG`` (if set): which result, from where."""
+    path = os.environ.get("REPSIM_ACCESS_LOG")
+    if not path:
+        return
+    line = json.dumps({"key": config_key(config), "analysis": config.get("analysis", "trained model"),
+                       "source": source, "device": device}) + "\n"
+    with open(path, "a") as log:
+        log.write(line)
 
 
 def _record_digest(record: dict) -> str:
@@ -181,11 +191,35 @@ def _record_digest(record: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-class Store:
-    """Load-or-train keyed by configuration and seed."""
+class PendingResult(LookupError):
+    """A result that is neither in the store nor among the committed results, and that
+    this run may not compute (a paper-scale analysis on a CPU, or a run told not to)."""
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, config: dict) -> None:
+        what = config.get("analysis", "trained model")
+        model = config.get("ResNetConfig", {})
+        super().__init__(f"{what} of ResNet-{model.get('depth')} ({model.get('width')}x), seed {config.get('seed')}: "
+                         "not computed yet, and this run does not compute it (harvest it on a GPU: python -m repsim.harvest)")
+        self.config = config
+
+
+class Store:
+    """Load-or-train keyed by configuration and seed.
+
+    A key missing from ``root`` is looked up among the committed results (``results``:
+    a ``repsim.results.ResultsArchive``; by default the repository's ``results/``). With
+    ``compute=False`` a key found in neither raises ``PendingResult`` instead of being
+    computed. When ``$REPSIM_ACCESS_LOG`` names a file, every lookup appends a JSON line
+    there saying where the result came from (``store``, ``results``, ``computed`` or
+    ``pending``), which the book runner reads to report a chapter's coverage.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, compute: bool = True, results=None) -> None:
+        from .results import ResultsArchive, default_root
+
         self.root = Path(root) if root is not None else repsim_home() / "store"
+        self.compute = compute
+        self.results = results if results is not None else ResultsArchive(default_root())
 
     def entry(self, config: dict) -> Path:
         return self.root / config_key(config)
@@ -199,7 +233,11 @@ class Store:
         return self.root / f"{config_key(config)}.partial"
 
     def load(self, config: dict) -> tuple[dict, dict] | None:
-        """(state_dict, record) of a complete, intact entry, else None."""
+        """(state_dict, record) of a complete, intact entry here or among the committed
+        results, else None."""
+        return self._load_local(config) or self.results.load(_as_json(config))
+
+    def _load_local(self, config: dict) -> tuple[dict, dict] | None:
         config = _as_json(config)
         entry = self.entry(config)
         try:
@@ -226,12 +264,15 @@ class Store:
         lock, so it may checkpoint into ``self.partial(config)``.
         """
         config = _as_json(config)  # tuples become lists, as they come back from record.json
-        found = self.load(config)
+        found = self._found(config)
         if found is not None:
             return found
+        if not self.compute:
+            _log_access(config, "pending", None)
+            raise PendingResult(config)
         entry = self.entry(config)
         with self.lock(config):
-            found = self.load(config)  # another process may have trained it meanwhile
+            found = self._found(config)  # another process may have trained it meanwhile
             if found is not None:
                 return found
             remove_stale_temporaries(entry)
@@ -240,7 +281,18 @@ class Store:
             state, metrics = train()
             record = self._write(config, state, metrics, time.perf_counter() - start)
             shutil.rmtree(self.partial(config), ignore_errors=True)
+            _log_access(config, "computed", record["provenance"]["device"])
             return state, record
+
+    def _found(self, config: dict) -> tuple[dict, dict] | None:
+        found = self._load_local(config)
+        if found is not None:
+            _log_access(config, "store", found[1].get("provenance", {}).get("device"))
+            return found
+        found = self.results.load(config)
+        if found is not None:
+            _log_access(config, "results", found[1]["source"]["device"])
+        return found
 
     def _write(self, config: dict, state: Any, metrics: dict, seconds: float) -> dict:
         """Write the entry for ``config``; the caller holds the key's lock."""

@@ -50,14 +50,20 @@ def ref_cka(x, y, unbiased: bool) -> float:
     return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
 
 
-def ref_minibatch_cka(batches_x, batches_y) -> float:
-    """The paper's estimator: unbiased HSICs summed over batches, then the ratio."""
+def ref_minibatch_cka(batches_x, batches_y, weighting: str = "released") -> float:
+    """The paper's estimator: HSIC_1 of each batch summed over batches, then the ratio.
+
+    "released" weights batch b by n_b (n_b - 3), as the released efficient_CKA.py does
+    (it sums the unnormalised products of U-centred Grams); "equal" averages the HSIC_1
+    estimates with equal weights."""
     sxy = sxx = syy = 0.0
     for x, y in zip(batches_x, batches_y):
         k, l = ref_grams(x, y)
-        sxy += ref_hsic_unbiased(k, l)
-        sxx += ref_hsic_unbiased(k, k)
-        syy += ref_hsic_unbiased(l, l)
+        n = len(k)
+        weight = n * (n - 3) if weighting == "released" else 1.0
+        sxy += weight * ref_hsic_unbiased(k, l)
+        sxx += weight * ref_hsic_unbiased(k, k)
+        syy += weight * ref_hsic_unbiased(l, l)
     return sxy / np.sqrt(sxx * syy)
 
 
@@ -235,6 +241,25 @@ def test_minibatch_sums_hsic_over_batches_like_the_reference():
             assert cka[i, j].item() == pytest.approx(expected, abs=1e-10), (a, b)
     assert torch.allclose(cka.diagonal(), torch.ones(len(names), dtype=torch.float64), atol=1e-12)
     assert torch.allclose(cka, cka.T, atol=1e-14)
+
+
+def test_a_remainder_batch_is_weighted_as_in_the_released_code():
+    # 4 batches of 32 and a remainder of 6: the released code's n(n - 3) weights, not
+    # equal weights. On equal batches the two weightings give the same CKA.
+    x, y = related(134, 12, 5, seed=41, noise=3.0)
+    sizes = [32, 32, 32, 32, 6]
+    bounds = np.cumsum([0] + sizes)
+    acc = MinibatchCKA(["x", "y"])
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        acc.update({"x": x[a:b], "y": y[a:b]})
+    batches_x = [x[a:b].numpy() for a, b in zip(bounds[:-1], bounds[1:])]
+    batches_y = [y[a:b].numpy() for a, b in zip(bounds[:-1], bounds[1:])]
+    released = ref_minibatch_cka(batches_x, batches_y, "released")
+    equal = ref_minibatch_cka(batches_x, batches_y, "equal")
+    assert acc.compute()[0, 1].item() == pytest.approx(released, abs=1e-12)
+    assert abs(released - equal) > 1e-3  # the weighting matters with a remainder batch
+    assert ref_minibatch_cka(batches_x[:4], batches_y[:4], "released") == pytest.approx(
+        ref_minibatch_cka(batches_x[:4], batches_y[:4], "equal"), abs=1e-12)
 
 
 def test_minibatch_result_does_not_depend_on_batch_order():

@@ -1,4 +1,5 @@
-"""Stacked training: M members as one grouped network are the M models trained alone."""
+"""Stacked training: M members as one grouped network are the M models trained alone,
+through the one training loop (``train.train_models``)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from repsim.grid import train_run
 from repsim.models import ResNet, ResNetConfig
 from repsim.populations import Population, train_members_stacked
 from repsim.profiles import PredictionChapter, Profile
-from repsim.stacked import StackedResNet, fastest_stack, train_stacked
+from repsim.stacked import StackedResNet
 from repsim.store import Store
-from repsim.train import TrainConfig, train_model
+from repsim.throughput import fastest_stack
+from repsim.train import TrainConfig, train_model, train_models
 
 
 def _tiny_data(n_train: int = 128, n_test: int = 40) -> ImageDataset:
@@ -53,7 +55,7 @@ def test_stacking_refuses_mixed_architectures():
 def test_stacked_training_gives_the_models_trained_one_at_a_time():
     data = _tiny_data()
     config = TrainConfig(epochs=2, batch_size=32, lr=0.02, bn_momentum=0.1, train_size=96, eval_size=40)
-    stacked = train_stacked(ResNetConfig(8), config, data, [3, 5], progress=False)
+    stacked = train_models(ResNetConfig(8), config, data, [3, 5], progress=False)
     for seed, (model, metrics) in zip([3, 5], stacked):
         alone, alone_metrics = train_model(ResNetConfig(8), config, data, seed, progress=False)
         assert metrics["best_epoch"] == alone_metrics["best_epoch"]
@@ -63,7 +65,7 @@ def test_stacked_training_gives_the_models_trained_one_at_a_time():
         assert [h["train_loss"] for h in metrics["history"]] == pytest.approx(
             [h["train_loss"] for h in alone_metrics["history"]], rel=1e-4)
     with pytest.raises(ValueError, match="distinct"):
-        train_stacked(ResNetConfig(8), config, data, [1, 1], progress=False)
+        train_models(ResNetConfig(8), config, data, [1, 1], progress=False)
 
 
 def test_fastest_stack_measures_every_candidate_size():
@@ -74,16 +76,16 @@ def test_fastest_stack_measures_every_candidate_size():
 
 
 def test_a_stack_too_large_for_the_device_is_ruled_out(monkeypatch):
-    from repsim import stacked
+    from repsim import steps
 
-    step = stacked._step
+    call = steps.EagerStep.__call__
 
-    def out_of_memory_beyond_one(model, *args):
-        if model.members > 1:
+    def out_of_memory_beyond_one(self, x, targets):
+        if targets.shape[1] > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return step(model, *args)
+        return call(self, x, targets)
 
-    monkeypatch.setattr(stacked, "_step", out_of_memory_beyond_one)
+    monkeypatch.setattr(steps.EagerStep, "__call__", out_of_memory_beyond_one)
     best, rates = fastest_stack(ResNetConfig(8), TrainConfig(batch_size=8), members=4, device="cpu")
     assert best == 1 and rates[1] > 0 and rates[2] == rates[4] == 0.0
 
@@ -109,12 +111,12 @@ def test_members_trained_in_stacks_are_the_store_entries_train_run_uses(tmp_path
 
 
 def test_an_interrupted_stack_resumes_from_its_checkpoint_to_the_same_models(tmp_path, monkeypatch):
-    from repsim import stacked
+    from repsim import train
 
     data = _tiny_data()
     config = TrainConfig(epochs=3, batch_size=32, lr=0.02, bn_momentum=0.1, train_size=64, eval_size=20)
-    whole = train_stacked(ResNetConfig(8), config, data, [0, 1], progress=False)
-    scoring = stacked.stacked_accuracies
+    whole = train_models(ResNetConfig(8), config, data, [0, 1], progress=False)
+    scoring = train.stacked_accuracies
     calls = []
 
     def dies_in_epoch_two(*args, **kwargs):
@@ -123,16 +125,16 @@ def test_an_interrupted_stack_resumes_from_its_checkpoint_to_the_same_models(tmp
             raise KeyboardInterrupt  # the session dies after epoch 1 was checkpointed
         return scoring(*args, **kwargs)
 
-    monkeypatch.setattr(stacked, "stacked_accuracies", dies_in_epoch_two)
+    monkeypatch.setattr(train, "stacked_accuracies", dies_in_epoch_two)
     checkpoint = tmp_path / "stack" / "checkpoint.pt"
     with pytest.raises(KeyboardInterrupt):
-        train_stacked(ResNetConfig(8), config, data, [0, 1], progress=False, checkpoint=checkpoint)
-    monkeypatch.setattr(stacked, "stacked_accuracies", scoring)
-    resumed = train_stacked(ResNetConfig(8), config, data, [0, 1], progress=False, checkpoint=checkpoint)
+        train_models(ResNetConfig(8), config, data, [0, 1], progress=False, checkpoint=checkpoint)
+    monkeypatch.setattr(train, "stacked_accuracies", scoring)
+    resumed = train_models(ResNetConfig(8), config, data, [0, 1], progress=False, checkpoint=checkpoint)
     for (model, metrics), (reference, reference_metrics) in zip(resumed, whole):
         assert metrics["history"] == reference_metrics["history"]
         for key, value in model.state_dict().items():
             assert torch.equal(value, reference.state_dict()[key]), key
     # A checkpoint of another stack (other seeds) is not picked up.
-    other = train_stacked(ResNetConfig(8), config, data, [0, 2], progress=False, checkpoint=checkpoint)
+    other = train_models(ResNetConfig(8), config, data, [0, 2], progress=False, checkpoint=checkpoint)
     assert other[1][1]["history"] != whole[1][1]["history"]

@@ -279,7 +279,8 @@ def test_only_scored_epochs_are_evaluated_and_can_be_picked(monkeypatch):
     labels = torch.randint(0, 10, (64,), generator=g)
     data = repsim.data.ImageDataset(images, labels, images[:16], labels[:16], tuple("abcdefghij"), "cifar10", "memory")
     calls = []
-    monkeypatch.setattr(train_module, "accuracy", lambda *args, **kwargs: calls.append(1) or 0.1 * len(calls))
+    monkeypatch.setattr(train_module, "stacked_accuracies",
+                        lambda *args, **kwargs: calls.append(1) or torch.tensor([0.1 * len(calls)]))
     config = TrainConfig(epochs=6, batch_size=32, evaluations=2, bn_momentum=0.5)
     model, metrics = train_module.train_model(TINY_MODEL, config, data, seed=0, device="cpu", progress=False)
     assert len(calls) == 2
