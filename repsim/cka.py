@@ -65,14 +65,15 @@ def _product_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 def _centred_product(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """(n, n) Gram of the example-centred (n, p) features times ``scale``, in float32 (or
-    float64 for float64 input). Three tensor ops and no host sync: on a loaded CPU every
-    extra op is another wait for the thread pool."""
+    """(..., n, n) Gram of the example-centred (..., n, p) features times ``scale``, in
+    float32 (or float64 for float64 input). Three tensor ops and no host sync: on a loaded
+    CPU every extra op is another wait for the thread pool, and on a GPU every op is a
+    launch, which a leading dimension of several minibatches shares."""
     x = x.to(_product_dtype(x))
-    x = x - x.mean(dim=0, keepdim=True)
+    x = x - x.mean(dim=-2, keepdim=True)
     if scale != 1.0:
         x = x * scale
-    return x @ x.T
+    return x @ x.transpose(-1, -2)
 
 
 def _constant(k: torch.Tensor) -> torch.Tensor:
@@ -98,7 +99,8 @@ def _rescaled_product(x: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 def batch_gram(x: torch.Tensor) -> torch.Tensor:
     """What ``MinibatchCKA.update_grams`` takes for one layer of one batch: the (n, n) Gram
-    of the example-centred (n, p) features x, in float32 (float64 for float64 input).
+    of the example-centred (n, p) features x, in float32 (float64 for float64 input); for
+    (g, n, p) features of g minibatches at once, their (g, n, n) Grams.
 
     It never waits for a GPU: the Gram holds NaN or Inf where x does or where the product
     overflowed, which ``MinibatchCKA`` detects once per batch."""
@@ -268,15 +270,17 @@ class MinibatchCKA:
         for name, k in zip(names, grams):
             if not isinstance(k, torch.Tensor) or not k.is_floating_point():
                 raise TypeError(f"layer {name!r}: give its batch_gram(x), a floating-point (n, n) tensor")
-            if k.dim() != 2 or k.shape[0] != k.shape[1]:
-                raise ValueError(f"layer {name!r}: a Gram must be square (n, n), got shape {tuple(k.shape)}")
+            if k.dim() not in (2, 3) or k.shape[-1] != k.shape[-2]:
+                raise ValueError(f"layer {name!r}: a Gram must be square, (n, n) or (batches, n, n), "
+                                 f"got shape {tuple(k.shape)}")
             if k.shape != grams[0].shape:
-                raise ValueError(f"layer {name!r} has {k.shape[0]} examples, layer {names[0]!r} has {grams[0].shape[0]}")
+                raise ValueError(f"layer {name!r} has {k.shape[-1]} examples, layer {names[0]!r} has "
+                                 f"{grams[0].shape[-1]} (Grams of shape {tuple(k.shape)} and {tuple(grams[0].shape)})")
             if k.device != grams[0].device:
                 raise ValueError(f"layer {name!r} is on {k.device}, layer {names[0]!r} on {grams[0].device}")
-        _check_examples(grams[0].shape[0], self.unbiased, f"the layers of this batch ({which})")
+        _check_examples(grams[0].shape[-1], self.unbiased, f"the layers of this batch ({which})")
         dtype = torch.float64 if any(k.dtype == torch.float64 for k in grams) else torch.float32
-        k = torch.stack([k.to(dtype) for k in grams])  # (layers, n, n)
+        k = torch.stack([k.to(dtype) for k in grams])  # (layers, n, n) or (layers, batches, n, n)
         inverse_scale = torch.ones(len(names), dtype=torch.float64)
         # One finiteness check (one GPU sync) per batch; NaN or Inf in a layer, or a Gram
         # that overflowed, is looked at layer by layer only then.
@@ -290,15 +294,17 @@ class MinibatchCKA:
                     raise ValueError(f"layer {names[i]!r} contains NaN or Inf values")
                 k_i, inverse_scale[i] = _rescaled_product(matrices[i])
                 k[i] = k_i.to(dtype)
-        constant = _constant(k)  # (layers,)
+        constant = _constant(k)  # (layers,) or (layers, batches)
         k = k.double()
         if (inverse_scale != 1).any():
-            k.mul_(inverse_scale.to(k.device)[:, None, None])
+            k.mul_(inverse_scale.to(k.device).view(-1, *[1] * (k.dim() - 1)))
             bad = ~torch.isfinite(k).flatten(1).all(dim=1)
             if bad.any():
                 raise OverflowError(f"the Gram of layer {names[int(torch.nonzero(bad)[0])]!r} overflows even float64: "
                                     "its activations exceed ~1e75")
-        k.masked_fill_(constant[:, None, None], 0.0)
+        k.masked_fill_(constant[..., None, None], 0.0)
+        # Several minibatches side by side in one row: the product of two rows is then
+        # the sum of their minibatches' products, which is what the accumulator sums.
         return _centre_in_place(k, self.unbiased).flatten(1)
 
     def _matrices(self, acts: Mapping[str, ArrayLike], names: list[str], which: str) -> list[torch.Tensor]:
@@ -316,12 +322,13 @@ class MinibatchCKA:
         if other_acts is not None:
             others = self._matrices(other_acts, self.other_layers, "other_acts")
             g_other = self._rows(self.other_layers, [batch_gram(x) for x in others], "other_acts", others)
-        return self._add(g, g_other)
+        return self._add(g, g_other, n=matrices[0].shape[0])
 
     @torch.no_grad()
     def update_grams(self, grams: Mapping[str, torch.Tensor], other_grams: Mapping[str, torch.Tensor] | None = None) -> "MinibatchCKA":
         """Add one minibatch given ``batch_gram(x)`` of each layer instead of its
         activations (a caller that computes Grams as the layers run need not keep them).
+        (g, n, n) Grams add g minibatches of n examples at once.
 
         Raises ``NonFiniteGramError`` (and adds nothing) if a Gram holds NaN or Inf: the
         caller then passes that batch's activations to ``update``, which names a layer
@@ -334,21 +341,21 @@ class MinibatchCKA:
         if other_grams is not None:
             self._check_names(other_grams, self.other_layers, "other_grams")
             g_other = self._rows(self.other_layers, [other_grams[name] for name in self.other_layers], "other_grams", None)
-        return self._add(g, g_other)
+        shape = grams[self.layers[0]].shape
+        return self._add(g, g_other, n=shape[-1], batches=shape[0] if len(shape) == 3 else 1)
 
-    def _add(self, g: torch.Tensor, g_other: torch.Tensor | None) -> "MinibatchCKA":
+    def _add(self, g: torch.Tensor, g_other: torch.Tensor | None, n: int, batches: int = 1) -> "MinibatchCKA":
         if g_other is not None:
             if g_other.shape[1] != g.shape[1]:
                 raise ValueError("the two models' activations hold different numbers of examples")
             g = torch.cat([g, g_other.to(g.device)])
-        n = int(round(g.shape[1] ** 0.5))
         # (L, L) products of this batch's centred Grams, float64: one GEMM for all pairs of
         # layers. Summed unnormalised, as the released code does: each batch's HSIC
         # estimate weighs n (n - 3) (unbiased) or (n - 1)^2 (biased).
         batch_hsic = g @ g.T
         self.hsic_ = batch_hsic if self.hsic_ is None else self.hsic_ + batch_hsic
-        self.batches_ += 1
-        self.examples_ += n
+        self.batches_ += batches
+        self.examples_ += n * batches
         return self
 
     def compute(self) -> torch.Tensor:

@@ -42,6 +42,7 @@ def model_cka(
     device: str | torch.device | None = None,
     progress: bool = False,
     transform: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    group: int = 8,
 ) -> torch.Tensor:
     """All-pairs minibatch CKA of ``model``'s layers (or ``model`` against ``other``).
 
@@ -50,7 +51,10 @@ def model_cka(
 
     images: uint8 (N, 3, 32, 32). Each pass shuffles the images (seeded) and splits them
     into minibatches of ``batch_size``; a last batch smaller than 4 is dropped, since
-    the unbiased estimator needs 4 examples. Returns a float64 (L, L) or (L1, L2) matrix.
+    the unbiased estimator needs 4 examples. Up to ``group`` consecutive minibatches of
+    one size go through the model in one forward pass, and each layer's Grams of all of
+    them are one batched product: the same minibatches and the same sums, in a fraction
+    of the kernel launches. Returns a float64 (L, L) or (L1, L2) matrix.
     """
     device = resolve_device(device)
     layers = list(layers) if layers is not None else layer_names(model)
@@ -73,23 +77,35 @@ def model_cka(
             f"images holds {len(images)} image(s) and batch_size is {batch_size}: the unbiased HSIC estimator "
             "needs batches of at least 4 images"
         )
-    for idx in tqdm(batches, desc="CKA", disable=not progress, leave=False):
+    for chunk in tqdm(_grouped(batches, group), desc="CKA", disable=not progress, leave=False):
         # float32 forward (no bf16 autocast): CKA should see the activations at full precision
-        x = to_float(images[idx].to(device))
+        x = to_float(images[torch.cat(chunk)].to(device))
         if grams.usable and (other is None or other_grams.usable):
             try:
-                batch = grams(x)
-                other_batch = other_grams(x) if other is not None else None
+                batch = grams(x, len(chunk))
+                other_batch = other_grams(x, len(chunk)) if other is not None else None
                 if batch is not None and (other is None or other_batch is not None):
                     accumulator.update_grams(batch, other_batch)
                     continue
             except NonFiniteGramError:
-                pass  # this batch again, through the activations: names the layer, or rescales
-        acts = capture(x)
-        if transform is not None:
-            acts = {name: transform(name, act) for name, act in acts.items()}
-        accumulator.update(acts, other_capture(x) if other is not None else None)
+                pass  # these batches again, through the activations: names the layer, or rescales
+        for part in x.split(len(chunk[0])):
+            acts = capture(part)
+            if transform is not None:
+                acts = {name: transform(name, act) for name, act in acts.items()}
+            accumulator.update(acts, other_capture(part) if other is not None else None)
     return accumulator.compute()
+
+
+def _grouped(batches: list[torch.Tensor], group: int) -> list[list[torch.Tensor]]:
+    """Consecutive minibatches of one size, at most ``group`` at a time."""
+    chunks: list[list[torch.Tensor]] = []
+    for batch in batches:
+        if chunks and len(chunks[-1]) < group and len(chunks[-1][0]) == len(batch):
+            chunks[-1].append(batch)
+        else:
+            chunks.append([batch])
+    return chunks
 
 
 def collect_activations(
@@ -106,7 +122,7 @@ def collect_activations(
 
 
 class GramHooks:
-    """``{layer: (n, n) batch_gram}`` for one forward pass, computed in forward hooks.
+    """``{layer: batch_gram}`` for one forward pass, computed in forward hooks.
 
     ``usable`` is False where the layers are not all modules, and turns False for good
     when a pass shows a module that ran other than once or returned a non-tensor; that
@@ -119,22 +135,29 @@ class GramHooks:
         self.modules = [modules.get(name) for name in self.layers]
         self.usable = all(module is not None for module in self.modules)
 
-    def _hook(self, name: str, out: dict, calls: dict):
+    def _hook(self, name: str, out: dict, calls: dict, batches: int):
         def hook(_module, _inputs, output):
             calls[name] += 1
             if calls[name] == 1 and isinstance(output, torch.Tensor) and output.dim() >= 1:
                 act = output.detach().flatten(1) if output.dim() > 1 else output.detach()
                 if self.transform is not None:
                     act = self.transform(name, act)
-                out[name] = batch_gram(act) if act.dim() == 2 and act.is_floating_point() else None
+                if act.dim() == 2 and act.is_floating_point():
+                    grams = batch_gram(act.unflatten(0, (batches, -1)))  # (batches, n, n)
+                    out[name] = grams if batches > 1 else grams[0]
+                else:
+                    out[name] = None
 
         return hook
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    def __call__(self, x: torch.Tensor, batches: int = 1) -> dict[str, torch.Tensor] | None:
+        """The Grams of every layer for ``x``, which holds ``batches`` minibatches of
+        equal size one after the other: (n, n) each, or (batches, n, n)."""
         out: dict[str, torch.Tensor | None] = {}
         calls = dict.fromkeys(self.layers, 0)
-        handles = [m.register_forward_hook(self._hook(name, out, calls)) for name, m in zip(self.layers, self.modules)]
+        handles = [m.register_forward_hook(self._hook(name, out, calls, batches))
+                   for name, m in zip(self.layers, self.modules)]
         # BN in inference mode, as ActivationCapture; the caller's modes are put back.
         modes = {module: module.training for module in self.model.modules()}
         try:

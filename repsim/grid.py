@@ -78,16 +78,18 @@ def heatmap_row(configs: Iterable[ResNetConfig], profile: Profile, data: ImageDa
 
 
 def block_runs(blocks: BlockChapter, seed: int = 0, num_classes: int = 10) -> list[Run]:
-    """Every run of the Sec. 3 grid once, in a fixed order: the depth and width rows at
-    every training-set size, the networks without residuals, and the extra seeds."""
+    """Every run of the Sec. 3 grid once, in a fixed order: the depth row at every
+    training-set size, the width row (Fig. 1's widths on ``full_size``, ``grid_widths``
+    on every size), the networks without residuals, and the extra seeds."""
     def config(depth, width=1, residual=True):
         return ResNetConfig(depth, width, residual, num_classes)
 
     runs = [Run(config(d), n, seed) for n in blocks.train_sizes for d in blocks.depths]
-    runs += [Run(config(blocks.base_depth, w), n, seed) for n in blocks.train_sizes for w in blocks.widths]
+    runs += [Run(config(blocks.base_depth, w), blocks.full_size, seed) for w in blocks.widths]
+    runs += [Run(config(blocks.base_depth, w), n, seed) for n in blocks.train_sizes for w in blocks.grid_widths]
     runs += [Run(config(blocks.base_depth, w, residual=False), blocks.full_size, seed) for w in blocks.plain_widths]
     runs += [Run(dataclasses.replace(m, num_classes=num_classes), blocks.full_size, seed + s)
-             for m in blocks.seed_models for s in range(blocks.seeds)]
+             for m in blocks.seed_architectures for s in range(blocks.seed_count)]
     return list(dict.fromkeys(runs))
 
 

@@ -24,7 +24,7 @@ from .analyses import training_metrics
 from .data import ImageDataset, load_dataset
 from .grid import train_run
 from .models import ResNetConfig
-from .profiles import Profile
+from .profiles import PredictionChapter, Profile
 from .runs import Run
 from .store import PendingResult, Store, as_config, repsim_home
 from .throughput import fastest_stack
@@ -44,6 +44,26 @@ class Population:
     @property
     def runs(self) -> list[Run]:
         return [Run(self.model, self.train_size, seed) for seed in self.seeds]
+
+
+def chapter_populations(chapter: PredictionChapter) -> dict[str, Population]:
+    """Chapter 6's populations by name: "wide", "deep" and the baseline, "wide, second
+    population" or "deep, second population" (Fig. 7: the same architecture with the
+    next ``members`` seeds), then one per architecture of Figs. F.1-F.3 (seeds 0 ..
+    members - 1, so the wide and deep populations are reused where an architecture
+    repeats)."""
+    if chapter.baseline not in ("wide", "deep"):
+        raise ValueError(f"baseline must be 'wide' or 'deep', got {chapter.baseline!r}")
+    m = chapter.members
+    base = getattr(chapter, chapter.baseline)
+    named = {
+        "wide": Population(chapter.wide.model, chapter.wide.train_size, tuple(range(m))),
+        "deep": Population(chapter.deep.model, chapter.deep.train_size, tuple(range(m))),
+        f"{chapter.baseline}, second population": Population(base.model, base.train_size, tuple(range(m, 2 * m))),
+    }
+    for run in chapter.architectures:
+        named.setdefault(run.label, Population(run.model, run.train_size, tuple(range(m))))
+    return named
 
 
 def predictions_key(run: Run, profile: Profile, data) -> dict:

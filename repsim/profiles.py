@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 
 from .models import ResNetConfig
+from .runs import Run
 from .train import TrainConfig
 
 
@@ -43,17 +44,24 @@ class BlockChapter:
     base_depth: int = 26  # depth of the width row
     full_size: int | None = None  # training-set prefix of Fig. 1, C.1 and D.1 (None: all)
     train_sizes: tuple[int | None, ...] = (3_000, 12_500, 25_000, None)  # Figs. 2 and D.2
+    # Figs. 2 and D.2 may use fewer widths than Fig. 1 (None: the same).
+    size_widths: tuple[int, ...] | None = None
     plain_widths: tuple[int, ...] = (1, 2, 4, 10)  # Fig. C.1: no residual, at base_depth
-    seed_models: tuple[ResNetConfig, ...] = (ResNetConfig(depth=110), ResNetConfig(depth=26, width=10))  # Fig. D.1
-    seeds: int = 5  # Fig. D.1
+    seed_architectures: tuple[ResNetConfig, ...] = (ResNetConfig(depth=110), ResNetConfig(depth=26, width=10))  # Fig. D.1
+    seed_count: int = 5  # Fig. D.1: seeds 0, 1, ... of each seed architecture
+
+    @property
+    def grid_widths(self) -> tuple[int, ...]:
+        """The widths of Figs. 2 and D.2."""
+        return self.widths if self.size_widths is None else self.size_widths
 
 
 @dataclass(frozen=True)
 class ProbeChapter:
     """Chapter 4: principal components, linear probes and block deletion."""
 
-    with_block: tuple[ResNetConfig, int | None] = (ResNetConfig(depth=110), None)  # (model, training prefix)
-    without_block: tuple[ResNetConfig, int | None] = (ResNetConfig(depth=26), None)
+    with_block: Run = Run(ResNetConfig(depth=110))  # seed 0; the chapter's seed replaces it
+    without_block: Run = Run(ResNetConfig(depth=26))
     probe_train_size: int = 45_000  # training images the probes fit
     probe_val_size: int = 5_000  # the next training images, which pick each probe's learning rate
     probe_epochs: int = 10
@@ -64,21 +72,18 @@ class ProbeChapter:
     pca_max_bytes: int = 2**32  # activations held at once while finding PCs (fewer bytes: more forward passes)
 
 
-Model = tuple[ResNetConfig, "int | None"]  # an architecture and its training-set prefix (None: all)
-
-
 @dataclass(frozen=True)
 class AcrossChapter:
     """Chapter 5: representations across seeds and architectures (Sec. 5)."""
 
-    # Fig. 6: a small, a wide and a deep model, each trained with both seeds.
-    seed_models: tuple[Model, ...] = ((ResNetConfig(depth=26), None), (ResNetConfig(depth=26, width=10), None),
-                                      (ResNetConfig(depth=164), None))
-    seeds: tuple[int, int] = (0, 1)
+    # Fig. 6: a small, a wide and a deep model, each trained with both seeds of seed_pair.
+    seed_runs: tuple[Run, ...] = (Run(ResNetConfig(depth=26)), Run(ResNetConfig(depth=26, width=10)),
+                                  Run(ResNetConfig(depth=164)))
+    seed_pair: tuple[int, int] = (0, 1)
     # Fig. E.1: pairs of architectures of similar accuracy, without and with a block.
-    architecture_pairs: tuple[tuple[Model, Model], ...] = (
-        ((ResNetConfig(depth=56), None), (ResNetConfig(depth=26, width=2), None)),
-        ((ResNetConfig(depth=164), None), (ResNetConfig(depth=26, width=10), None)),
+    architecture_pairs: tuple[tuple[Run, Run], ...] = (
+        (Run(ResNetConfig(depth=56)), Run(ResNetConfig(depth=26, width=2))),
+        (Run(ResNetConfig(depth=164)), Run(ResNetConfig(depth=26, width=10))),
     )
 
 
@@ -86,18 +91,21 @@ class AcrossChapter:
 class PredictionChapter:
     """Chapter 6: per-example and per-class predictions of model populations (Sec. 6)."""
 
-    wide: Model = (ResNetConfig(depth=14, width=2), None)  # the paper's pair of matching accuracy
-    deep: Model = (ResNetConfig(depth=62), None)
-    members: int = 100  # models per population
+    wide: Run = Run(ResNetConfig(depth=14, width=2))  # the paper's pair of matching accuracy
+    deep: Run = Run(ResNetConfig(depth=62))
+    members: int = 100  # models per population: seeds 0 .. members - 1
+    # Fig. 7's baseline: a second population of this one ("wide" or "deep"), the next
+    # ``members`` seeds, shows how much two populations of one architecture differ.
+    baseline: str = "deep"
     # Figs. F.1-F.3: populations of these too, compared pair by pair (depth pairs, width
     # pairs, wide-vs-deep pairs; populations.architecture_pairs).
-    architectures: tuple[Model, ...] = ((ResNetConfig(depth=14), None), (ResNetConfig(depth=14, width=2), None),
-                                        (ResNetConfig(depth=38), None), (ResNetConfig(depth=62), None))
+    architectures: tuple[Run, ...] = (Run(ResNetConfig(depth=14)), Run(ResNetConfig(depth=14, width=2)),
+                                      Run(ResNetConfig(depth=38)), Run(ResNetConfig(depth=62)))
     test_examples: int | None = None  # test images each model predicts (None: all 10,000)
     significance: float = 0.05  # Welch's test level per class
     # Members trained at once as one grouped network (repsim.stacked); None: measure the
     # fastest stack size on the device at the start. On a CPU stacking loses (oneDNN's
-    # grouped convolutions are slow: benchmarks/populations.py), so CPU profiles say 1.
+    # grouped convolutions are slow: benchmarks/training.py), so CPU profiles say 1.
     stack: int | None = None
 
 
@@ -114,6 +122,10 @@ class Profile:
     across: AcrossChapter = AcrossChapter()
     predictions: PredictionChapter = PredictionChapter()
     min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
+    # Device types on which a chapter may train and analyse what is missing. Elsewhere it
+    # reads the store and the committed results (results/<profile>/) and marks the rest
+    # as pending: a paper-scale model is never trained on a CPU.
+    compute_on: tuple[str, ...] = ("cpu", "cuda")
 
     def training(self, train_size: int | None) -> TrainConfig:
         """The profile's recipe on a given training-set prefix (None: all 50,000).
@@ -122,9 +134,19 @@ class Profile:
         few even for BatchNorm's running statistics (momentum 0.01) to settle, so the
         epochs grow until the run takes at least ``min_steps`` steps.
         """
-        steps_per_epoch = math.ceil((train_size or 50_000) / self.train.batch_size)
-        epochs = max(self.train.epochs, math.ceil(self.min_steps / steps_per_epoch))
+        steps_per_epoch = (train_size or 50_000) // self.train.batch_size
+        epochs = max(self.train.epochs, math.ceil(self.min_steps / max(steps_per_epoch, 1)))
         return dataclasses.replace(self.train, train_size=train_size, epochs=epochs)
+
+    def may_compute(self, device: str | None) -> bool:
+        """Whether chapters run on ``device`` ("cpu", "cuda", "auto" or None: the
+        profile's) train and analyse what neither the store nor the results hold."""
+        import torch
+
+        device = device or self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.device(device).type in self.compute_on
 
     def with_overrides(self, **overrides) -> "Profile":
         """A copy with top-level fields replaced; unknown names raise a clear error."""
@@ -135,6 +157,52 @@ class Profile:
         return dataclasses.replace(self, **overrides)
 
 
+def _at(size: int | None, *configs: ResNetConfig) -> tuple[Run, ...]:
+    return tuple(Run(config, size) for config in configs)
+
+
+R = ResNetConfig
+
+# One GPU in windows of minutes (repsim.harvest): the paper's architectures and CKA
+# protocol with a fast recipe, and a grid thinned to fit about 30 H200-minutes.
+# The recipe changes only what leaves representations alone (batch, warm-up, decay per
+# step, Nesterov, peak learning rate, weight decay, epochs); no label smoothing, no
+# special initialisation, no architecture change.
+FAST_RECIPE = TrainConfig(epochs=30, batch_size=256, lr=0.2, nesterov=True, warmup_epochs=2, lr_steps="step",
+                          weight_decay=5e-4, evaluations=6)
+PAPER = Profile(
+    name="paper",
+    device="cuda",
+    train=FAST_RECIPE,
+    cka=CKASettings(examples=None, batch_size=256, passes=10),
+    background=BackgroundChapter(model=ResNetConfig(depth=20, width=1), train_size=None, probe_examples=2048,
+                                 sample_sizes=(8, 16, 32, 64, 128, 256, 512, 1024, 2048), repeats=20),
+    blocks=BlockChapter(train_sizes=(3_000, 12_500, None), size_widths=(1, 2, 4), plain_widths=(1, 2, 4),
+                        seed_architectures=(ResNetConfig(depth=164), ResNetConfig(depth=26, width=4)), seed_count=2),
+    probes=ProbeChapter(pca_max_bytes=2**35),  # 32 GiB: a GPU machine's memory, few forward passes
+    # Seeds 0 and 1 of ResNet-164 and ResNet-26 (4x) serve Figs. 6, D.1 and E.1 at once
+    # (one GPU window trains all four).
+    across=AcrossChapter(seed_runs=(Run(ResNetConfig(depth=26)), Run(ResNetConfig(depth=26, width=4)),
+                                    Run(ResNetConfig(depth=164))),
+                         architecture_pairs=((Run(ResNetConfig(depth=56)), Run(ResNetConfig(depth=26, width=2))),
+                                             (Run(ResNetConfig(depth=164), seed=1), Run(ResNetConfig(depth=26, width=4), seed=1)))),
+    predictions=PredictionChapter(members=6, baseline="wide",
+                                  architectures=(Run(ResNetConfig(depth=14)), Run(ResNetConfig(depth=14, width=2)),
+                                                 Run(ResNetConfig(depth=62)))),
+    compute_on=("cuda",),
+)
+# What the paper profile leaves out of the paper's grid, and why (shown beside the grid).
+PAPER_THINNING = (
+    ("Figs. 2, D.2", "training-set prefixes 3,000 and 12,500 (not 25,000), and widths 1x-4x on them",
+     "a 10x model costs about as much as the rest of its row; Fig. 1 keeps it"),
+    ("Fig. C.1", "widths 1x-4x without residual connections", "as above"),
+    ("Figs. 6, D.1, E.1", "ResNet-26 (4x) as the wide model; 2 seeds of it and of ResNet-164, not 5",
+     "seeds of a 10x model cost minutes each; the seeds of Fig. D.1 are those of Figs. 6 and E.1"),
+    ("Figs. 7, F.1-F.3", "populations of 6 models, not 100; ResNet-14, -14 (2x) and -62 only; the baseline is a "
+     "second population of the wide model", "100 models per population need hours of GPU time"),
+    ("all", "30 epochs of a fast schedule instead of 300", "short GPU windows; accuracies in benchmarks/README.md"),
+)
+
 PROFILES = {
     # CI: tiny models on a few thousand images; the whole book in minutes on 2 cores.
     "smoke": Profile(
@@ -143,25 +211,24 @@ PROFILES = {
         train=TrainConfig(epochs=2, lr=0.05, bn_momentum=0.1, eval_size=500),
         cka=CKASettings(examples=256, batch_size=128, passes=1),
         background=BackgroundChapter(
-            model=ResNetConfig(depth=8, width=1), train_size=1000, probe_examples=256,
+            model=R(depth=8, width=1), train_size=1000, probe_examples=256,
             sample_sizes=(8, 16, 32, 64, 128, 256), repeats=3,
         ),
         blocks=BlockChapter(
             depths=(8, 14), widths=(1, 2), base_depth=8, full_size=1000, train_sizes=(500, 1000),
-            plain_widths=(1, 2), seed_models=(ResNetConfig(depth=14), ResNetConfig(depth=8, width=2)), seeds=2,
+            plain_widths=(1, 2), seed_architectures=(R(depth=14), R(depth=8, width=2)), seed_count=2,
         ),
-        probes=ProbeChapter(with_block=(ResNetConfig(depth=14), 500), without_block=(ResNetConfig(depth=8), 1000),
+        probes=ProbeChapter(with_block=Run(R(depth=14), 500), without_block=Run(R(depth=8), 1000),
                             probe_train_size=500, probe_val_size=200, probe_epochs=1, probe_max_features=1024,
                             test_examples=500, pc_examples=128),
         across=AcrossChapter(
-            seed_models=((ResNetConfig(depth=8), 1_000), (ResNetConfig(depth=8, width=2), 1_000), (ResNetConfig(depth=14), 1_000)),
-            architecture_pairs=(((ResNetConfig(depth=8), 500), (ResNetConfig(depth=8, width=2), 500)),
-                                ((ResNetConfig(depth=14), 1_000), (ResNetConfig(depth=8, width=2), 1_000))),
+            seed_runs=_at(1_000, R(depth=8), R(depth=8, width=2), R(depth=14)),
+            architecture_pairs=((Run(R(depth=8), 500), Run(R(depth=8, width=2), 500)),
+                                (Run(R(depth=14), 1_000), Run(R(depth=8, width=2), 1_000))),
         ),
-        predictions=PredictionChapter(wide=(ResNetConfig(depth=8, width=2), 500), deep=(ResNetConfig(depth=14), 500),
+        predictions=PredictionChapter(wide=Run(R(depth=8, width=2), 500), deep=Run(R(depth=14), 500),
                                       members=3, test_examples=1_000, stack=1,
-                                      architectures=((ResNetConfig(depth=8), 500), (ResNetConfig(depth=8, width=2), 500),
-                                                     (ResNetConfig(depth=14), 500))),
+                                      architectures=_at(500, R(depth=8), R(depth=8, width=2), R(depth=14))),
         min_steps=20,
     ),
     # 2 CPU cores and real CIFAR-10. Every model gets the same budget of min_steps SGD
@@ -174,45 +241,34 @@ PROFILES = {
         device="cpu",
         train=TrainConfig(epochs=1, batch_size=32, lr=0.02, bn_momentum=0.1, eval_size=1000, evaluations=8),
         cka=CKASettings(examples=2048, batch_size=256, passes=1),
-        background=BackgroundChapter(model=ResNetConfig(depth=32, width=1), train_size=16_000),
+        background=BackgroundChapter(model=R(depth=32, width=1), train_size=16_000),
         # Less data is the paper's own lever: on 1,000 images even narrow networks show
         # the block. Widths stop at 3x: a 4x model costs twice as much on a CPU.
         blocks=BlockChapter(
             depths=(14, 32, 56), widths=(1, 2, 3), base_depth=14, full_size=1_000, train_sizes=(1_000, 4_000, 16_000),
-            plain_widths=(1, 3), seed_models=(ResNetConfig(depth=56), ResNetConfig(depth=14, width=3)), seeds=2,
+            plain_widths=(1, 3), seed_architectures=(R(depth=56), R(depth=14, width=3)), seed_count=2,
         ),
         # Stage-1 layers of a 1x model have 16,384 features; pooled once, 4,096.
-        probes=ProbeChapter(with_block=(ResNetConfig(depth=56), 1_000), without_block=(ResNetConfig(depth=14), 16_000),
+        probes=ProbeChapter(with_block=Run(R(depth=56), 1_000), without_block=Run(R(depth=14), 16_000),
                             probe_train_size=4_000, probe_val_size=1_000, probe_epochs=4, probe_max_features=4_096,
                             test_examples=2_000, pc_examples=1_024, pca_max_bytes=2**32),
         # Chapter 3 trained both seeds of the wide and the deep model; only the small one's
         # second seed is new. Pairs of close test accuracy: 41% and 43% (small blocks),
         # 34% and 39% (both with a block in stages 2-3).
         across=AcrossChapter(
-            seed_models=((ResNetConfig(depth=14), 16_000), (ResNetConfig(depth=14, width=3), 1_000),
-                         (ResNetConfig(depth=56), 1_000)),
-            architecture_pairs=(((ResNetConfig(depth=14, width=2), 16_000), (ResNetConfig(depth=14, width=3), 16_000)),
-                                ((ResNetConfig(depth=56), 1_000), (ResNetConfig(depth=32), 1_000))),
+            seed_runs=(Run(R(depth=14), 16_000), Run(R(depth=14, width=3), 1_000), Run(R(depth=56), 1_000)),
+            architecture_pairs=((Run(R(depth=14, width=2), 16_000), Run(R(depth=14, width=3), 16_000)),
+                                (Run(R(depth=56), 1_000), Run(R(depth=32), 1_000))),
         ),
         # Three populations (wide, deep, and a second deep one as the baseline) of small
         # models on 1,000 images: the cheapest pair whose accuracies are close.
-        predictions=PredictionChapter(wide=(ResNetConfig(depth=8, width=2), 1_000), deep=(ResNetConfig(depth=20), 1_000),
+        predictions=PredictionChapter(wide=Run(R(depth=8, width=2), 1_000), deep=Run(R(depth=20), 1_000),
                                       members=6, stack=1,
-                                      architectures=((ResNetConfig(depth=8), 1_000), (ResNetConfig(depth=8, width=2), 1_000),
-                                                     (ResNetConfig(depth=14), 1_000), (ResNetConfig(depth=14, width=2), 1_000),
-                                                     (ResNetConfig(depth=20), 1_000))),
+                                      architectures=_at(1_000, R(depth=8), R(depth=8, width=2), R(depth=14),
+                                                        R(depth=14, width=2), R(depth=20))),
         min_steps=400,
     ),
-    # One GPU: the paper's recipe and CKA protocol, with a shortened schedule.
-    "paper": Profile(
-        name="paper",
-        device="cuda",
-        train=TrainConfig(epochs=60, lr=0.05),
-        cka=CKASettings(examples=None, batch_size=256, passes=10),
-        background=BackgroundChapter(model=ResNetConfig(depth=20, width=1), train_size=None, probe_examples=2048,
-                                     sample_sizes=(8, 16, 32, 64, 128, 256, 512, 1024, 2048), repeats=20),
-        probes=ProbeChapter(pca_max_bytes=2**35),  # 32 GiB: a GPU machine's memory, few forward passes
-    ),
+    "paper": PAPER,
 }
 
 
@@ -238,7 +294,7 @@ def chapter_device(requested: str | None, profile: Profile) -> str:
 
 
 def differences_from_paper(profile: Profile, train_size: int | None) -> list[dict]:
-    """Rows (setting, paper, this profile) for every training and CKA setting.
+    """Rows (setting, the paper, this profile) for every training and CKA setting.
 
     The defaults of ``TrainConfig`` and ``CKASettings`` are the paper's own (PAPER.md),
     so the comparison is field by field.
@@ -246,7 +302,7 @@ def differences_from_paper(profile: Profile, train_size: int | None) -> list[dic
     paper = {**dataclasses.asdict(TrainConfig()), **{f"cka_{k}": v for k, v in dataclasses.asdict(CKASettings()).items()}}
     ours = {**dataclasses.asdict(profile.training(train_size)),
             **{f"cka_{k}": v for k, v in dataclasses.asdict(profile.cka).items()}}
-    return [{"setting": key, "paper": _show(paper[key]), profile.name: _show(ours[key])} for key in paper]
+    return [{"setting": key, "the paper": _show(paper[key]), "this profile": _show(ours[key])} for key in paper]
 
 
 def grid_vs_paper(blocks: BlockChapter) -> list[dict]:
@@ -260,13 +316,17 @@ def grid_vs_paper(blocks: BlockChapter) -> list[dict]:
     def sizes(values):
         return ", ".join(_show(v) for v in values)
 
+    def widths(values, b):
+        return f"{', '.join(f'{w}x' for w in values)} at ResNet-{b.base_depth}"
+
     rows = [
         ("1, D.2", "depths (1x)", lambda b: ", ".join(str(d) for d in b.depths)),
-        ("1, 2", "widths", lambda b: f"{', '.join(f'{w}x' for w in b.widths)} at ResNet-{b.base_depth}"),
+        ("1", "widths", lambda b: widths(b.widths, b)),
+        ("2", "widths on smaller training sets", lambda b: widths(b.grid_widths, b)),
         ("1, C.1, D.1", "training images", lambda b: _show(b.full_size)),
         ("2, D.2", "training-set prefixes", lambda b: sizes(b.train_sizes)),
-        ("C.1", "widths, no residual", lambda b: f"{', '.join(f'{w}x' for w in b.plain_widths)} at ResNet-{b.base_depth}"),
-        ("D.1", "seeds of", lambda b: f"{b.seeds} of {models(b.seed_models)}"),
+        ("C.1", "widths, no residual", lambda b: widths(b.plain_widths, b)),
+        ("D.1", "seeds of", lambda b: f"{b.seed_count} of {models(b.seed_architectures)}"),
     ]
     return [{"figure": fig, "grid": what, "paper": show(paper), "this profile": show(blocks)} for fig, what, show in rows]
 

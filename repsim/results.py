@@ -31,17 +31,18 @@ ENTRY_FORMAT = "repsim-entry-1"
 HALF_PRECISION_MIN = 256  # float tensors of at least this many elements are kept as float16
 
 
-def pack_entry(config: dict, state: dict[str, torch.Tensor], record: dict) -> bytes:
+def pack_entry(config: dict, state: dict[str, torch.Tensor], record: dict, exact: bool = False) -> bytes:
     """One store entry as compact bytes: large float tensors in float16 (CKA and PC
-    matrices: absolute error below 5e-4 for values in [-1, 1]), integer tensors in the
-    smallest type that holds them, gzip-compressed. ``unpack_entry`` restores the dtypes."""
+    matrices: absolute error below 5e-4 for values in [-1, 1]) unless ``exact`` (model
+    weights), integer tensors in the smallest type that holds them, gzip-compressed.
+    ``unpack_entry`` restores the dtypes."""
     packed, dtypes = {}, {}
     for name, tensor in state.items():
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"entry field {name!r} is a {type(tensor).__name__}, not a tensor")
         tensor = tensor.detach().cpu().contiguous()
         dtypes[name] = str(tensor.dtype).removeprefix("torch.")
-        if tensor.is_floating_point() and tensor.numel() >= HALF_PRECISION_MIN:
+        if tensor.is_floating_point() and tensor.numel() >= HALF_PRECISION_MIN and not exact:
             if tensor.abs().max() > 6e4:
                 raise ValueError(f"entry field {name!r} exceeds float16's range; it cannot be packed")
             tensor = tensor.half()

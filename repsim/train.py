@@ -192,6 +192,7 @@ def train_models(
     progress: bool = True,
     checkpoint: str | os.PathLike | None = None,
     graphs: bool = False,
+    deadline: float | None = None,
 ) -> list[tuple[ResNet, dict]]:
     """Train one fresh model per seed, all at once; return each at its best-test-accuracy
     epoch, with its metrics.
@@ -207,6 +208,8 @@ def train_models(
     its last epoch. On the CPU with a fixed thread count the resumed run is bitwise the
     uninterrupted one; with bf16 on a GPU it is the same recipe, not the same bits.
     ``graphs=True`` (CUDA only) replays each step from a CUDA graph (``repsim.steps``).
+    With ``deadline`` (a ``time.perf_counter()`` value), ``DeadlineExceeded`` is raised
+    after the first epoch whose pace says the run would end after it.
     """
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -270,6 +273,11 @@ def train_models(
             if acc is not None and acc > best[k][0]:
                 states = states or model.unstack()
                 best[k] = (acc, states[k], epoch + 1)
+        pace = (time.perf_counter() - start) / (epoch + 1 - done)
+        if deadline is not None and time.perf_counter() + pace * (config.epochs - epoch - 1) > deadline:
+            raise DeadlineExceeded(f"{name}: {config.epochs - epoch - 1} epochs left at {pace:.1f} s each "
+                                   f"would end {time.perf_counter() + pace * (config.epochs - epoch - 1) - deadline:.0f} s "
+                                   "after the deadline")
         if checkpoint is not None:
             save_checked({
                 "run": run, "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -302,6 +310,10 @@ def train_models(
         }
         results.append((member.to(device).eval(), metrics))
     return results
+
+
+class DeadlineExceeded(RuntimeError):
+    """A training run stopped because it would not finish before its deadline."""
 
 
 def train_model(model_config: ResNetConfig, config: TrainConfig, data: ImageDataset, seed: int,

@@ -36,6 +36,18 @@ def test_collect_activations_equals_one_big_capture(model, images):
         assert torch.allclose(acts[name], whole[name], atol=1e-5), name
 
 
+@pytest.mark.parametrize("other", [False, True])
+def test_grouped_minibatches_give_the_same_cka_as_one_at_a_time(model, images, other):
+    # 42 images in batches of 8: five full batches per pass, then a remainder of 2 that
+    # is dropped; groups of 3 batches share one forward pass and one batched Gram product.
+    partner = ResNet(ResNetConfig(depth=8, width=2)).eval() if other else None
+    kwargs = dict(layers=LAYERS, batch_size=8, passes=2, seed=5, device="cpu", other=partner)
+    alone = model_cka(model, images, group=1, **kwargs)
+    grouped = model_cka(model, images, group=3, **kwargs)
+    assert torch.allclose(alone, grouped, rtol=0, atol=1e-6)
+    assert not torch.allclose(alone, torch.zeros_like(alone))
+
+
 def test_model_cka_one_batch_equals_linear_cka(model, images):
     cka = model_cka(model, images, layers=LAYERS, batch_size=len(images), passes=1, device="cpu")
     acts = capture(model, to_float(images), LAYERS)

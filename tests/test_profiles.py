@@ -73,17 +73,20 @@ def test_differences_from_paper_lists_each_changed_setting():
     from repsim.profiles import differences_from_paper
 
     rows = {row["setting"]: row for row in differences_from_paper(get_profile("laptop"), 12_500)}
-    assert rows["epochs"]["paper"] == "300" and rows["epochs"]["laptop"] == "2"  # 391 steps an epoch
-    assert rows["train_size"]["paper"] == "all" and rows["train_size"]["laptop"] == "12,500"
-    assert rows["batch_size"]["paper"] == "128" and rows["batch_size"]["laptop"] == "32"
-    assert rows["evaluations"]["paper"] == "all" and rows["bn_momentum"]["paper"] == "0.01"
-    assert rows["cka_passes"]["paper"] == "10"
+    assert rows["epochs"]["the paper"] == "300" and rows["epochs"]["this profile"] == "2"  # 390 steps an epoch
+    assert rows["train_size"]["the paper"] == "all" and rows["train_size"]["this profile"] == "12,500"
+    assert rows["batch_size"]["the paper"] == "128" and rows["batch_size"]["this profile"] == "32"
+    assert rows["evaluations"]["the paper"] == "all" and rows["bn_momentum"]["the paper"] == "0.01"
+    assert rows["cka_passes"]["the paper"] == "10"
+    paper = {row["setting"]: row for row in differences_from_paper(get_profile("paper"), None)}
+    assert paper["nesterov"]["the paper"] == "no" and paper["nesterov"]["this profile"] == "yes"
+    assert paper["lr_steps"]["the paper"] == "epoch" and paper["lr_steps"]["this profile"] == "step"
 
 
 def test_small_training_sets_get_enough_steps():
     profile = dataclasses.replace(get_profile("laptop"), min_steps=400, train=TrainConfig(epochs=10, batch_size=128))
-    assert profile.training(1_000).epochs == 50  # 8 steps an epoch: 50 epochs reach 400 steps
-    assert profile.training(12_500).epochs == 10  # 98 steps an epoch: the profile's 10 suffice
+    assert profile.training(1_000).epochs == 58  # 7 full steps an epoch: 58 epochs reach 400 steps
+    assert profile.training(12_500).epochs == 10  # 97 steps an epoch: the profile's 10 suffice
     assert profile.training(None).train_size is None and profile.training(None).epochs == 10
 
 
@@ -94,8 +97,8 @@ def test_figures_share_their_models(name):
     blocks = profile.blocks
     assert blocks.full_size in blocks.train_sizes
     grid = {(d, 1) for d in blocks.depths} | {(blocks.base_depth, w) for w in blocks.widths}
-    assert {(m.depth, m.width) for m in blocks.seed_models} <= grid
-    assert all(m.residual for m in blocks.seed_models)
+    assert {(m.depth, m.width) for m in blocks.seed_architectures} <= grid
+    assert all(m.residual for m in blocks.seed_architectures)
     background = profile.background
     assert (background.model.depth, background.model.width) in grid and background.train_size in blocks.train_sizes
 
@@ -107,30 +110,31 @@ def test_grid_vs_paper_shows_both_grids():
     assert rows["depths (1x)"]["paper"] == ", ".join(str(d) for d in BlockChapter().depths)
     assert rows["depths (1x)"]["this profile"] == "14, 32, 56"
     assert rows["widths"]["this profile"] == "1x, 2x, 3x at ResNet-14"
+    assert rows["widths on smaller training sets"]["this profile"] == "1x, 2x, 3x at ResNet-14"
     assert rows["training-set prefixes"]["paper"].endswith("all")
     assert rows["seeds of"]["this profile"] == "2 of ResNet-56 (1x), ResNet-14 (3x)"
 
 
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
 def test_chapter_4_analyses_models_of_chapter_3(name):
-    from repsim.grid import Run, block_runs
+    from repsim.grid import block_runs
 
     profile = get_profile(name)
     runs = block_runs(profile.blocks)
-    assert Run(*profile.probes.with_block) in runs and Run(*profile.probes.without_block) in runs
+    assert profile.probes.with_block in runs and profile.probes.without_block in runs
     assert profile.probes.probe_train_size + profile.probes.probe_val_size <= 50_000
 
 
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
 def test_chapter_5_compares_models_of_chapter_3(name):
-    from repsim.grid import Run, block_runs
+    from repsim.grid import block_runs
 
     profile = get_profile(name)
     runs = block_runs(profile.blocks)
     across = profile.across
-    assert all(Run(*model, across.seeds[0]) in runs for model in across.seed_models)
-    assert all(Run(*model, across.seeds[0]) in runs for pair in across.architecture_pairs for model in pair)
-    assert across.seeds[0] != across.seeds[1]
+    assert all(run.with_seed(across.seed_pair[0]) in runs for run in across.seed_runs)
+    assert all(run in runs for pair in across.architecture_pairs for run in pair)
+    assert across.seed_pair[0] != across.seed_pair[1]
 
 
 def test_chapter_device_prefers_the_request_then_colab_then_the_profile(monkeypatch):

@@ -1,0 +1,298 @@
+"""Spend a budget of device-seconds on the next most valuable jobs; save after each one.
+
+The clock starts when the process does. A job is started only if its estimate (with a
+margin) fits in what is left, and a training run whose pace says it would overrun stops
+after an epoch (``train.DeadlineExceeded``), so the harvest ends inside its budget. Each
+finished job's entries go into the bundle at once, so a kill at any moment loses at most
+the job in progress. Estimates start as counts (``costs``) and are corrected as the
+harvest measures: by rates measured in earlier windows on the same device, and by the
+ratio of measured to estimated seconds of the jobs done so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import statistics
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data import ImageDataset
+from ..profiles import Profile
+from ..results import ResultsArchive, pack_entry
+from ..store import Store, config_key
+from ..throughput import fastest_stack
+from ..train import DeadlineExceeded, train_models
+from . import costs
+from .bundle import TOTAL_BYTES, BundleWriter, harvested
+from .plan import Job, job_estimate, mark, plan_jobs
+from .selfcheck import device_name, run_checks
+
+MARGIN = 1.25  # a job starts only if 1.25 x its estimate fits in the time left
+RESERVE = 10.0  # seconds kept for writing the bundle at the end
+
+
+@dataclass
+class Measurements:
+    """Rates measured on one device: training images per second per architecture and
+    batch, and seconds per analysis and architecture (the latest of each wins)."""
+
+    device: str
+    rows: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def from_records(cls, records: list[dict], device: str) -> "Measurements":
+        return cls(device, [row for record in records for row in record.get("measurements", [])
+                            if row.get("device") == device])
+
+    def add(self, row: dict) -> None:
+        self.rows.append({**row, "device": self.device})
+
+    def lookup(self) -> dict:
+        """{("train", model, batch): images/s of one model alone, ("train", model, batch,
+        stack): per member in a stack, ("analysis", kind, model): seconds}."""
+        table = {}
+        for row in self.rows:
+            if row["kind"] == "train":
+                stack = row.get("stacked", 1)
+                table[("train", row["model"], row["batch"]) + ((stack,) if stack > 1 else ())] = row["images_per_second"]
+            elif row["kind"] == "stacks":
+                for stack, rate in row["rates"].items():
+                    if rate > 0:
+                        table.setdefault(("train", row["model"], row["batch"]) + ((int(stack),) if int(stack) > 1 else ()),
+                                         rate)
+            elif row["kind"] == "analysis":
+                table[("analysis", row["analysis"], row["model"])] = row["seconds"]
+        return table
+
+
+def code_fingerprint() -> str:
+    """SHA-256 of the package's source files: which code computed a bundle, also on a
+    machine without git."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class Harvest:
+    """One harvest call: self-check, plan, then jobs until the budget is spent."""
+
+    def __init__(self, profile: Profile, data: ImageDataset, out: Path, budget: float, device: torch.device,
+                 results_root: Path | None, started: float, log: Callable[[str], None] = print) -> None:
+        self.profile, self.data, self.device = profile, data, device
+        self.out, self.results_root = Path(out), results_root
+        self.deadline = started + budget
+        self.budget, self.log_line = budget, log
+        self.lines: list[str] = []
+        self.ratios: list[float] = []  # measured / counted estimate of the jobs done
+        self.stacks: dict[tuple, int] = {}
+
+    def log(self, text: str) -> None:
+        stamp = f"[{self.budget - self.left():7.1f} s]"
+        self.lines.append(f"{stamp} {text}")
+        self.log_line(f"{stamp} {text}")
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def run(self) -> dict:
+        self.log(f"harvest of profile {self.profile.name!r} on {device_name(self.device)}, budget {self.budget:.0f} s")
+        report = run_checks(self.device, self.log)
+        self.graphs = bool(report["cuda_graphs"]["use"])
+        keys, names, records = harvested(self.results_root, self.profile.name, self.out)
+        self.measured = Measurements.from_records(records, device_name(self.device))
+        jobs = mark(plan_jobs(self.profile), self.profile, self.data, keys, names)
+        todo = [job for job in jobs if job.status != "harvested"]
+        self.log(f"plan: {len(jobs)} jobs, {len(jobs) - len(todo)} harvested, {len(todo)} to do")
+        self.writer = BundleWriter(self.out, {
+            "profile": self.profile.name,
+            "data": {"fingerprint": self.data.fingerprint, "source": Path(self.data.source).name},
+            "code": {"sha256": code_fingerprint(), "repsim": _version()},
+            "device": {"name": device_name(self.device), "torch": torch.__version__,
+                       "cuda": torch.version.cuda, "python": platform.python_version()},
+            "selfcheck": report, "budget_seconds": self.budget, "jobs": [], "measurements": self.measured.rows,
+        })
+        self._save()
+        with tempfile.TemporaryDirectory(prefix="repsim-harvest-") as scratch:
+            # A private store on the device machine: models live here while their job runs.
+            self.store = Store(Path(scratch) / "store", compute=True, results=ResultsArchive(None))
+            index = 0
+            while index < len(todo):
+                job = todo[index]
+                batch = self._population_batch(todo, index) if job.population else [job]
+                index += len(batch)
+                if self.left() < RESERVE + 1:
+                    self.log("budget spent")
+                    break
+                if job.population:
+                    self._run_population(batch)
+                else:
+                    self._run_job(job)
+                if self.writer.bytes > TOTAL_BYTES:
+                    self.log("the bundle is full: stopping")
+                    break
+        done = [j for j in self.writer.manifest["jobs"] if j["status"] == "harvested"]
+        self.log(f"done: {len(done)} jobs harvested, {self.writer.bytes / 2**20:.1f} MiB in the bundle, "
+                 f"{max(self.left(), 0):.0f} s of the budget left")
+        self._save()
+        return self.writer.manifest
+
+    # -- one job ---------------------------------------------------------------------
+    def _estimate(self, job: Job, stack: int = 1) -> tuple[float, float | None]:
+        """(seconds, counted): the job's estimate, and the part of it that was counted
+        rather than measured. The counted part is scaled by the median ratio of measured
+        to counted seconds of the jobs this harvest has done."""
+        lookup = self.measured.lookup()
+        if stack > 1:  # population members trained together: the measured rate per member in such a stack
+            run = job.runs[0]
+            batch = run.recipe(self.profile).batch_size
+            lookup = {**lookup, ("train", run.model.name, batch): lookup.get(("train", run.model.name, batch, stack))}
+        rates = costs.device_rates(self.device.type)
+        seconds = job_estimate(job, self.profile, rates, self.graphs, lookup)
+        measured = all(lookup.get(("train", run.model.name, run.recipe(self.profile).batch_size)) for run in job.runs)
+        if measured:
+            return seconds, None
+        return seconds * (statistics.median(self.ratios) if self.ratios else 1.0), seconds
+
+    def _fits(self, job: Job, seconds: float) -> bool:
+        if seconds * MARGIN + RESERVE <= self.left():
+            return True
+        self.log(f"skip (estimate {seconds:.0f} s, {self.left():.0f} s left): {job.name}")
+        return False
+
+    def _run_job(self, job: Job, stack: int = 1) -> bool:
+        """Train the job's runs (population members ``stack`` at a time), compute its
+        missing analyses and add them to the bundle; False when the job did not fit or
+        did not finish."""
+        estimate, counted = self._estimate(job, stack)
+        if not self._fits(job, estimate):
+            return False
+        self.log(f"start (estimate {estimate:.0f} s): {job.name}")
+        start = time.perf_counter()
+        try:
+            groups = [job.runs] if stack > 1 else [[run] for run in job.runs]
+            for runs in groups:
+                self._train(runs)
+            self._analyse(job)
+        except DeadlineExceeded as err:
+            self._record(job, "abandoned", start, estimate, str(err))
+            return False
+        except Exception as err:  # noqa: BLE001 -- one failed job must not end the window
+            self._record(job, "failed", start, estimate, f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
+            return False
+        finally:
+            self._forget(job)
+        if counted:
+            self.ratios.append((time.perf_counter() - start) / max(counted, 1e-9))
+        self._record(job, "harvested", start, estimate)
+        return True
+
+    def _train(self, runs) -> None:
+        """Train ``runs`` (one architecture, one prefix; several seeds train as one stack)
+        into the scratch store, unless they are there already."""
+        runs = [run for run in runs if self.store.load(run.key(self.profile, self.data)) is None]
+        if not runs:
+            return
+        recipe = runs[0].recipe(self.profile)
+        trained = train_models(runs[0].model, recipe, self.data, [run.seed for run in runs], self.device,
+                               progress=False, graphs=self.graphs, deadline=self.deadline - RESERVE)
+        for run, (model, metrics) in zip(runs, trained):
+            state = {k: v.cpu() for k, v in model.state_dict().items()}
+            self.store.load_or_train(run.key(self.profile, self.data), lambda s=state, m=metrics: (s, m))
+            self.log(f"  trained {run.name}: test {metrics['best_test_acc']:.4f}, train {metrics['train_acc']:.4f}, "
+                     f"{metrics['images_per_second']:.0f} img/s")
+        self.measured.add({"kind": "train", "model": runs[0].model.name, "batch": recipe.batch_size,
+                           "images_per_second": trained[0][1]["images_per_second"] / len(runs),
+                           "graphs": trained[0][1]["cuda_graphs"], "stacked": len(runs)})
+
+    def _analyse(self, job: Job) -> None:
+        for analysis in job.missing:
+            start = time.perf_counter()
+            analysis.compute(self.profile, self.data, self.store, self.device)
+            seconds = time.perf_counter() - start
+            if seconds > 0.5:
+                self.measured.add({"kind": "analysis", "analysis": analysis.kind, "model": analysis.run.model.name,
+                                   "seconds": seconds})
+        for analysis in job.missing:
+            config = analysis.key(self.profile, self.data)
+            state, record = self.store.load(config)
+            packed = pack_entry(config, state, record, exact=analysis.exact)
+            self.writer.add(config_key(config), analysis.name, packed, device_name(self.device))
+
+    def _forget(self, job: Job) -> None:
+        """Drop the job's models from the scratch store: their analyses are packed."""
+        for run in job.runs:
+            entry = self.store.entry(run.key(self.profile, self.data))
+            for path in entry.glob("*") if entry.exists() else []:
+                path.unlink()
+
+    def _record(self, job: Job, status: str, start: float, estimate: float, error: str | None = None) -> None:
+        seconds = time.perf_counter() - start
+        row = {"name": job.name, "priority": job.priority, "status": status, "seconds": round(seconds, 1),
+               "estimated_seconds": round(estimate, 1), "analyses": [a.name for a in job.missing]}
+        if error:
+            row["error"] = error
+        self.writer.manifest["jobs"].append(row)
+        self.log(f"{status} in {seconds:.0f} s (estimate {estimate:.0f} s): {job.name}"
+                 + (f"\n{error}" if error and status == "failed" else f" ({error})" if error else ""))
+        self._save()
+
+    def _save(self) -> None:
+        self.writer.manifest["measurements"] = self.measured.rows if hasattr(self, "measured") else []
+        self.writer.save()
+        log = self.out / f"harvest-{self.writer.manifest['id']}.log"
+        log.write_text("\n".join(self.lines) + "\n")
+
+    # -- populations -------------------------------------------------------------------
+    def _population_batch(self, todo: list[Job], index: int) -> list[Job]:
+        """The population jobs from ``index`` on that share one architecture and prefix."""
+        first = todo[index].runs[0]
+        batch = []
+        for job in todo[index:]:
+            run = job.runs[0]
+            if not job.population or (run.model, run.train_size) != (first.model, first.train_size):
+                break
+            batch.append(job)
+        return batch
+
+    def _run_population(self, jobs: list[Job]) -> None:
+        """Members of one population, trained ``stack`` at a time (the fastest stack size,
+        measured here once per architecture), saved after every stack."""
+        run = jobs[0].runs[0]
+        recipe = run.recipe(self.profile)
+        key = (run.model, run.train_size)
+        if key not in self.stacks:
+            profile_stack = self.profile.predictions.stack
+            if profile_stack is not None or len(jobs) < 2:
+                self.stacks[key] = profile_stack or 1
+            else:
+                stack, rates = fastest_stack(run.model, recipe, len(jobs), self.device, graphs=self.graphs)
+                self.stacks[key] = stack
+                self.log(f"stack sizes for {run.model.name}: " + ", ".join(f"{size}: {rate:.0f} img/s per member"
+                                                                           for size, rate in rates.items()))
+                self.measured.add({"kind": "stacks", "model": run.model.name, "batch": recipe.batch_size,
+                                   "rates": {str(k): v for k, v in rates.items()}})
+        stack = self.stacks[key]
+        for first in range(0, len(jobs), stack):
+            chunk = jobs[first : first + stack]
+            seeds = ", ".join(str(job.runs[0].seed) for job in chunk)
+            merged = Job(priority=chunk[0].priority, runs=tuple(job.runs[0] for job in chunk),
+                         analyses=tuple(a for job in chunk for a in job.analyses), figures=chunk[0].figures,
+                         name=f"{', '.join(chunk[0].figures)}: {run.label}, seeds {seeds}",
+                         missing=tuple(a for job in chunk for a in job.missing))
+            if not self._run_job(merged, stack=len(chunk)):
+                return
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

@@ -1,0 +1,290 @@
+"""What the chapters of a profile need, as jobs for a GPU window, in priority order.
+
+Every chapter asks the store for analyses of runs (``runs.Run``): heatmaps, principal
+components, probes, deletions, predictions, cross-model CKA, training metrics, and for
+chapter 2 the model itself. ``chapter_requests`` lists exactly those requests, with the
+keys the chapters look up (each analysis' ``*_key`` function).
+
+A *job* is what one window must do in one go: train some runs and compute every analysis
+any chapter needs of them while they are on the device, since no weights come back.
+Runs joined by a cross-model comparison (Fig. 6's seed pairs, Fig. E.1's pairs) are one
+job, so both models are on the device at once. A job takes the priority of its most
+urgent run:
+
+1. Fig. 1 (depth and width rows) and chapter 2's model; 2. chapter 4's models;
+3. Fig. 6's second seeds; 4. Figs. 2 and D.2 (smaller training sets); 5. Fig. C.1;
+6. Fig. E.1; 7. Figs. D.1 and D.5 (seeds); 8. populations, member by member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import analyses, grid, populations
+from ..models import ResNetConfig
+from ..profiles import Profile
+from ..runs import Run
+from ..store import config_key
+from . import costs
+
+PRIORITIES = {
+    1: "Fig. 1 and chapter 2",
+    2: "chapter 4 (Figs. 3-5)",
+    3: "Fig. 6 (second seeds)",
+    4: "Figs. 2 and D.2 (smaller training sets)",
+    5: "Fig. C.1 (no residual connections)",
+    6: "Fig. E.1 (pairs of architectures)",
+    7: "Figs. D.1 and D.5 (seeds)",
+    8: "Figs. 7 and F.1-F.3 (populations)",
+}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One store entry a chapter reads: ``kind`` of ``run`` (and of ``other``, for cross)."""
+
+    kind: str
+    run: Run
+    other: Run | None = None
+
+    @property
+    def name(self) -> str:
+        versus = f" vs {self.other.name}" if self.other is not None else ""
+        return f"{self.kind}: {self.run.name}{versus}"
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        return (self.run,) if self.other is None else (self.run, self.other)
+
+    def key(self, profile: Profile, data) -> dict:
+        return KINDS[self.kind].key(self, profile, data)
+
+    def compute(self, profile: Profile, data, store, device) -> None:
+        """Compute (or find) this entry in ``store``; its models must be there already."""
+        KINDS[self.kind].compute(self, profile, data, store, device)
+
+    def estimate(self, profile: Profile, rates: costs.DeviceRates) -> float:
+        return KINDS[self.kind].estimate(self, profile, rates)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the entry must come back at full precision (model weights)."""
+        return self.kind == "weights"
+
+
+@dataclass(frozen=True)
+class Kind:
+    key: Callable
+    compute: Callable
+    estimate: Callable
+
+
+def _pcs_estimate(a: Analysis, p: Profile, rates) -> float:
+    examples = min(p.probes.pc_examples or 10_000, 10_000)
+    features = sum(costs.model_cost(a.run.model).layer_features)
+    groups = max(1, -(-4 * examples * features // p.probes.pca_max_bytes))
+    cka = costs.cka_seconds([a.run.model], min(p.cka.examples or 10_000, 10_000), p.cka.batch_size, p.cka.passes, rates)
+    return groups * costs.forward_seconds(a.run.model, examples, rates) + cka
+
+
+def _probe_estimate(a: Analysis, p: Profile, rates) -> float:
+    s = p.probes
+    images = s.probe_epochs * s.probe_train_size + s.probe_val_size + min(s.test_examples or 10_000, 10_000)
+    layers = 2 * 3 * a.run.model.blocks_per_stage
+    # Per minibatch: a capture and a stacking copy per layer, ~15 ops per width and rate.
+    launches = images / 256 * (3 * layers + 3 * len(s.probe_lrs) * 15) * rates.launch
+    return 1.5 * costs.forward_seconds(a.run.model, images, rates) + launches
+
+
+KINDS = {
+    "weights": Kind(lambda a, p, d: a.run.key(p, d), lambda a, p, d, s, dev: None, lambda a, p, r: 0.0),
+    "training": Kind(lambda a, p, d: analyses.training_metrics_key(a.run, p, d),
+                     lambda a, p, d, s, dev: analyses.training_metrics(a.run, p, d, s, dev), lambda a, p, r: 0.0),
+    "heatmap": Kind(lambda a, p, d: grid.heatmap_key(a.run, p, d),
+                    lambda a, p, d, s, dev: grid.heatmap(a.run, p, d, s, dev),
+                    lambda a, p, r: costs.cka_seconds([a.run.model], min(p.cka.examples or 10_000, 10_000),
+                                                      p.cka.batch_size, p.cka.passes, r)),
+    "principal components": Kind(
+        lambda a, p, d: analyses.first_pcs_key(a.run, p, d, without_pc1=True),
+        lambda a, p, d, s, dev: analyses.first_pcs(a.run, p, d, without_pc1=True, store=s, device=dev), _pcs_estimate),
+    "late principal components": Kind(
+        lambda a, p, d: analyses.first_pcs_key(a.run, p, d, late_block_outputs=True),
+        lambda a, p, d, s, dev: analyses.first_pcs(a.run, p, d, late_block_outputs=True, store=s, device=dev),
+        lambda a, p, r: costs.forward_seconds(a.run.model, min(p.probes.pc_examples or 10_000, 10_000), r)),
+    "linear probes": Kind(lambda a, p, d: analyses.probe_accuracy_key(a.run, p, d),
+                          lambda a, p, d, s, dev: analyses.probe_accuracy(a.run, p, d, s, dev), _probe_estimate),
+    "block deletion": Kind(
+        lambda a, p, d: analyses.deletion_accuracy_key(a.run, p, d),
+        lambda a, p, d, s, dev: analyses.deletion_accuracy(a.run, p, d, s, dev),
+        lambda a, p, r: 3 * a.run.model.blocks_per_stage
+        * costs.forward_seconds(a.run.model, min(p.probes.test_examples or 10_000, 10_000), r)),
+    "test predictions": Kind(
+        lambda a, p, d: populations.predictions_key(a.run, p, d),
+        lambda a, p, d, s, dev: populations.run_predictions(a.run, p, d, s, dev),
+        lambda a, p, r: costs.forward_seconds(a.run.model, min(p.predictions.test_examples or 10_000, 10_000), r)),
+    "cross-model CKA": Kind(
+        lambda a, p, d: analyses.cross_cka_key(a.run, a.other, p, d),
+        lambda a, p, d, s, dev: analyses.cross_cka(a.run, a.other, p, d, s, dev),
+        lambda a, p, r: costs.cka_seconds([a.run.model, a.other.model], min(p.cka.examples or 10_000, 10_000),
+                                          p.cka.batch_size, p.cka.passes, r)),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """An analysis a chapter reads, the figure it serves and that figure's priority."""
+
+    analysis: Analysis
+    priority: int
+    figure: str
+
+
+def chapter_requests(profile: Profile) -> list[Request]:
+    """Every store entry the chapters read under ``profile`` (with their default seed 0),
+    mirroring what each chapter asks for."""
+    requests: list[Request] = []
+
+    def ask(priority: int, figure: str, run: Run, *kinds: str, other: Run | None = None) -> None:
+        requests.extend(Request(Analysis(kind, run, other if kind == "cross-model CKA" else None), priority, figure)
+                        for kind in kinds)
+
+    background = Run(profile.background.model, profile.background.train_size)
+    ask(1, "Ch. 2", background, "weights", "training", "heatmap")
+
+    b = profile.blocks
+    fig1 = {Run(ResNetConfig(d), b.full_size) for d in b.depths} | {
+        Run(ResNetConfig(b.base_depth, w), b.full_size) for w in b.widths}
+    for run in grid.block_runs(b):
+        if run in fig1:
+            priority, figure = 1, "Fig. 1"
+        elif run.seed != 0:
+            priority, figure = 7, "Fig. D.1"
+        elif not run.model.residual:
+            priority, figure = 5, "Fig. C.1"
+        else:
+            priority, figure = 4, "Figs. 2, D.2"
+        ask(priority, figure, run, "heatmap", "training")
+        if run.model.residual:
+            ask(priority, "Fig. D.5", run, "late principal components")
+
+    for run in (profile.probes.with_block, profile.probes.without_block):
+        ask(2, "Ch. 4", run, "heatmap", "training", "principal components", "linear probes", "block deletion")
+
+    first, second = profile.across.seed_pair
+    for run in profile.across.seed_runs:
+        a, c = run.with_seed(first), run.with_seed(second)
+        ask(3, "Fig. 6", a, "heatmap", "training", "cross-model CKA", other=c)
+        ask(3, "Fig. 6", c, "training")
+    for a, c in profile.across.architecture_pairs:
+        ask(6, "Fig. E.1", a, "heatmap", "training", "cross-model CKA", other=c)
+        ask(6, "Fig. E.1", c, "heatmap", "training")
+
+    for population in populations.chapter_populations(profile.predictions).values():
+        for run in population.runs:
+            ask(8, "Figs. 7, F.1-F.3", run, "test predictions", "training")
+    return requests
+
+
+@dataclass
+class Job:
+    """Runs trained in one window and every analysis of them any chapter needs."""
+
+    priority: int
+    runs: tuple[Run, ...]
+    analyses: tuple[Analysis, ...]
+    figures: tuple[str, ...]
+    name: str = ""
+    status: str = "pending"  # "harvested", "pending" or "stale"
+    estimated_seconds: float = 0.0
+    missing: tuple[Analysis, ...] = field(default_factory=tuple)
+
+    @property
+    def population(self) -> bool:
+        return self.priority == 8
+
+
+def plan_jobs(profile: Profile) -> list[Job]:
+    """The profile's jobs in the order a harvest takes them (priority, then cost order
+    within the grid as the chapters list it)."""
+    requests = chapter_requests(profile)
+    order: dict[Run, int] = {}
+    priority: dict[Run, int] = {}
+    figures: dict[Run, list[str]] = {}
+    wanted: dict[Run, list[Analysis]] = {}
+    parent: dict[Run, Run] = {}
+
+    def root(run: Run) -> Run:
+        while parent[run] != run:
+            parent[run] = parent[parent[run]]
+            run = parent[run]
+        return run
+
+    for request in requests:
+        for run in request.analysis.runs:
+            order.setdefault(run, len(order))
+            parent.setdefault(run, run)
+            priority[run] = min(priority.get(run, 99), request.priority)
+            figures.setdefault(run, [])
+        run = request.analysis.run
+        if request.figure not in figures[run]:
+            figures[run].append(request.figure)
+        if request.analysis not in wanted.setdefault(run, []):
+            wanted[run].append(request.analysis)
+        if request.analysis.other is not None:
+            parent[root(request.analysis.other)] = root(run)
+    groups: dict[Run, list[Run]] = {}
+    for run in sorted(order, key=order.get):
+        groups.setdefault(root(run), []).append(run)
+    jobs = []
+    for members in groups.values():
+        job_figures = list(dict.fromkeys(f for run in members for f in figures[run]))
+        job = Job(priority=min(priority[run] for run in members), runs=tuple(members),
+                  analyses=tuple(a for run in members for a in wanted.get(run, [])), figures=tuple(job_figures))
+        job.name = f"{', '.join(job_figures)}: {_describe(members)}"
+        jobs.append(job)
+    return sorted(jobs, key=lambda job: (job.priority, order[job.runs[0]]))
+
+
+def _describe(runs: list[Run]) -> str:
+    """"ResNet-164 (1x) on all training images, seeds 0, 1; ResNet-56 (1x) ..."."""
+    by_label: dict[str, list[int]] = {}
+    for run in runs:
+        by_label.setdefault(run.label, []).append(run.seed)
+    return "; ".join(f"{label}, seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+                     for label, seeds in by_label.items())
+
+
+def job_estimate(job: Job, profile: Profile, rates: costs.DeviceRates, graphs: bool,
+                 measured: dict | None = None, analyses_only: bool = False) -> float:
+    """Estimated seconds of ``job`` on a device with ``rates``; ``measured`` (from
+    ``Measurements.lookup``) replaces the counted estimate wherever it has a number."""
+    measured = measured or {}
+    seconds = 0.0
+    if not analyses_only:
+        for run in job.runs:
+            recipe = run.recipe(profile)
+            rate = measured.get(("train", run.model.name, recipe.batch_size))
+            if rate:
+                images = recipe.epochs * ((recipe.train_size or 50_000) // recipe.batch_size) * recipe.batch_size
+                seconds += images / rate + costs.forward_seconds(run.model, 5_000, rates)
+            else:
+                seconds += costs.training_seconds(run.model, recipe, rates, graphs)
+    for analysis in job.analyses:
+        seconds += measured.get(("analysis", analysis.kind, analysis.run.model.name)) or analysis.estimate(profile, rates)
+    return seconds
+
+
+def mark(jobs: list[Job], profile: Profile, data, available: set[str], names: dict[str, str]) -> list[Job]:
+    """Set each job's status and missing analyses from the keys already harvested
+    (``available``: ``config_key`` values) and the names they were harvested under."""
+    for job in jobs:
+        keys = {a: config_key(a.key(profile, data)) for a in job.analyses}
+        job.missing = tuple(a for a, key in keys.items() if key not in available)
+        if not job.missing:
+            job.status = "harvested"
+        elif any(a.name in names and names[a.name] != keys[a] for a in job.missing):
+            job.status = "stale"
+        else:
+            job.status = "pending"
+    return jobs
