@@ -24,6 +24,7 @@
 profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py
 seed = 0  # the model's training seed
 device = None  # None uses the profile's device; "cpu", "cuda" or "auto" override it
+compute_missing = None  # None: the profile decides (paper: only on a GPU); False: stored and committed results only
 block_threshold = 0.8  # CKA that every pair of layers in a "block" must reach
 
 # %% tags=["remove-cell"]
@@ -40,21 +41,19 @@ if importlib.util.find_spec("repsim") is None:
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 from myst_nb import glue
 
+# %% tags=["remove-cell"]
 from repsim import plots
-from repsim.cka import linear_cka, subsample_cka
 from repsim.blocks import find_block
-from repsim.compare import collect_activations, model_cka
-from repsim.data import load_dataset
+from repsim.compare import collect_activations
+from repsim.figures import background_run
+from repsim.grid import heatmap, train_run
 from repsim.models import layer_names
-from repsim.profiles import chapter_device, differences_from_paper, get_profile
-from repsim.train import trained_model
-
-P = get_profile(profile)
-device = chapter_device(device, P)  # on Colab: its GPU when there is one
-torch.manual_seed(seed)
+from repsim.profiles import differences_from_paper
+from repsim.properties import demo_layers, estimator_curves, invariance_rows, minibatch_against_full, off_diagonal
+from repsim.prose import glue_all
+from repsim.session import Session
 
 # %% [markdown]
 # ## Representations and their similarity
@@ -103,17 +102,23 @@ torch.manual_seed(seed)
 # **The minibatch estimator.** A Gram over all 10,000 test images of every layer would
 # not fit in memory, so {cite}`nguyen2021wide` split the test set into minibatches of
 # $m$ images, compute $\mathrm{HSIC}_1$ for every pair of layers on each batch, and sum
-# over the $k$ batches before taking the ratio:
+# over the $k$ batches before taking the ratio. The paper's released code sums the
+# batches' unnormalised products $\langle \tilde K_b, \tilde L_b \rangle$, so each
+# batch's $\mathrm{HSIC}_1$ counts with weight $n_b(n_b - 3)$:
 #
 # $$
-# \mathrm{CKA}_{\text{minibatch}}(X, Y) = \frac{\sum_{b} \mathrm{HSIC}_1(K_b, L_b)}
-#   {\sqrt{\sum_b \mathrm{HSIC}_1(K_b, K_b)\ \sum_b \mathrm{HSIC}_1(L_b, L_b)}} .
+# \mathrm{CKA}_{\text{minibatch}}(X, Y) = \frac{\sum_{b} n_b(n_b-3)\,\mathrm{HSIC}_1(K_b, L_b)}
+#   {\sqrt{\sum_b n_b(n_b-3)\,\mathrm{HSIC}_1(K_b, K_b)\ \sum_b n_b(n_b-3)\,\mathrm{HSIC}_1(L_b, L_b)}} .
 # $$
 #
-# Because each term is unbiased, so is each sum, and the estimate does not depend on
-# the batch size the way a biased one would. `repsim.cka.MinibatchCKA` computes this
-# for all pairs of layers at once: per batch, one Gram per layer, U-centring, and a
-# single matrix product of the flattened centred Grams; sums are kept in float64.
+# On batches of one size the weights cancel and this is the plain sum; the paper's
+# protocol (10,000 test images in batches of 256) ends every pass with a batch of 16,
+# which these weights count for less, exactly as the released code does, and so does
+# `repsim.cka.MinibatchCKA`. Because each term is unbiased, so is each sum, and the
+# estimate does not depend on the batch size the way a biased one would.
+# `MinibatchCKA` computes it for all pairs of layers at once: per batch, one Gram per
+# layer, U-centring, and a single matrix product of the flattened centred Grams; sums
+# are kept in float64.
 #
 # ## The model
 #
@@ -121,19 +126,17 @@ torch.manual_seed(seed)
 # decay, L2 on kernels, crop-and-flip augmentation), scaled by the profile.
 
 # %%
-data = load_dataset(P.dataset)
-background = P.background
-recipe = P.training(background.train_size)
-model, record = trained_model(background.model, recipe, data, seed, device=device, progress=False)
-layers = layer_names(model)
-metrics = record["metrics"]
-glue("model_name", background.model.name, display=False)
-glue("train_images", background.train_size or len(data.train_labels), display=False)
-glue("epochs", recipe.epochs, display=False)
-glue("test_acc", f"{100 * metrics['best_test_acc']:.1f}", display=False)
-glue("n_layers", len(layers), display=False)
-print(f"{background.model.name}: {len(layers)} layers, best test accuracy "
-      f"{metrics['best_test_acc']:.3f} at epoch {metrics['best_epoch']} of {recipe.epochs}")
+session = Session.open(profile, device, compute_missing)
+P, data = session.profile, session.data
+run = background_run(P, seed)
+model, record = session.require(train_run, run)  # trained once, then read from the store
+layers, metrics, recipe = layer_names(model), record["metrics"], run.recipe(P)
+print(f"{run.model.name}: {len(layers)} layers, best test accuracy {metrics['best_test_acc']:.3f} "
+      f"at epoch {metrics['best_epoch']} of {recipe.epochs}")
+
+# %% tags=["remove-cell"]
+glue_all({"model_name": run.model.name, "train_images": f"{run.train_size or len(data.train_labels):,}",
+          "epochs": recipe.epochs, "test_acc": f"{100 * metrics['best_test_acc']:.1f}", "n_layers": len(layers)})
 
 # %% [markdown]
 # The profile shortens the paper's recipe to fit its hardware. Every setting that
@@ -147,8 +150,7 @@ print(f"{background.model.name}: {len(layers)} layers, best test accuracy "
 # profile's values.
 
 # %%
-setup = pd.DataFrame(differences_from_paper(P, background.train_size)).set_index("setting")
-setup[setup["paper"] != setup[P.name]]
+pd.DataFrame(differences_from_paper(P, run.train_size, changed_only=True)).set_index("setting")
 
 # %% [markdown]
 # The model is a {glue:text}`model_name` trained on {glue:text}`train_images`
@@ -171,32 +173,16 @@ setup[setup["paper"] != setup[P.name]]
 # held-out test images, and apply each transform to the first.
 
 # %%
-probe_layers = [name for name in layers if name.endswith("relu2")]
-x_name, y_name = probe_layers[-1], [n for n in probe_layers if n.startswith("stage2")][-1]
-probe_images = data.test_images[-background.probe_examples:]  # not used by the heatmaps below
-acts = collect_activations(model, probe_images, [x_name, y_name], device=device)
+x_name, y_name = demo_layers(layers)
+probe_images = data.test_images[-P.background.probe_examples:]  # not used by the heatmaps below
+acts = collect_activations(model, probe_images, [x_name, y_name], device=session.device)
 x, y = acts[x_name].double(), acts[y_name].double()
-p = x.shape[1]
-generator = torch.Generator().manual_seed(seed)
-orthogonal, _ = torch.linalg.qr(torch.randn(p, p, generator=generator, dtype=torch.float64))
-feature_scales = 10 ** (4 * torch.rand(p, generator=generator, dtype=torch.float64) - 2)  # 0.01 to 100
-transforms = {
-    "none": x,
-    "orthogonal  X Q": x @ orthogonal,
-    "isotropic scaling  7.3 X": 7.3 * x,
-    "mean shift  X + 1 c^T": x + 50 * torch.rand(p, generator=generator, dtype=torch.float64),
-    "feature-wise scaling  X D": x * feature_scales,
-}
-invariance = pd.DataFrame(
-    {"CKA(T(X), Y)": [linear_cka(t, y, unbiased=True) for t in transforms.values()]}, index=list(transforms)
-)
-invariance["change"] = invariance.iloc[:, 0] - invariance.iloc[0, 0]
-glue("inv_base", f"{invariance.iloc[0, 0]:.3f}", display=False)
-glue("inv_max_invariant", f"{invariance['change'].iloc[1:4].abs().max():.1e}", display=False)
-glue("inv_general", f"{invariance.iloc[4, 0]:.3f}", display=False)
-glue("x_name", x_name, display=False)
-glue("y_name", y_name, display=False)
+invariance = pd.DataFrame(invariance_rows(x, y, seed)).set_index("transform")
 invariance.style.format({"CKA(T(X), Y)": "{:.6f}", "change": "{:+.1e}"})
+
+# %% tags=["remove-cell"]
+glue_all({"inv_base": f"{invariance.iloc[0, 0]:.3f}", "inv_max_invariant": f"{invariance['change'].iloc[1:4].abs().max():.1e}",
+          "inv_general": f"{invariance.iloc[4, 0]:.3f}", "x_name": x_name, "y_name": y_name})
 
 # %% [markdown]
 # Between {glue:text}`x_name` and {glue:text}`y_name` the unbiased CKA is
@@ -214,25 +200,15 @@ invariance.style.format({"CKA(T(X), Y)": "{:.6f}", "change": "{:+.1e}"})
 # subsets of $n$ examples, once as is and once with the rows of $Y$ shuffled, which
 # pairs each example's $X$ with another example's $Y$: a population CKA of zero.
 
-# %% tags=["hide-input"]
-shuffled = y[torch.randperm(len(y), generator=generator)]
-sizes = [s for s in background.sample_sizes if s <= len(x)]
-estimates = {
-    (pair, unbiased): subsample_cka(x, other, sizes, background.repeats, unbiased=unbiased, seed=seed)
-    for pair, other in (("aligned", y), ("shuffled", shuffled))
-    for unbiased in (False, True)
-}
-fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained", sharey=True)
-for ax, pair in zip(axes, ("aligned", "shuffled")):
-    plots.estimate_vs_sample_size(
-        sizes, {"biased": estimates[pair, False], "unbiased": estimates[pair, True]}, ax=ax,
-        title=f"{x_name} vs {y_name}" + (" (rows shuffled)" if pair == "shuffled" else ""),
-    )
+# %%
+sizes, aligned, shuffled = estimator_curves(x, y, P.background.sample_sizes, P.background.repeats, seed)
+fig = plots.estimator_panels(sizes, aligned, shuffled, title=f"{x_name} vs {y_name}")
 glue("fig_estimators", fig, display=False)
-glue("bias_small_n", f"{estimates['shuffled', False][0].mean():.2f}", display=False)
-glue("unbiased_small_n", f"{estimates['shuffled', True][0].mean():.2f}", display=False)
-glue("small_n", sizes[0], display=False)
 plt.close(fig)
+
+# %% tags=["remove-cell"]
+glue_all({"bias_small_n": f"{shuffled['biased'][0].mean():.2f}", "unbiased_small_n": f"{shuffled['unbiased'][0].mean():.2f}",
+          "small_n": sizes[0]})
 
 # %% [markdown]
 # ```{glue:figure} fig_estimators
@@ -257,19 +233,16 @@ plt.close(fig)
 # twice: once from a single Gram over all of them, once with the minibatch estimator
 # and the profile's batch size.
 
-# %% tags=["hide-input"]
-full = model_cka(model, probe_images, batch_size=len(probe_images), passes=1, device=device)
-minibatch = model_cka(model, probe_images, batch_size=P.cka.batch_size, passes=P.cka.passes, seed=seed, device=device)
-difference = (minibatch - full).abs()
-fig, ax = plt.subplots(figsize=(3.6, 3.4), layout="constrained")
-plots.agreement(full, minibatch, ax=ax, xlabel=f"CKA, one batch of {len(probe_images)}",
-                ylabel=f"minibatch CKA, batches of {P.cka.batch_size}")
-glue("fig_minibatch", fig, display=False)
-glue("mb_max_diff", f"{difference.max():.3f}", display=False)
-glue("mb_mean_diff", f"{difference.mean():.4f}", display=False)
-glue("mb_examples", len(probe_images), display=False)
-glue("mb_batch", P.cka.batch_size, display=False)
-plt.close(fig)
+# %%
+full, minibatch = minibatch_against_full(model, probe_images, P.cka.batch_size, P.cka.passes, seed, session.device)
+ax = plots.agreement(full, minibatch, xlabel=f"CKA, one batch of {len(probe_images)}",
+                     ylabel=f"minibatch CKA, batches of {P.cka.batch_size}")
+glue("fig_minibatch", ax.figure, display=False)
+plt.close(ax.figure)
+
+# %% tags=["remove-cell"]
+glue_all({"mb_max_diff": f"{(minibatch - full).abs().max():.3f}", "mb_mean_diff": f"{(minibatch - full).abs().mean():.4f}",
+          "mb_examples": len(probe_images), "mb_batch": P.cka.batch_size})
 
 # %% [markdown]
 # ```{glue:figure} fig_minibatch
@@ -292,24 +265,19 @@ plt.close(fig)
 # heatmap, with the input side at the bottom left. Here is the heatmap of our model,
 # over the test set with the profile's minibatch protocol.
 
-# %% tags=["hide-input"]
-heatmap_images = data.test_images[: P.cka.examples]
-cka = model_cka(model, heatmap_images, batch_size=P.cka.batch_size, passes=P.cka.passes, seed=seed, device=device)
-fig, ax = plt.subplots(figsize=(4.6, 4.0), layout="constrained")
-plots.cka_heatmap(cka, ax=ax, layers=layers, title=background.model.name)
-glue("fig_heatmap", fig, display=False)
-off_diagonal = cka[~torch.eye(len(layers), dtype=torch.bool)]
-glue("heatmap_examples", len(heatmap_images), display=False)
-glue("heatmap_passes", P.cka.passes, display=False)
-glue("heatmap_mean", f"{off_diagonal.mean():.2f}", display=False)
-glue("heatmap_min", f"{cka.min():.2f}", display=False)
-block = find_block(cka.numpy(), threshold=block_threshold)
-glue("block_threshold", block_threshold, display=False)
-glue("block_size", block.size, display=False)
-glue("block_percent", f"{100 * block.fraction:.0f}", display=False)
-glue("block_first", layers[block.start] if block.size else "none", display=False)
-glue("block_last", layers[block.stop - 1] if block.size else "none", display=False)
-plt.close(fig)
+# %%
+within = session.require(heatmap, run)  # the profile's CKA protocol, cached in the store
+block = find_block(within.cka, threshold=block_threshold)
+ax = plots.cka_heatmap(within.cka, layers=within.layers, title=run.model.name)
+glue("fig_heatmap", ax.figure, display=False)
+plt.close(ax.figure)
+
+# %% tags=["remove-cell"]
+glue_all({"heatmap_examples": f"{P.cka.examples or len(data.test_labels):,}", "heatmap_passes": P.cka.passes,
+          "heatmap_mean": f"{off_diagonal(within.cka).mean():.2f}", "heatmap_min": f"{within.cka.min():.2f}",
+          "block_threshold": block_threshold, "block_size": block.size, "block_percent": f"{100 * block.fraction:.0f}",
+          "block_first": within.layers[block.start] if block.size else "none",
+          "block_last": within.layers[block.stop - 1] if block.size else "none"})
 
 # %% [markdown]
 # ```{glue:figure} fig_heatmap
@@ -377,10 +345,10 @@ plt.close(fig)
 
 # %% [markdown]
 # **Exercise 3.** The minibatch estimator sums $\mathrm{HSIC}_1$ over batches and only then takes the
-# ratio. Why not average the CKA of each batch instead? Try it: split
-# `heatmap_images` into batches of the profile's size, compute `model_cka` on each with
-# `batch_size` equal to the batch, and compare the mean of the per-batch matrices with
-# `cka`.
+# ratio. Why not average the CKA of each batch instead? Try it: split the heatmap's
+# test images (`data.test_images[:P.cka.examples]`) into batches of the profile's size,
+# compute `repsim.compare.model_cka` on each with `batch_size` equal to the batch, and
+# compare the mean of the per-batch matrices with `within.cka`.
 
 # %% [markdown] tags=["solution"]
 # ````{admonition} Solution to exercise 3
@@ -393,9 +361,12 @@ plt.close(fig)
 # used; on small batches the per-batch ratios are also very noisy. A sketch:
 #
 # ```python
-# b = P.cka.batch_size
-# per_batch = [model_cka(model, heatmap_images[i:i + b], batch_size=b, passes=1, device=device)
-#              for i in range(0, len(heatmap_images) - b + 1, b)]
-# (torch.stack(per_batch).mean(0) - cka).abs().max()
+# import torch
+# from repsim.compare import model_cka
+#
+# images, b = data.test_images[: P.cka.examples], P.cka.batch_size
+# per_batch = [model_cka(model, images[i:i + b], batch_size=b, passes=1, device=session.device)
+#              for i in range(0, len(images) - b + 1, b)]
+# (torch.stack(per_batch).mean(0).numpy() - within.cka).abs().max()
 # ```
 # ````

@@ -28,6 +28,7 @@
 profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py
 seed = 0  # seed of every model except the extra seeds of Fig. D.1
 device = None  # None uses the profile's device
+compute_missing = None  # None: the profile decides (paper: only on a GPU); False: stored and committed results only
 block_threshold = 0.9  # CKA that every pair of layers in a block must reach
 
 # %% tags=["remove-cell"]
@@ -42,28 +43,21 @@ if importlib.util.find_spec("repsim") is None:
     importlib.invalidate_caches()
 
 # %% tags=["remove-cell"]
-from functools import partial
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+# %% tags=["remove-cell"]
 from repsim import plots
+from repsim.claims import block_claims, markdown
 from repsim.data import is_available, load_dataset
-from repsim.grid import block_change, block_summary, heatmap_row, verdict
-from repsim.models import ResNetConfig
-from repsim.profiles import chapter_device, get_profile, grid_vs_paper
-
-P = get_profile(profile)
-S = P.blocks
-device = chapter_device(device, P)  # on Colab: its GPU when there is one
-data = load_dataset(P.dataset)
-size_label = {None: "all 50,000 images"} | {n: f"{n:,} images" for n in S.train_sizes + (S.full_size,) if n}
-
-# Within-model CKA heatmaps of a list of architectures (trained once, then loaded from the store).
-row = partial(heatmap_row, profile=P, data=data, train_size=S.full_size, seed=seed, device=device)
-
+from repsim.figures import (fig1_rows, fig2_rows, figc1_row, figd1_rows, figd2_rows, flatten, seed_labels, size_label,
+                            size_labels)
+from repsim.grid import block_table, extremes, heatmap, panels, schedule, seed_title
+from repsim.profiles import grid_vs_paper
+from repsim.prose import full_size_note, glue_all, thinning
+from repsim.session import Session, coverage
 
 # %% [markdown]
 # ## The grid of models
@@ -71,27 +65,26 @@ row = partial(heatmap_row, profile=P, data=data, train_size=S.full_size, seed=se
 # The paper trains every model for 300 epochs on up to all 50,000 training images, for
 # depths up to ResNet-164 and widths up to 10x. The profile {glue:text}`profile_name`
 # trains the grid below; where it is smaller than the paper's, the figures are thinned
-# accordingly, and the training recipe (see {doc}`02_cka`) is shortened to at least
-# {glue:text}`min_steps` SGD steps per model.
+# accordingly, and the training recipe is shortened (chapter 2 lists every setting that
+# differs from the paper's).
 
 # %%
-glue("profile_name", P.name, display=False)
-glue("min_steps", f"{P.min_steps:,}", display=False)
+session = Session.open(profile, device, compute_missing)
+P, S = session.profile, session.profile.blocks
+display(Markdown(thinning(P)))
 pd.DataFrame(grid_vs_paper(S)).set_index(["figure", "grid"])
 
-# %% [markdown]
-# Each training-set size gets this schedule (a smaller set is passed over more often,
-# so that every model takes at least the profile's number of SGD steps; a larger set
-# is therefore seen fewer times, which at small budgets also means less trained):
+# %% tags=["remove-cell"]
+glue_all({"profile_name": P.name, "base_depth": S.base_depth, "fig1_data": size_label(S.full_size),
+          "fig1_note": Markdown(full_size_note(S))})
 
-# %% tags=["hide-input"]
-schedule = []
-for n in sorted(S.train_sizes, key=lambda n: n or 50_000):
-    recipe = P.training(n)
-    images = n or 50_000
-    schedule.append({"training images": f"{images:,}", "epochs": recipe.epochs,
-                     "SGD steps": recipe.epochs * -(-images // recipe.batch_size), "batch": recipe.batch_size})
-pd.DataFrame(schedule).set_index("training images")
+# %% [markdown]
+# Each training-set size gets this schedule. Within each comparison of
+# {numref}`paper-fig-2` and {numref}`paper-fig-d2` the epochs are the same for every
+# size, as in the paper, so a model trained on more images also takes more SGD steps:
+
+# %%
+pd.DataFrame(schedule(P, S.train_sizes)).set_index("training images")
 
 # %% [markdown]
 # ## Deeper and wider networks (Fig. 1)
@@ -101,19 +94,14 @@ pd.DataFrame(schedule).set_index("training images")
 # its layers (every convolution, batch norm, ReLU and residual add, the pool and the
 # logits), with the first layer at the bottom left. The title gives the test accuracy.
 
-# %% tags=["remove-input"]
-if S.full_size is not None:
-    display(Markdown(f"Where the paper trains these models on all 50,000 training images, this profile uses "
-                     f"{S.full_size:,}: at its scale, few images are what lets narrow networks show the block "
-                     "(the lever of Figs. 2 and D.2)."))
+# %% [markdown]
+# {glue:md}`fig1_note`
 
 # %%
-depth_row = row([ResNetConfig(d) for d in S.depths])
-width_row = row([ResNetConfig(S.base_depth, w) for w in S.widths])
-fig = plots.heatmap_grid([[m.cka for m in depth_row], [m.cka for m in width_row]],
-                         [[m.title for m in depth_row], [m.title for m in width_row]], row_labels=["deeper", "wider"])
+fig1 = session.get_rows(heatmap, fig1_rows(S, seed))  # trained once, then read from the store
+fig = plots.heatmap_grid(*panels(fig1), row_labels=["deeper", "wider"])
 glue("fig_1", fig, display=False)
-glue("fig1_data", size_label[S.full_size], display=False)
+glue("fig1_coverage", coverage("Fig. 1", flatten(fig1)), display=False)
 plt.close(fig)
 
 # %% [markdown]
@@ -122,7 +110,7 @@ plt.close(fig)
 #
 # (Paper Fig. 1.) Within-model CKA as depth grows at width 1x (top) and as width grows
 # at ResNet-{glue:text}`base_depth` (bottom), all trained on {glue:text}`fig1_data`
-# of CIFAR-10.
+# of CIFAR-10. {glue:text}`fig1_coverage`
 # ```
 
 # %% [markdown]
@@ -132,14 +120,14 @@ plt.close(fig)
 # training set. Down each column the training set shrinks.
 
 # %%
-sizes = sorted(S.train_sizes, key=lambda n: n or 10**9, reverse=True)
-width_grid = [row([ResNetConfig(S.base_depth, w) for w in S.widths], train_size=n) for n in sizes]
-depth_grid = [row([ResNetConfig(d) for d in S.depths], train_size=n) for n in sizes]
-for name, grid_maps in (("fig_2", width_grid), ("fig_d2", depth_grid)):
-    fig = plots.heatmap_grid([[m.cka for m in maps] for maps in grid_maps], [[m.title for m in maps] for maps in grid_maps],
-                             row_labels=[size_label[n] for n in sizes])
-    glue(name, fig, display=False)
-    plt.close(fig)
+fig2, figd2 = session.get_rows(heatmap, fig2_rows(S, seed)), session.get_rows(heatmap, figd2_rows(S, seed))
+fig = plots.heatmap_grid(*panels(fig2), row_labels=size_labels(S))
+glue("fig_2", fig, display=False)
+plt.close(fig)
+fig = plots.heatmap_grid(*panels(figd2), row_labels=size_labels(S))
+glue("fig_d2", fig, display=False)
+plt.close(fig)
+glue("fig2_coverage", coverage("Figs. 2 and D.2", flatten(fig2 + figd2)), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_2
@@ -153,6 +141,7 @@ for name, grid_maps in (("fig_2", width_grid), ("fig_d2", depth_grid)):
 # :name: paper-fig-d2
 #
 # (Paper Fig. D.2.) As {numref}`paper-fig-2`, with depth growing along each row.
+# {glue:text}`fig2_coverage`
 # ```
 
 # %% [markdown]
@@ -162,8 +151,8 @@ for name, grid_maps in (("fig_2", width_grid), ("fig_d2", depth_grid)):
 # networks without them too. Here are the same networks with the residual add removed.
 
 # %%
-plain_row = row([ResNetConfig(S.base_depth, w, residual=False) for w in S.plain_widths])
-fig = plots.heatmap_grid([[m.cka for m in plain_row]], [[m.title for m in plain_row]])
+plain = session.get_all(heatmap, figc1_row(S, seed))
+fig = plots.heatmap_grid(*panels([plain]))
 glue("fig_c1", fig, display=False)
 plt.close(fig)
 
@@ -181,10 +170,8 @@ plt.close(fig)
 # orders). The paper finds the block in every seed, at a position and size that vary.
 
 # %%
-seed_rows = [[m for s in range(S.seeds) for m in row([config], seed=seed + s)] for config in S.seed_models]
-fig = plots.heatmap_grid([[m.cka for m in maps] for maps in seed_rows],
-                         [[f"seed {m.run.seed}, {m.test_acc:.0%}" for m in maps] for maps in seed_rows],
-                         row_labels=[config.name for config in S.seed_models])
+figd1 = session.get_rows(heatmap, figd1_rows(S, seed))
+fig = plots.heatmap_grid(*panels(figd1, title=seed_title), row_labels=seed_labels(S))
 glue("fig_d1", fig, display=False)
 plt.close(fig)
 
@@ -202,17 +189,12 @@ plt.close(fig)
 # names), this section trains the grid of {numref}`paper-fig-1` on it, with 100-way
 # classifiers.
 
-# %% tags=["remove-input"]
-cifar100_maps = []
+# %%
+maps100 = []
 if is_available("cifar100"):
-    data100 = load_dataset("cifar100")
-    depth_row100 = row([ResNetConfig(d) for d in S.depths], data=data100)
-    width_row100 = row([ResNetConfig(S.base_depth, w) for w in S.widths], data=data100)
-    cifar100_maps = depth_row100 + width_row100
-    fig = plots.heatmap_grid([[m.cka for m in depth_row100], [m.cka for m in width_row100]],
-                             [[m.title for m in depth_row100], [m.title for m in width_row100]], row_labels=["deeper", "wider"])
-    display(Markdown(f"The grid of Fig. 1 trained on {size_label[S.full_size]} of CIFAR-100:"))
-    plt.show()
+    cifar100 = Session.open(profile, device, compute_missing, data=load_dataset("cifar100"))
+    maps100 = cifar100.get_rows(heatmap, fig1_rows(S, seed, num_classes=100))
+    display(plots.heatmap_grid(*panels(maps100), row_labels=["deeper", "wider"]))
 else:
     display(Markdown("CIFAR-100 is not available to this run, so this section is empty. Download it "
                      "through torchvision (`repsim.data.load_dataset('cifar100')` with internet access) "
@@ -227,44 +209,26 @@ else:
 # the model's layers. The table lists it for every model of this chapter.
 
 # %%
-all_maps = depth_row + width_row + plain_row + [m for maps in width_grid + depth_grid + seed_rows for m in maps]
-unique = {m.run: m for m in all_maps + cifar100_maps}  # runs shared between figures count once
-table = pd.DataFrame(block_summary(list(unique.values()), block_threshold))
-table["train_size"] = table["train_size"].map(lambda n: n or 50_000)
+table = block_table(flatten(fig1 + fig2 + figd2 + [plain] + figd1 + maps100), block_threshold)
 glue("threshold", block_threshold, display=False)
-table.sort_values(["classes", "residual", "train_size", "width", "depth", "seed"]).style.format(
-    {"test_acc": "{:.3f}", "block_fraction": "{:.2f}", "block_mean_cka": "{:.3f}"}, na_rep="-").hide(axis="index")
+table.style.format({"train_acc": "{:.3f}", "test_acc": "{:.3f}", "block_fraction": "{:.2f}", "block_mean_cka": "{:.3f}"},
+                   na_rep="-").hide(axis="index")
 
 # %% [markdown]
-# One plot summarises Figs. 1, 2 and D.2: block size against width (at depth
-# {glue:text}`base_depth`) and against depth (at width 1x), one line per training-set
-# size.
+# The table gives each model's accuracy on its own training images (`train_acc`, in
+# evaluation mode, on up to 5,000 of them) beside its test accuracy, so the reader can
+# see how well each model fits its data. One plot summarises Figs. 1, 2 and D.2: block
+# size against width (at depth {glue:text}`base_depth`) and against depth (at width
+# 1x), one line per training-set size.
 
-# %% tags=["hide-input"]
-residual = table[table["residual"] & (table["seed"] == seed) & (table["classes"] == data.num_classes)]
-by_width = residual[(residual["depth"] == S.base_depth)]
-by_depth = residual[(residual["width"] == 1)]
-fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), layout="constrained", sharey=True)
-plots.block_trend(by_width, x="width", hue="train_size", ax=axes[0], title=f"ResNet-{S.base_depth}, wider",
-                  legend_title="training images")
-plots.block_trend(by_depth, x="depth", hue="train_size", ax=axes[1], title="width 1x, deeper",
-                  legend_title="training images")
+# %%
+cifar10 = table[table["residual"] & (table["seed"] == seed) & (table["classes"] == session.data.num_classes)]
+fig = plots.block_trends(cifar10, S.base_depth)
 glue("fig_block_trend", fig, display=False)
 plt.close(fig)
 
 # %% tags=["remove-cell"]
-smallest, largest = min(n or 50_000 for n in S.train_sizes), max(n or 50_000 for n in S.train_sizes)
-widest, deepest = max(S.widths), max(S.depths)
-glue("base_depth", S.base_depth, display=False)
-for key, frame, column, value in (("wide", by_width, "width", widest), ("deep", by_depth, "depth", deepest),
-                                  ("narrow", by_width, "width", min(S.widths)), ("shallow", by_depth, "depth", min(S.depths))):
-    for size_name, size in (("small", smallest), ("large", largest)):
-        picked = frame[(frame[column] == value) & (frame["train_size"] == size)]["block_fraction"]
-        glue(f"block_{key}_{size_name}", f"{picked.iloc[0]:.2f}", display=False)
-glue("smallest", f"{smallest:,}", display=False)
-glue("largest", f"{largest:,}", display=False)
-glue("widest", widest, display=False)
-glue("deepest", deepest, display=False)
+glue_all(extremes(cifar10, S))
 
 # %% [markdown]
 # ```{glue:figure} fig_block_trend
@@ -290,34 +254,10 @@ glue("deepest", deepest, display=False)
 # and the verdict counts how many of them go the paper's way. The list is computed from
 # the table above, so it changes with the profile and the threshold.
 
-# %% tags=["remove-input"]
-plain = table[~table["residual"] & (table["classes"] == data.num_classes)].sort_values("width")
-seeds = table[table["classes"] == data.num_classes]
-seeds = [seeds[(seeds["depth"] == c.depth) & (seeds["width"] == c.width) & seeds["residual"]
-               & (seeds["train_size"] == (S.full_size or 50_000))] for c in S.seed_models]
-with_block = residual[residual["block_layers"] > 0]
-late = (with_block["block_stage"] >= 2).sum()
-claims = [
-    ("Wider networks have a larger block (widest against narrowest, at each training-set size)",
-     verdict(block_change(by_width, "width", "train_size"))),
-    ("Deeper networks have a larger block (deepest against shallowest, at each training-set size)",
-     verdict(block_change(by_depth, "depth", "train_size"))),
-    # Negated: positive when the smallest training set gives the larger block.
-    ("Less data gives a larger block (smallest against largest training set, at each width)",
-     verdict(-block_change(by_width, "train_size", "width"))),
-    ("Less data gives a larger block (smallest against largest training set, at each depth)",
-     verdict(-block_change(by_depth, "train_size", "depth"))),
-    ("Without residual connections, the wider network still has the larger block",
-     verdict([plain["block_fraction"].iloc[-1] - plain["block_fraction"].iloc[0]]) if len(plain) > 1 else "not tested"),
-    ("The block starts in one of the last two stages",
-     f"{late} of {len(with_block)} residual networks"),
-]
-lines = [f"- {claim}: **{outcome}**." for claim, outcome in claims]
-for config, frame in zip(S.seed_models, seeds):
-    lines.append(f"- Across {len(frame)} seeds of {config.name}, the block spans "
-                 f"{frame['block_fraction'].min():.0%} to {frame['block_fraction'].max():.0%} of the layers and starts at "
-                 f"{', '.join(sorted(set(frame['block_from'].fillna('no block'))))}.")
-display(Markdown("\n".join(lines)))
+# %%
+verdicts = block_claims(table[table["classes"] == session.data.num_classes], S.base_depth, seed,
+                        S.seed_architectures, S.full_size)
+display(Markdown(markdown(verdicts)))
 
 # %% [markdown]
 # At the profile's scale (short schedules, often on few images) the models are far
@@ -351,21 +291,24 @@ display(Markdown("\n".join(lines)))
 # ````
 
 # %% [markdown]
-# **Exercise 2.** In this book a smaller training set is also passed over more often, so that every
-# model takes the profile's minimum number of SGD steps. Why does that make "less data"
-# and "more epochs" hard to tell apart, and what pair of runs would separate them?
+# **Exercise 2.** In this book, as in the paper, every training-set size of
+# {numref}`paper-fig-2` gets the same number of epochs, so a model trained on four times
+# the images also takes four times the SGD steps. Is the comparison then about the data
+# or about the steps, and what pair of runs would separate them?
 
 # %% [markdown] tags=["solution"]
 # ````{admonition} Solution to exercise 2
 # :class: dropdown
 #
-# With a fixed number of steps, halving the data doubles how often each image is
-# seen, so a block that appears on the small set could come from the repetition (more
-# fitting of the same images) rather than from the amount of data. Two comparisons pull
-# them apart: the same training set with different numbers of steps (say
-# `P.with_overrides(min_steps=...)`), and different training sets with the same number
-# of epochs. If the block follows the data size in the second comparison but not the
-# step count in the first, it is the data that matters.
+# Both change together: more images means more distinct examples *and* more updates.
+# Two comparisons pull them apart: the large training set trained for fewer epochs, so
+# that it takes as many steps as the small one (`P.with_overrides(train=...)` with
+# `epochs` reduced), and the small training set trained for more epochs, so that it
+# takes as many steps as the large one. If the block follows the number of images at a
+# fixed number of steps, it is the data that matters; if it follows the steps, it is
+# how long the model trained. (An earlier version of this book gave every size the
+# same number of steps, and its larger sets were then seen only once: its "less data"
+# comparisons mixed both effects.)
 # ````
 
 # %% [markdown]

@@ -27,6 +27,7 @@
 profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py
 seed = 0  # seed of the models analysed (as in chapter 3)
 device = None  # None uses the profile's device
+compute_missing = None  # None: the profile decides (paper: only on a GPU); False: stored and committed results only
 block_threshold = 0.9  # the block measure's threshold, as in chapter 3
 
 # %% tags=["remove-cell"]
@@ -43,33 +44,24 @@ if importlib.util.find_spec("repsim") is None:
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+# %% tags=["remove-cell"]
 from repsim import plots
-from repsim.analyses import deletion_accuracy, deletion_drop, first_pcs, probe_accuracy
-from repsim.blocks import find_block, inside_outside, mean_within
-from repsim.data import load_dataset
-from repsim.grid import Run, block_runs, compare, heatmap
-from repsim.probes import block_span, gain_per_block
-from repsim.profiles import chapter_device, get_profile
+from repsim.analyses import (D5_COLUMNS, chapter4_summary, deletion_accuracy, deletion_panels, first_pcs, late_pc_rows,
+                             pc_panels, probe_accuracy, probe_panels, spearman)
+from repsim.claims import markdown, pc_claims
+from repsim.figures import chapter4_runs, residual
+from repsim.grid import block_runs, heatmap
+from repsim.prose import chapter4, glue_all
+from repsim.session import Session
 
-P = get_profile(profile)
-S = P.probes
-device = chapter_device(device, P)  # on Colab: its GPU when there is one
-data = load_dataset(P.dataset)
-runs = {"with a block": Run(*S.with_block, seed), "without a block": Run(*S.without_block, seed)}
-maps = {kind: heatmap(run, P, data, device=device) for kind, run in runs.items()}
-blocks = {kind: find_block(m.cka, block_threshold) for kind, m in maps.items()}
-
-for key, kind in (("with", "with a block"), ("without", "without a block")):
-    glue(f"{key}_model", runs[kind].label, display=False)
-    glue(f"{key}_block", f"{blocks[kind].fraction:.0%}", display=False)
-    glue(f"{key}_acc", f"{maps[kind].test_acc:.0%}", display=False)
-glue("threshold", block_threshold, display=False)
-glue("pc_examples", f"{S.pc_examples or len(data.test_labels):,}", display=False)
-glue("cka_examples", f"{P.cka.examples or len(data.test_labels):,}", display=False)
+# %%
+session = Session.open(profile, device, compute_missing)
+P = session.profile
+runs = chapter4_runs(P.probes, seed)  # {"with a block": run, "without a block": run}
+maps = session.get_each(heatmap, runs)  # chapter 3's heatmaps, read from the store
 
 # %% [markdown]
 # The two models of this chapter are the {glue:text}`with_model` (test accuracy
@@ -96,28 +88,11 @@ glue("cka_examples", f"{P.cka.examples or len(data.test_labels):,}", display=Fal
 # activation $x$ by $x - (x \cdot v_1)\,v_1$; CKA is then computed as in chapter 3, on
 # {glue:text}`cka_examples` test images.
 
-# %% tags=["hide-input"]
-analyses = {kind: first_pcs(run, P, data, without_pc1=True, device=device) for kind, run in runs.items()}
-fig, axes = plt.subplots(2, 4, figsize=(12.5, 6.0), layout="constrained")
-for row, kind in zip(axes, runs):
-    pcs, block = analyses[kind], blocks[kind]
-    plots.cka_heatmap(pcs.pc_similarity, ax=row[0], layers=pcs.layers, colorbar=False,
-                      title=f"{runs[kind].model.name}: PC1 cosine")
-    plots.variance_by_layer(pcs.variance_explained, pcs.layers, ax=row[1], block=(block.start, block.stop),
-                            title="variance explained by PC1")
-    plots.cka_heatmap(maps[kind].cka, ax=row[2], layers=pcs.layers, colorbar=False, title="CKA")
-    plots.cka_heatmap(pcs.cka_without_pc1, ax=row[3], layers=pcs.layers, title="CKA without PC1")
+# %%
+pcs = session.get_each(first_pcs, runs, without_pc1=True)
+fig = plots.pc_figure(pc_panels(runs, pcs, maps, block_threshold))
 glue("fig_3", fig, display=False)
 plt.close(fig)
-
-pcs_with, block_with = analyses["with a block"], blocks["with a block"]
-variance_in, variance_out = inside_outside(pcs_with.variance_explained, block_with)
-cka_in, cka_without_in = mean_within(maps["with a block"].cka, block_with), mean_within(pcs_with.cka_without_pc1, block_with)
-glue("var_in_block", f"{variance_in:.2f}", display=False)
-glue("var_outside", f"{variance_out:.2f}", display=False)
-glue("var_no_block", f"{analyses['without a block'].variance_explained.mean():.2f}", display=False)
-glue("cka_in_block", f"{cka_in:.2f}", display=False)
-glue("cka_in_block_without", f"{cka_without_in:.2f}", display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_3
@@ -144,34 +119,14 @@ glue("cka_in_block_without", f"{cka_without_in:.2f}", display=False)
 # residual blocks of stages 2 and 3 (one layer per block, which keeps the cost low), and
 # set beside the block measure of the same model.
 
-# %% tags=["hide-input"]
-late_rows = []
-for run in block_runs(P.blocks, seed):
-    if not run.model.residual:
-        continue
-    late = first_pcs(run, P, data, late_block_outputs=True, device=device)
-    block = find_block(heatmap(run, P, data, device=device).cka, block_threshold)
-    late_rows.append({"model": run.model.name, "train_size": run.train_size or 50_000, "seed": run.seed,
-                      "pc1_variance": late.variance_explained.mean(), "block_fraction": block.fraction})
-pcs_table = pd.DataFrame(late_rows).sort_values(["model", "train_size", "pc1_variance"])
-pcs_table = pcs_table.rename(columns={"train_size": "training images"})
-rho = pcs_table[["pc1_variance", "block_fraction"]].corr(method="spearman").iloc[0, 1]
-
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained", gridspec_kw={"width_ratios": [1.6, 1]})
-ordered = pcs_table.sort_values(["model", "pc1_variance"]).reset_index(drop=True)
-sns.scatterplot(data=ordered, x=ordered.index, y="pc1_variance", hue="model", style="training images", ax=axes[0],
-                s=40)
-axes[0].set(xlabel="model (sorted by PC1 variance within each architecture)", ylabel="PC1 variance, last two stages",
-            xticks=[])
-axes[0].legend(fontsize="x-small", frameon=False, bbox_to_anchor=(1, 1), loc="upper left")
-sns.scatterplot(data=pcs_table, x="block_fraction", y="pc1_variance", hue="model", style="training images", ax=axes[1],
-                s=40, legend=False)
-axes[1].set(xlabel="block size (fraction of layers)", ylabel="PC1 variance, last two stages",
-            title=f"Spearman correlation {rho:.2f}")
+# %%
+d5_runs = residual(block_runs(P.blocks, seed))
+late = session.get_all(first_pcs, d5_runs, late_block_outputs=True)
+d5 = pd.DataFrame(late_pc_rows(d5_runs, late, session.get_all(heatmap, d5_runs), block_threshold), columns=D5_COLUMNS)
+rho = spearman(d5, "pc1_variance", "block_fraction")
+fig = plots.pc1_across_models(d5, rho)
 glue("fig_d5", fig, display=False)
 plt.close(fig)
-glue("d5_models", len(pcs_table), display=False)
-glue("d5_rho", f"{rho:.2f}", display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_d5
@@ -198,34 +153,15 @@ glue("d5_rho", f"{rho:.2f}", display=False)
 # the test set, which played no part in that choice. The probes fit
 # {glue:text}`probe_train` training images for {glue:text}`probe_epochs`.
 
-# %% tags=["remove-input"]
-display(Markdown("Layers are probed at full size, without pooling." if S.probe_max_features is None else
-                 f"Layers with more than {S.probe_max_features:,} features are average-pooled 2x2 (repeatedly) until "
-                 "they have at most that many, which keeps the probes of the widest early layers affordable."))
+# %% [markdown]
+# {glue:md}`probe_pooling`
 
-# %% tags=["hide-input"]
-probe_rows = {kind: probe_accuracy(run, P, data, device=device) for kind, run in runs.items()}
-
-spans = {kind: block_span(probe_rows[kind], maps[kind].layers[blocks[kind].start:blocks[kind].stop]) for kind in runs}
-
-fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.3), layout="constrained", sharey=True)
-for ax, kind in zip(axes, runs):
-    plots.probe_accuracy(probe_rows[kind], ax=ax, block=spans[kind], title=f"{runs[kind].model.name} ({kind})")
+# %%
+probes = session.get_each(probe_accuracy, runs)
+summary = chapter4_summary(maps, pcs, probes, {}, rho, len(d5), block_threshold)
+fig = plots.probe_figure(probe_panels(runs, probes, summary["probe_spans"]))
 glue("fig_4", fig, display=False)
 plt.close(fig)
-
-# %% tags=["remove-cell"]
-glue("probe_lrs", " and ".join(f"{lr:g}" for lr in S.probe_lrs), display=False)
-glue("probe_val", f"{S.probe_val_size:,}", display=False)
-glue("probe_train", f"{S.probe_train_size:,}", display=False)
-glue("probe_epochs", f"{S.probe_epochs} epoch{'s' if S.probe_epochs > 1 else ''}", display=False)
-
-gain_in = gain_per_block(probe_rows["with a block"], spans["with a block"], inside=True)
-gain_out = gain_per_block(probe_rows["with a block"], spans["with a block"], inside=False)
-glue("gain_in", f"{100 * gain_in:+.1f}", display=False)
-glue("gain_out", f"{100 * gain_out:+.1f}", display=False)
-glue("gain_none", f"{100 * gain_per_block(probe_rows['without a block'], spans['without a block'], inside=False):+.1f}",
-     display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_4
@@ -239,7 +175,9 @@ glue("gain_none", f"{100 * gain_per_block(probe_rows['without a block'], spans['
 # In the {glue:text}`with_model`, the probe accuracy after the add changes by
 # {glue:text}`gain_in` percentage points per residual block inside the block, against
 # {glue:text}`gain_out` per block elsewhere in the network; in the
-# {glue:text}`without_model` the average is {glue:text}`gain_none` points per block.
+# {glue:text}`without_model` the average is {glue:text}`gain_none` points per block,
+# from {glue:text}`probe_first` on average over the first stage's adds to
+# {glue:text}`probe_last` over the last stage's.
 #
 # ## Deleting blocks (Fig. 5)
 #
@@ -249,19 +187,11 @@ glue("gain_none", f"{100 * gain_per_block(probe_rows['without a block'], spans['
 # was. Deleting blocks one by one from the end of each stage shows how much each stage's
 # last blocks contribute.
 
-# %% tags=["hide-input"]
-deletion = {kind: pd.DataFrame(deletion_accuracy(run, P, data, device=device)) for kind, run in runs.items()}
-fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.3), layout="constrained", sharey=True)
-for ax, kind in zip(axes, runs):
-    plots.deletion_curves(deletion[kind], ax=ax, title=f"{runs[kind].model.name} ({kind})")
+# %%
+deletion = session.get_each(deletion_accuracy, runs)
+fig = plots.deletion_figure(deletion_panels(runs, deletion))
 glue("fig_5", fig, display=False)
 plt.close(fig)
-
-drops = {kind: deletion_drop(deletion[kind].to_dict("records"), stage=3, fraction=0.5) for kind in runs}
-for key, kind in (("with", "with a block"), ("without", "without a block")):
-    drop, count = drops[kind]
-    glue(f"drop_{key}", f"{100 * drop:.1f}", display=False)
-    glue(f"drop_{key}_count", "block" if count == 1 else f"{count} blocks", display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_5
@@ -279,23 +209,12 @@ for key, kind in (("with", "with a block"), ("without", "without a block")):
 #
 # ## Against the paper
 
-# %% tags=["remove-input"]
-var_without = analyses["without a block"].variance_explained.mean()
-drop_with, drop_without = drops["with a block"][0], drops["without a block"][0]
-# Each claim compares two numbers; differences within the tolerance count as too close to call.
-claims = [
-    ("PC1 explains more of the variance inside the block than in the model without a block",
-     compare(variance_in, var_without, 0.02), f"{variance_in:.2f} against {var_without:.2f}"),
-    ("Removing PC1 lowers the CKA between the block's layers",
-     compare(cka_in, cka_without_in, 0.01), f"{cka_in:.3f} to {cka_without_in:.3f}"),
-    ("Across models, PC1's variance explained goes with the block size (Spearman correlation above 0)",
-     compare(rho, 0.0, 0.1), f"rho = {rho:.2f} over {len(pcs_table)} models"),
-    ("Probe accuracy improves less per residual block inside the block than outside it",
-     compare(gain_out, gain_in, 0.005), f"{100 * gain_in:+.2f} against {100 * gain_out:+.2f} points per block"),
-    ("Deleting the end of the last stage costs the model with a block less than the one without",
-     compare(drop_without, drop_with, 0.01), f"{100 * drop_with:.1f} against {100 * drop_without:.1f} points"),
-]
-display(Markdown("\n".join(f"- {claim}: **{verdict}** ({numbers})." for claim, verdict, numbers in claims)))
+# %%
+summary = chapter4_summary(maps, pcs, probes, deletion, rho, len(d5), block_threshold)
+display(Markdown(markdown(pc_claims(summary))))
+
+# %% tags=["remove-cell"]
+glue_all({**chapter4(summary, runs, maps, P, session.data), "threshold": block_threshold})
 
 # %% [markdown]
 # Each verdict compares two numbers of this run (differences smaller than a set

@@ -27,6 +27,7 @@
 # %% tags=["parameters"]
 profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py
 device = None  # None uses the profile's device
+compute_missing = None  # None: the profile decides (paper: only on a GPU); False: stored and committed results only
 block_threshold = 0.9  # the block measure's threshold, as in chapter 3
 
 # %% tags=["remove-cell"]
@@ -43,25 +44,24 @@ if importlib.util.find_spec("repsim") is None:
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repsim import plots
-from repsim.analyses import cross_cka
-from repsim.blocks import diagonal_inside_outside, find_block
-from repsim.data import load_dataset
-from repsim.grid import Run, compare, heatmap
-from repsim.profiles import chapter_device, get_profile
+from repsim.analyses import architecture_panels, architecture_rows, cross_cka, seed_pair_panels, seed_rows
+from repsim.claims import markdown, seed_claims
+from repsim.figures import fig6_pairs, fige1_pairs, firsts, seconds
+from repsim.grid import heatmap
+from repsim.prose import glue_all
+from repsim.session import Session
 
-P = get_profile(profile)
-S = P.across
-device = chapter_device(device, P)  # on Colab: its GPU when there is one
-data = load_dataset(P.dataset)
-first, second = S.seeds
-glue("seed_a", first, display=False)
-glue("seed_b", second, display=False)
+# %%
+session = Session.open(profile, device, compute_missing)
+P, S = session.profile, session.profile.across
+first, second = S.seed_pair
 
+# %% tags=["remove-cell"]
+glue_all({"seed_a": first, "seed_b": second, "threshold": block_threshold})
 
 # %% [markdown]
 # ## Across seeds (Fig. 6)
@@ -71,16 +71,11 @@ glue("seed_b", second, display=False)
 # {glue:text}`seed_a` (vertical axis) with layer $j$ of seed {glue:text}`seed_b`
 # (horizontal axis).
 
-# %% tags=["hide-input"]
-pairs = [(Run(config, size, first), Run(config, size, second)) for config, size in S.seed_models]
-within = [heatmap(a, P, data, device=device) for a, _ in pairs]
-across = [cross_cka(a, b, P, data, device=device)[0] for a, b in pairs]
-fig, axes = plt.subplots(len(pairs), 2, figsize=(6.2, 3.0 * len(pairs)), layout="constrained", squeeze=False)
-for (a, b), own, cross, row in zip(pairs, within, across, axes):
-    plots.cka_heatmap(own.cka, ax=row[0], layers=own.layers, colorbar=False,
-                      title=f"{a.label}\nseed {a.seed} vs itself", xlabel=f"seed {a.seed}", ylabel=f"seed {a.seed}")
-    plots.cka_heatmap(cross, ax=row[1], layers=own.layers, title=f"seed {a.seed} vs seed {b.seed}",
-                      xlabel=f"seed {b.seed}", ylabel=f"seed {a.seed}")
+# %%
+pairs = fig6_pairs(S)  # each architecture with both seeds
+within = session.get_all(heatmap, firsts(pairs))
+across = session.get_pairs(cross_cka, pairs)
+fig = plots.seed_pairs_figure(seed_pair_panels(pairs, within, across))
 glue("fig_6", fig, display=False)
 plt.close(fig)
 
@@ -99,25 +94,13 @@ plt.close(fig)
 # cross-seed CKA of each layer with *the same layer* of the other seed, once over the
 # layers inside the block and once over the rest.
 
-# %% tags=["hide-input"]
-rows = []
-for (a, b), own, cross in zip(pairs, within, across):
-    block = find_block(own.cka, block_threshold)
-    inside, outside = diagonal_inside_outside(cross, block)
-    rows.append({"model": a.label, "block_fraction": block.fraction, "inside_block": inside,
-                 "outside_block": outside})
-seeds_table = pd.DataFrame(rows)
-fig, ax = plt.subplots(figsize=(4.2, 3.8), layout="constrained")
-sns.scatterplot(data=seeds_table, x="outside_block", y="inside_block", hue="model", s=60, ax=ax)
-ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
-ax.set(xlim=(0, 1.02), ylim=(0, 1.02), aspect="equal", xlabel="cross-seed CKA, layers outside the block",
-       ylabel="cross-seed CKA, layers inside the block")
-ax.legend(fontsize="x-small", frameon=False, loc="lower left")
-glue("fig_seed_block", fig, display=False)
-plt.close(fig)
-glue("threshold", block_threshold, display=False)
+# %%
+seeds_table = pd.DataFrame(seed_rows(pairs, within, across, block_threshold))
+ax = plots.inside_outside(seeds_table.dropna())
+glue("fig_seed_block", ax.figure, display=False)
+plt.close(ax.figure)
 seeds_table.style.format({"block_fraction": "{:.2f}", "inside_block": "{:.3f}", "outside_block": "{:.3f}"},
-                         na_rep="no block").hide(axis="index")
+                         na_rep="-").hide(axis="index")
 
 # %% [markdown]
 # ```{glue:figure} fig_seed_block
@@ -134,24 +117,15 @@ seeds_table.style.format({"block_fraction": "{:.2f}", "inside_block": "{:.3f}", 
 # layer. The paper finds them similar where neither has a block, and dissimilar where
 # their blocks lie.
 
-# %% tags=["hide-input"]
-arch_pairs = [(Run(*a, first), Run(*b, first)) for a, b in S.architecture_pairs]
-fig, axes = plt.subplots(1, len(arch_pairs), figsize=(3.6 * len(arch_pairs) + 0.6, 3.4), layout="constrained",
-                         squeeze=False)
-arch_rows = []
-for (a, b), ax in zip(arch_pairs, axes[0]):
-    cross, layers, other_layers = cross_cka(a, b, P, data, device=device)
-    map_a, map_b = heatmap(a, P, data, device=device), heatmap(b, P, data, device=device)
-    plots.cka_heatmap(cross, ax=ax, colorbar=ax is axes[0, -1], xlabel=f"{b.model.name} ({map_b.test_acc:.0%})",
-                      ylabel=f"{a.model.name} ({map_a.test_acc:.0%})")
-    ax.set_aspect("auto")  # two depths: a rectangle, stretched to the panel
-    arch_rows.append({"pair": f"{a.label} / {b.label}", "accuracies": f"{map_a.test_acc:.1%} / {map_b.test_acc:.1%}",
-                      "blocks": f"{find_block(map_a.cka, block_threshold).fraction:.2f} / "
-                                f"{find_block(map_b.cka, block_threshold).fraction:.2f}",
-                      "max CKA per layer (mean)": cross.max(axis=1).mean()})
+# %%
+arch_pairs = fige1_pairs(S)
+cross = session.get_pairs(cross_cka, arch_pairs)
+maps_a, maps_b = session.get_all(heatmap, firsts(arch_pairs)), session.get_all(heatmap, seconds(arch_pairs))
+fig = plots.cross_architecture_figure(architecture_panels(arch_pairs, cross, maps_a, maps_b))
 glue("fig_e1", fig, display=False)
 plt.close(fig)
-pd.DataFrame(arch_rows).style.format({"max CKA per layer (mean)": "{:.3f}"}).hide(axis="index")
+pd.DataFrame(architecture_rows(arch_pairs, cross, maps_a, maps_b, block_threshold)).style.format(
+    {"max CKA per layer (mean)": "{:.3f}"}, na_rep="-").hide(axis="index")
 
 # %% [markdown]
 # ```{glue:figure} fig_e1
@@ -164,14 +138,8 @@ pd.DataFrame(arch_rows).style.format({"max CKA per layer (mean)": "{:.3f}"}).hid
 #
 # ## Against the paper
 
-# %% tags=["remove-input"]
-with_block = seeds_table.dropna(subset=["inside_block"])
-lines = [f"- {row.model}: cross-seed CKA inside the block {row.inside_block:.3f}, outside it "
-         f"{row.outside_block:.3f}; the claim that the block is less similar across seeds "
-         f"**{compare(row.outside_block, row.inside_block, 0.01)}**." for row in with_block.itertuples()]
-if len(with_block) < len(seeds_table):
-    lines.append(f"- {len(seeds_table) - len(with_block)} model(s) have no block at this threshold and are not judged.")
-display(Markdown("\n".join(lines)))
+# %%
+display(Markdown(markdown(seed_claims(seed_rows(pairs, within, across, block_threshold)))))
 
 # %% [markdown]
 # Differences within 0.01 are called too close to call. As in the previous chapters,

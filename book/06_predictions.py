@@ -27,6 +27,7 @@
 # %% tags=["parameters"]
 profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py
 device = None  # None uses the profile's device
+compute_missing = None  # None: the profile decides (paper: only on a GPU); False: stored and committed results only
 
 # %% tags=["remove-cell"]
 # Outside this repository (on Colab or Binder) repsim is not installed yet: install it
@@ -40,59 +41,40 @@ if importlib.util.find_spec("repsim") is None:
     importlib.invalidate_caches()
 
 # %% tags=["remove-cell"]
-import dataclasses
-
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repsim import plots
+from repsim.claims import markdown, prediction_claims
 from repsim.data import is_available, load_dataset
-from repsim.grid import compare, verdict
-from repsim.populations import (Population, architecture_pairs, class_accuracies, describe_training, population_predictions,
-                                spread_excess, spread_with_error, train_members_stacked, training_summary, welch_per_class)
-from repsim.profiles import chapter_device, get_profile
+from repsim.populations import (architecture_pairs, chapter_populations, class_tests, fig7_excess, fig7_panels,
+                                pair_statistics, population_correct, population_table, wide_and_deep)
+from repsim.prose import chapter6, glue_all
+from repsim.session import Session
 
-P = get_profile(profile)
-S = P.predictions
-device = chapter_device(device, P)  # on Colab: its GPU when there is one
-data = load_dataset(P.dataset)
-m = S.members
-populations = {
-    "wide": Population(S.wide[0], S.wide[1], tuple(range(m))),
-    "deep": Population(S.deep[0], S.deep[1], tuple(range(m))),
-    "deep, second population": Population(S.deep[0], S.deep[1], tuple(range(m, 2 * m))),
-}
+# %%
+session = Session.open(profile, device, compute_missing)
+P, S = session.profile, session.profile.predictions
+named = chapter_populations(S)  # wide, deep, a second population of the baseline, and Figs. F.1-F.3's
 
 # %% [markdown]
 # ## The populations
 #
 # Three populations of {glue:text}`members` models each: a wide and a deep architecture,
-# and a second population of the deep one, trained with other seeds, as the baseline
-# for how much two populations of *one* architecture differ. The table's last column
-# says how the members were trained: alone, or several at once as one grouped network
-# (`repsim.stacked`; the profile's `stack` decides, or a timing on the device does).
+# and a second population of the {glue:text}`baseline` one, trained with other seeds, as
+# the baseline for how much two populations of *one* architecture differ. The table's
+# last column says how the members were trained: alone, or several at once as one
+# grouped network (`repsim.stacked`; the profile's `stack` decides, or a timing on the
+# device does).
 
-# %% tags=["hide-input"]
-# Members missing from the store are trained several at once where that is faster on
-# this device (repsim.stacked); the profile's `stack` fixes how many, or None measures it.
-for pop in populations.values():
-    train_members_stacked(pop, P, data, device=device, progress=False)
-predictions = {name: population_predictions(pop, P, data, device=device, progress=False).numpy()
-               for name, pop in populations.items()}
-labels = data.test_labels[: S.test_examples].numpy()
-correct = {name: preds == labels[None, :] for name, preds in predictions.items()}
-summary = pd.DataFrame([{"population": name, "model": pop.model.name,
-                         "training images": f"{pop.train_size or 50_000:,}", "models": len(pop.seeds),
-                         "mean test accuracy": correct[name].mean(), "s.d. across models": correct[name].mean(1).std(ddof=1),
-                         "trained": describe_training(training_summary(pop, P, data))}
-                        for name, pop in populations.items()])
-glue("members", m, display=False)
-glue("acc_wide", f"{correct['wide'].mean():.1%}", display=False)
-glue("acc_deep", f"{correct['deep'].mean():.1%}", display=False)
-summary.style.format({"mean test accuracy": "{:.1%}", "s.d. across models": "{:.1%}"}).hide(axis="index")
+# %%
+# Missing members are trained (several at once where that is faster on this device);
+# each member's test predictions are cached in the store.
+correct = session.get_each(population_correct, named)  # {name: (members, test images) booleans}
+table = pd.DataFrame(population_table(named, correct, P, session.data, session.store))
+table.style.format({"mean test accuracy": "{:.1%}", "s.d. across models": "{:.1%}"}, na_rep="-").hide(axis="index")
 
 # %% [markdown]
 # ## Example by example (Fig. 7a, b)
@@ -101,19 +83,11 @@ summary.style.format({"mean test accuracy": "{:.1%}", "s.d. across models": "{:.
 # correctly. If two populations made the same mistakes, the counts would lie along the
 # diagonal up to the sampling noise of finite populations.
 
-# %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.9), layout="constrained")
-for ax, (x_name, y_name) in zip(axes, (("deep", "wide"), ("deep", "deep, second population"))):
-    plots.per_example_counts(correct[x_name], correct[y_name], ax=ax, xlabel=x_name, ylabel=y_name,
-                             title=f"{populations[y_name].model.name} vs {populations[x_name].model.name}",
-                             colorbar=ax is axes[-1])
+# %%
+fig = plots.population_pairs(fig7_panels(named, correct, S.baseline), columns=2)
 glue("fig_7", fig, display=False)
 plt.close(fig)
-result = spread_excess(correct["wide"], correct["deep"], correct["deep, second population"], correct["deep"])
-glue("spread", f"{result['spread']:.4f}", display=False)
-glue("baseline_spread", f"{result['baseline_spread']:.4f}", display=False)
-glue("excess", f"{result['excess']:.4f} ± {result['standard_error']:.4f}", display=False)
-glue("z", f"{result['z']:.1f}", display=False)
+excess = fig7_excess(correct, S.baseline)  # wide-vs-deep spread over the baseline's, with its jackknife error
 
 # %% [markdown]
 # ```{glue:figure} fig_7
@@ -121,7 +95,7 @@ glue("z", f"{result['z']:.1f}", display=False)
 #
 # (Paper Fig. 7a, b.) Number of models of each population that classify a test image
 # correctly, over the test set (colour: number of images, log scale). Left: wide
-# against deep. Right: two populations of the deep architecture.
+# against deep. Right: two populations of the {glue:text}`baseline` architecture.
 # ```
 #
 # **The statistic.** Write $p_A(x)$ for the fraction of population $A$'s models that
@@ -130,8 +104,8 @@ glue("z", f"{result['z']:.1f}", display=False)
 # models: the observed squared difference minus each population's binomial sampling
 # variance $\hat p(1 - \hat p)/(m - 1)$, so that two populations of the same
 # architecture give zero on average. The spread between wide and deep is
-# {glue:text}`spread`; between the two deep populations it is
-# {glue:text}`baseline_spread`. The excess, wide-vs-deep minus deep-vs-deep, is
+# {glue:text}`spread`; between the two {glue:text}`baseline` populations it is
+# {glue:text}`baseline_spread`. The excess, wide-vs-deep minus the baseline's, is
 # {glue:text}`excess` (jackknife standard error, leaving out one model at a time), that
 # is {glue:text}`z` standard errors from zero.
 #
@@ -144,34 +118,14 @@ glue("z", f"{result['z']:.1f}", display=False)
 # error; the spread is debiased, so two populations of one architecture give zero up to
 # that error.
 
-# %% tags=["hide-input"]
-family = {arch: Population(arch[0], arch[1], tuple(range(m))) for arch in S.architectures}
-family_correct = {arch: population_predictions(pop, P, data, device=device, progress=False).numpy() == labels[None, :]
-                  for arch, pop in family.items()}
-pair_rows = []
-for kind, (number, pairs) in zip(("depth", "width", "wide vs deep"), enumerate(architecture_pairs(S.architectures).values(), 1)):
-    if not pairs:
-        glue(f"fig_f{number}", "(no such pair in this profile)", display=False)
-        continue
-    columns = min(len(pairs), 3)
-    rows = -(-len(pairs) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns + 0.8, 3.2 * rows), layout="constrained", squeeze=False)
-    for ax, (x, y) in zip(axes.flat, pairs):
-        stat = spread_with_error(family_correct[x], family_correct[y])
-        pair_rows.append({"figure": f"F.{number}", "pair": kind, "x": x[0].name, "y": y[0].name,
-                          "accuracy x": family_correct[x].mean(), "accuracy y": family_correct[y].mean(), **stat})
-        plots.per_example_counts(family_correct[x], family_correct[y], ax=ax, xlabel=x[0].name, ylabel=y[0].name,
-                                 title=f"spread {stat['spread']:.4f} ± {stat['standard_error']:.4f}",
-                                 colorbar=ax is axes.flat[len(pairs) - 1])
-    for ax in axes.flat[len(pairs):]:
-        ax.axis("off")
-    glue(f"fig_f{number}", fig, display=False)
-    plt.close(fig)
-pair_table = pd.DataFrame(pair_rows)
-glue("f_models", ", ".join(f"{arch[0].name}" for arch in S.architectures)
-     + f" (on {S.architectures[0][1] or 50_000:,} training images)", display=False)
-glue("f_pairs", len(pair_table), display=False)
-glue("f_positive", int((pair_table["z"] > 2).sum()), display=False)
+# %%
+pair_rows, pair_panels = pair_statistics(architecture_pairs(S.architectures), correct)
+glue("fig_f1", plots.population_pairs(pair_panels["depth"]), display=False)
+glue("fig_f2", plots.population_pairs(pair_panels["width"]), display=False)
+glue("fig_f3", plots.population_pairs(pair_panels["wide vs deep"]), display=False)
+plt.close("all")
+pair_table = pd.DataFrame(pair_rows, columns=["figure", "pair", "x", "y", "accuracy x", "accuracy y", "spread",
+                                              "standard_error", "z"])
 pair_table.style.format({"accuracy x": "{:.1%}", "accuracy y": "{:.1%}", "spread": "{:.4f}",
                          "standard_error": "{:.4f}", "z": "{:.1f}"}).hide(axis="index")
 
@@ -205,36 +159,14 @@ pair_table.style.format({"accuracy x": "{:.1%}", "accuracy y": "{:.1%}", "spread
 # {glue:text}`class_data`: for every class, Welch's t-test compares the per-model class
 # accuracies of the wide and the deep population.
 
-# %% tags=["hide-input"]
-if is_available("cifar100"):
-    class_data = load_dataset("cifar100")
-    wide100 = Population(dataclasses.replace(S.wide[0], num_classes=100), S.wide[1], tuple(range(m)))
-    deep100 = Population(dataclasses.replace(S.deep[0], num_classes=100), S.deep[1], tuple(range(m)))
-    class_preds = [population_predictions(pop, P, class_data, device=device, progress=False).numpy()
-                   for pop in (wide100, deep100)]
-else:
-    class_data = data
-    class_preds = [predictions["wide"], predictions["deep"]]
-class_labels = class_data.test_labels[: S.test_examples].numpy()
-per_class = [class_accuracies(preds, class_labels, class_data.num_classes) for preds in class_preds]
-tests = pd.DataFrame(welch_per_class(*per_class, class_data.classes, alpha=S.significance))
-tests = tests.sort_values("difference").reset_index(drop=True)
-fig, ax = plt.subplots(figsize=(min(2.5 + 0.35 * len(tests), 14), 3.4), layout="constrained")
-colours = np.where(tests["significant"], "C0", "0.75")
-ax.bar(tests.index, tests["difference"], color=colours)
-ax.axhline(0, color="0.3", lw=0.8)
-ax.set_xticks(tests.index, tests["class"], rotation=90, fontsize="x-small" if len(tests) > 20 else "small")
-ax.set(ylabel="accuracy, wide minus deep")
+# %%
+classes = (Session.open(profile, device, compute_missing, data=load_dataset("cifar100"))
+           if is_available("cifar100") else session)  # the paper's per-class analysis wants many classes
+pair = classes.get_each(population_correct, wide_and_deep(S, classes.data.num_classes))
+tests = pd.DataFrame(class_tests(pair, classes.data.test_labels.numpy(), classes.data.classes, S.significance))
+fig = plots.class_differences(tests)
 glue("fig_f4", fig, display=False)
 plt.close(fig)
-significant = int(tests["significant"].sum())
-glue("class_data", f"{ {'cifar10': 'CIFAR-10', 'cifar100': 'CIFAR-100'}[class_data.name]} "
-                   f"({class_data.num_classes} classes)", display=False)
-glue("significant", f"{significant} of {len(tests)}", display=False)
-glue("chance", f"{S.significance * len(tests):.1f}", display=False)
-glue("alpha", S.significance, display=False)
-glue("wide_better", ", ".join(tests[tests["significant"] & (tests["difference"] > 0)]["class"]) or "none", display=False)
-glue("deep_better", ", ".join(tests[tests["significant"] & (tests["difference"] < 0)]["class"]) or "none", display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_f4
@@ -251,18 +183,13 @@ glue("deep_better", ", ".join(tests[tests["significant"] & (tests["difference"] 
 #
 # ## Against the paper
 
-# %% tags=["remove-input"]
-lines = [
-    f"- Wide and deep populations differ per example more than two populations of one architecture: "
-    f"**{compare(result['excess'], 0.0, 2 * result['standard_error'])}** (excess {result['excess']:.4f}, "
-    f"{result['z']:.1f} standard errors; called only beyond 2).",
-    f"- More classes differ significantly than chance would give: "
-    f"**{compare(significant, S.significance * len(tests), 0.0)}** ({significant} against "
-    f"{S.significance * len(tests):.1f} expected).",
-    f"- Architectures that differ in depth, width or both get different examples right (Figs. F.1 to F.3; spread "
-    f"more than 2 standard errors above zero): **{verdict(pair_table['z'] - 2)}**.",
-]
-display(Markdown("\n".join(lines)))
+# %%
+verdicts = prediction_claims(excess, int(tests["significant"].sum()) if len(tests) else None,
+                             S.significance * len(classes.data.classes), list(pair_table["z"]))
+display(Markdown(markdown(verdicts)))
+
+# %% tags=["remove-cell"]
+glue_all(chapter6(S, correct, excess, tests, pair_table, classes.data))
 
 # %% [markdown]
 # The paper's populations have 100 models each and the paper's accuracy; this profile's

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 
+from .blocks import diagonal_inside_outside, find_block, inside_outside, mean_within
 from .compare import model_cka
 from .data import ImageDataset
 from .grid import train_run
 from .models import delete_blocks, layer_names, stage_of
 from .pca import cka_without_first_pc, layer_pcs, pc_cosine_similarity
-from .probes import probe_layers, train_probes
+from .probes import block_span, gain_per_block, probe_layers, train_probes
 from .profiles import Profile
 from .runs import Run
 from .store import Store
@@ -157,8 +159,15 @@ def cross_cka_key(run: Run, other: Run, profile: Profile, data) -> dict:
                    examples=examples)
 
 
+@dataclass(frozen=True)
+class CrossCKA:
+    cka: np.ndarray  # (L1, L2): layers of the first model (rows) against the second's
+    layers: list[str]
+    other_layers: list[str]
+
+
 def cross_cka(run: Run, other: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
-              device=None) -> tuple[np.ndarray, list[str], list[str]]:
+              device=None) -> CrossCKA:
     """Minibatch CKA between every layer of ``run``'s model (rows) and every layer of
     ``other``'s (columns), on the profile's CKA test images and protocol; cached."""
     device = device or profile.device
@@ -172,9 +181,147 @@ def cross_cka(run: Run, other: Run, profile: Profile, data: ImageDataset, store:
         return {"cka": cka}, {"layers": layer_names(model), "other_layers": layer_names(other_model)}
 
     state, metrics = _cached(cross_cka_key(run, other, profile, data), compute, store)
-    return state["cka"].numpy(), metrics["layers"], metrics["other_layers"]
+    return CrossCKA(state["cka"].numpy(), metrics["layers"], metrics["other_layers"])
 
 
 def _test_size(data) -> int:
     """Test images of ``data`` (10,000 when only a fingerprint is at hand, as for CIFAR)."""
     return len(data.test_labels) if hasattr(data, "test_labels") else 10_000
+
+
+def late_pc_rows(runs, late: list, maps: list, threshold: float) -> list[dict]:
+    """Fig. D.5's table: for each residual run whose late-stage PCs and heatmap exist,
+    PC1's mean share of variance over the block outputs of the last two stages, and the
+    run's block size."""
+    rows = []
+    for run, pcs, heat in zip(runs, late, maps):
+        if pcs is None or heat is None or not run.model.residual:
+            continue
+        rows.append({"model": run.model.name, "training images": run.train_size or 50_000, "seed": run.seed,
+                     "pc1_variance": float(np.mean(pcs.variance_explained)),
+                     "block_fraction": find_block(heat.cka, threshold).fraction})
+    return rows
+
+
+def spearman(table, x: str, y: str) -> float | None:
+    """Spearman correlation of two columns (None with fewer than 3 rows)."""
+    if len(table) < 3:
+        return None
+    return float(stats.spearmanr(table[x], table[y]).statistic)
+
+
+def chapter4_summary(maps: dict, pcs: dict, probes: dict, deletion: dict, d5_rho: float | None, d5_models: int,
+                     threshold: float) -> dict:
+    """The numbers chapter 4 quotes and judges, each None while its inputs are pending.
+
+    ``maps``, ``pcs``, ``probes``, ``deletion``: {"with a block": ..., "without a block":
+    ...} from ``grid.heatmap``, ``first_pcs(without_pc1=True)``, ``probe_accuracy`` and
+    ``deletion_accuracy``."""
+    with_map, with_pcs = maps.get("with a block"), pcs.get("with a block")
+    out: dict = {"d5_rho": d5_rho, "d5_models": d5_models}
+    blocks = {kind: find_block(m.cka, threshold) if m is not None else None for kind, m in maps.items()}
+    out["block_with"], out["block_without"] = (blocks.get(k) for k in ("with a block", "without a block"))
+    if with_map is not None and with_pcs is not None:
+        out["variance_in_block"], out["variance_outside_block"] = inside_outside(with_pcs.variance_explained,
+                                                                                 blocks["with a block"])
+        out["cka_in_block"] = mean_within(with_map.cka, blocks["with a block"])
+        out["cka_in_block_without_pc1"] = mean_within(with_pcs.cka_without_pc1, blocks["with a block"])
+    if pcs.get("without a block") is not None:
+        out["variance_without_block"] = float(np.mean(pcs["without a block"].variance_explained))
+    spans = {kind: block_span(probes[kind], maps[kind].layers[blocks[kind].start:blocks[kind].stop])
+             if probes.get(kind) is not None and maps.get(kind) is not None else None for kind in maps}
+    out["probe_spans"] = spans
+    if probes.get("with a block") is not None and maps.get("with a block") is not None:
+        out["gain_inside"] = gain_per_block(probes["with a block"], spans["with a block"], inside=True)
+        out["gain_outside"] = gain_per_block(probes["with a block"], spans["with a block"], inside=False)
+    if probes.get("without a block") is not None:
+        rows = probes["without a block"]
+        out["gain_no_block"] = gain_per_block(rows, None, inside=False)
+        out["probe_first_stage"], out["probe_last_stage"] = stage_means(rows, "add", (1, 3))
+    for kind, key in (("with a block", "drop_with_block"), ("without a block", "drop_without_block")):
+        if deletion.get(kind) is not None:
+            out[key], out[f"{key}_blocks"] = deletion_drop(deletion[kind], stage=3, fraction=0.5)
+    return {k: (float(v) if isinstance(v, (np.floating, float)) and not isinstance(v, bool) else v) for k, v in out.items()}
+
+
+def stage_means(rows, part: str, stages: tuple[int, ...]) -> tuple[float, ...]:
+    """Mean probe test accuracy of the ``part`` layers ("add" or "bn2") of each stage."""
+    return tuple(float(np.mean([r["test_acc"] for r in rows if r["layer"].startswith(f"stage{s}.")
+                                and r["layer"].endswith("." + part)])) for s in stages)
+
+
+def seed_rows(pairs, within: list, across: list, threshold: float) -> list[dict]:
+    """Chapter 5's table: for each pair of seeds, the block of the first seed (from its
+    own heatmap) and the mean cross-seed CKA of each layer with the same layer of the
+    other seed, inside the block and outside it (None where pending, NaN without a
+    block)."""
+    rows = []
+    for (a, _), own, cross in zip(pairs, within, across):
+        if own is None or cross is None:
+            rows.append({"model": a.label, "block_fraction": None, "inside_block": None, "outside_block": None})
+            continue
+        block = find_block(own.cka, threshold)
+        inside, outside = diagonal_inside_outside(cross.cka, block)
+        rows.append({"model": a.label, "block_fraction": block.fraction, "inside_block": inside, "outside_block": outside})
+    return rows
+
+
+def architecture_rows(pairs, cross: list, maps_a: list, maps_b: list, threshold: float) -> list[dict]:
+    """Fig. E.1's table: accuracies, block sizes and, for each layer of the first model,
+    its best match in the second, averaged over layers (pairs with a pending part are
+    listed as pending)."""
+    rows = []
+    for (a, b), c, ma, mb in zip(pairs, cross, maps_a, maps_b):
+        if c is None or ma is None or mb is None:
+            rows.append({"pair": f"{a.label} / {b.label}", "accuracies": "pending", "blocks": "pending",
+                         "max CKA per layer (mean)": float("nan")})
+            continue
+        rows.append({"pair": f"{a.label} / {b.label}", "accuracies": f"{ma.test_acc:.1%} / {mb.test_acc:.1%}",
+                     "blocks": f"{find_block(ma.cka, threshold).fraction:.2f} / {find_block(mb.cka, threshold).fraction:.2f}",
+                     "max CKA per layer (mean)": float(c.cka.max(axis=1).mean())})
+    return rows
+
+
+D5_COLUMNS = ("model", "training images", "seed", "pc1_variance", "block_fraction")
+
+
+def _span(block):
+    return (block.start, block.stop) if block is not None else None
+
+
+def pc_panels(runs: dict, pcs: dict, maps: dict, threshold: float) -> list[dict]:
+    """Fig. 3's rows for ``plots.pc_figure``: each model's PCs, heatmap and block."""
+    return [{"name": run.model.name, "pcs": pcs.get(kind), "cka": maps[kind].cka if maps.get(kind) is not None else None,
+             "block": _span(find_block(maps[kind].cka, threshold)) if maps.get(kind) is not None else None}
+            for kind, run in runs.items()]
+
+
+def probe_panels(runs: dict, probes: dict, spans: dict) -> list[dict]:
+    """Fig. 4's panels for ``plots.probe_figure``."""
+    return [{"data": probes.get(kind), "block": spans.get(kind), "title": f"{run.model.name} ({kind})"}
+            for kind, run in runs.items()]
+
+
+def deletion_panels(runs: dict, deletion: dict) -> list[dict]:
+    """Fig. 5's panels for ``plots.deletion_figure``: the deletion rows as DataFrames."""
+    import pandas as pd
+
+    return [{"data": pd.DataFrame(deletion[kind]) if deletion.get(kind) is not None else None,
+             "title": f"{run.model.name} ({kind})"} for kind, run in runs.items()]
+
+
+def seed_pair_panels(pairs, within: list, across: list) -> list[dict]:
+    """Fig. 6's rows for ``plots.seed_pairs_figure``."""
+    return [{"label": a.label, "seeds": (a.seed, b.seed), "within": own.cka if own is not None else None,
+             "cross": cross.cka if cross is not None else None, "layers": own.layers if own is not None else None}
+            for (a, b), own, cross in zip(pairs, within, across)]
+
+
+def architecture_panels(pairs, cross: list, maps_a: list, maps_b: list) -> list[dict]:
+    """Fig. E.1's panels for ``plots.cross_architecture_figure``: the cross-model CKA,
+    each axis labelled with its model and test accuracy."""
+    def label(run, heat):
+        return f"{run.model.name} ({heat.test_acc:.0%})" if heat is not None else run.model.name
+
+    return [{"data": c.cka if c is not None else None, "title": "pending", "xlabel": label(b, mb), "ylabel": label(a, ma)}
+            for (a, b), c, ma, mb in zip(pairs, cross, maps_a, maps_b)]

@@ -188,11 +188,6 @@ def centre_gram(k: torch.Tensor, unbiased: bool) -> torch.Tensor:
     return double_centre(k) / (n - 1)
 
 
-def centred_gram(x: torch.Tensor, unbiased: bool) -> torch.Tensor:
-    """``centre_gram(gram(x))`` for a (n, p) representation."""
-    return centre_gram(gram(x), unbiased)
-
-
 def cka_of_grams(k: torch.Tensor, l: torch.Tensor, unbiased: bool) -> float:
     """Linear CKA from two (n, n) Grams of the same examples."""
     kc, lc = centre_gram(k, unbiased), centre_gram(l.to(k.device), unbiased)

@@ -1,14 +1,14 @@
-"""Grids of trained models and their heatmaps: the bookkeeping behind Secs. 3-5.
+"""Trained runs and their within-model heatmaps: the bookkeeping behind Secs. 3-5.
 
-A ``Run`` names one trained model (architecture, training-set prefix, seed). Both the
-model and its within-model CKA heatmap go through the store, so a later chapter that
-asks for the same run gets both back without training or recomputing anything.
+Both a run's model and its within-model CKA heatmap go through the store, so a later
+chapter that asks for the same run gets both back without training or recomputing
+anything, and a heatmap harvested on a GPU is read without the model's weights at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +29,7 @@ class Heatmap:
     cka: np.ndarray  # (L, L) within-model minibatch CKA
     layers: list[str]
     test_acc: float  # best test accuracy of the run (the analysed checkpoint)
+    train_acc: float | None = None  # its accuracy on (up to 5,000 of) its training images, eval mode
 
     @property
     def title(self) -> str:
@@ -42,39 +43,27 @@ def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | Non
                          progress=False)
 
 
-def heatmap(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> Heatmap:
-    """Within-model CKA of ``run`` with the profile's CKA protocol, cached in the store.
+def heatmap_key(run: Run, profile: Profile, data) -> dict:
+    """The store key of ``run``'s within-model heatmap under the profile's CKA protocol."""
+    return run.key(profile, data, "within-model linear CKA", cka=profile.cka)
 
-    A cached heatmap is returned without loading the model's weights at all.
-    """
+
+def heatmap(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> Heatmap:
+    """Within-model CKA of ``run`` with the profile's CKA protocol, cached in the store."""
     store = store or Store()
-    key = heatmap_key(run, profile, data)
 
     def compute() -> tuple[dict, dict]:
         model, record = train_run(run, profile, data, store, device)
         images = data.test_images[: profile.cka.examples]
         cka = model_cka(model, images, batch_size=profile.cka.batch_size, passes=profile.cka.passes,
                         seed=run.seed, device=device or profile.device)
-        return {"cka": cka}, {"layers": layer_names(model), "test_acc": record["metrics"]["best_test_acc"]}
+        metrics = record["metrics"]
+        return {"cka": cka}, {"layers": layer_names(model), "test_acc": metrics["best_test_acc"],
+                              "train_acc": metrics.get("train_acc")}
 
-    state, record = store.load_or_train(key, compute)
-    return Heatmap(run, state["cka"].numpy(), record["metrics"]["layers"], record["metrics"]["test_acc"])
-
-
-def heatmap_key(run: Run, profile: Profile, data) -> dict:
-    """The store key of ``run``'s within-model heatmap under the profile's CKA protocol."""
-    return run.key(profile, data, "within-model linear CKA", cka=profile.cka)
-
-
-def heatmap_row(configs: Iterable[ResNetConfig], profile: Profile, data: ImageDataset, train_size: int | None,
-                seed: int = 0, store: Store | None = None, device=None) -> list[Heatmap]:
-    """Heatmaps of several architectures trained on one data set (a row of a figure).
-
-    Each model gets the data set's number of classes, so one grid serves CIFAR-10 and
-    CIFAR-100 alike.
-    """
-    return [heatmap(Run(dataclasses.replace(config, num_classes=data.num_classes), train_size, seed),
-                    profile, data, store, device) for config in configs]
+    state, record = store.load_or_train(heatmap_key(run, profile, data), compute)
+    metrics = record["metrics"]
+    return Heatmap(run, state["cka"].numpy(), metrics["layers"], metrics["test_acc"], metrics.get("train_acc"))
 
 
 def block_runs(blocks: BlockChapter, seed: int = 0, num_classes: int = 10) -> list[Run]:
@@ -93,18 +82,46 @@ def block_runs(blocks: BlockChapter, seed: int = 0, num_classes: int = 10) -> li
     return list(dict.fromkeys(runs))
 
 
-def block_summary(maps: list[Heatmap], threshold: float) -> list[dict]:
-    """One row per heatmap: the run's settings, its accuracy and its block (``find_block``)."""
+def panels(rows: Sequence[Sequence[Heatmap | None]], title=None) -> tuple[list[list], list[list[str]]]:
+    """(matrices, titles) of rows of heatmaps for ``plots.heatmap_grid``: None stays None
+    (a pending panel). ``title(heatmap)`` gives a panel's title (default: its own)."""
+    title = title or (lambda m: m.title)
+    return ([[m.cka if m is not None else None for m in row] for row in rows],
+            [[title(m) if m is not None else "pending" for m in row] for row in rows])
+
+
+def seed_title(m: Heatmap) -> str:
+    """A panel title for one of several seeds: "seed 1, 93%"."""
+    return f"seed {m.run.seed}, {m.test_acc:.0%}"
+
+
+BLOCK_COLUMNS = ("depth", "width", "residual", "classes", "train_size", "seed", "train_acc", "test_acc", "block_fraction",
+                 "block_layers", "block_mean_cka", "block_stage", "block_from", "block_to")
+
+
+def block_table(maps: Sequence[Heatmap | None], threshold: float):
+    """``block_summary`` as a DataFrame (with its columns even when every map is pending),
+    sorted by classes, residual, training-set size, width, depth and seed."""
+    import pandas as pd
+
+    table = pd.DataFrame(block_summary(maps, threshold), columns=list(BLOCK_COLUMNS))
+    return table.sort_values(["classes", "residual", "train_size", "width", "depth", "seed"]).reset_index(drop=True)
+
+
+def block_summary(maps: Sequence[Heatmap | None], threshold: float) -> list[dict]:
+    """One row per heatmap (pending ones and repeats skipped): the run's settings, its
+    accuracies (training-set size as a number of images) and its block (``find_block``)."""
     rows = []
-    for m in maps:
+    for m in {m.run: m for m in maps if m is not None}.values():
         block = find_block(m.cka, threshold=threshold)
         rows.append({
             "depth": m.run.model.depth,
             "width": m.run.model.width,
             "residual": m.run.model.residual,
             "classes": m.run.model.num_classes,
-            "train_size": m.run.train_size,
+            "train_size": m.run.train_size or 50_000,
             "seed": m.run.seed,
+            "train_acc": m.train_acc if m.train_acc is not None else float("nan"),
             "test_acc": m.test_acc,
             "block_fraction": block.fraction,
             "block_layers": block.size,
@@ -116,34 +133,31 @@ def block_summary(maps: list[Heatmap], threshold: float) -> list[dict]:
     return rows
 
 
-def block_change(table, vary: str, within: str):
-    """For each value of ``within``: block fraction at the largest ``vary`` minus at the
-    smallest (a pandas Series). ``table``: a DataFrame of ``block_summary`` rows."""
-    grouped = table.sort_values(vary).groupby(within)["block_fraction"]
-    return grouped.last() - grouped.first()
+def schedule(profile: Profile, sizes: Sequence[int | None]) -> list[dict]:
+    """The training schedule of each training-set size: epochs, SGD steps, batch."""
+    rows = []
+    for n in sorted(sizes, key=lambda n: n or 50_000):
+        recipe = profile.training(n)
+        images = n or 50_000
+        rows.append({"training images": f"{images:,}", "epochs": recipe.epochs,
+                     "SGD steps": recipe.epochs * (images // recipe.batch_size), "batch": recipe.batch_size})
+    return rows
 
 
-def verdict(changes) -> str:
-    """How a set of signed changes bears on a claim that each is positive, in words."""
-    changes = list(changes)
-    if not changes:
-        raise ValueError("no comparisons to judge: the grid has a single value along this axis")
-    agreeing = sum(change > 0 for change in changes)
-    if agreeing == len(changes):
-        return f"agrees ({agreeing} of {len(changes)})"
-    if agreeing == 0:
-        return f"does not agree (0 of {len(changes)})"
-    return f"agrees only in part ({agreeing} of {len(changes)})"
-
-
-def compare(claimed_larger: float, claimed_smaller: float, tolerance: float = 0.0) -> str:
-    """Whether a claim "the first exceeds the second" holds, in words; differences
-    within ``tolerance`` are too small to count either way."""
-    if not (np.isfinite(claimed_larger) and np.isfinite(claimed_smaller)):
-        return "not measurable"
-    difference = claimed_larger - claimed_smaller
-    if difference > tolerance:
-        return "agrees"
-    if difference < -tolerance:
-        return "does not agree"
-    return "too close to call"
+def extremes(table, blocks: BlockChapter) -> dict[str, str]:
+    """Block fractions of the narrowest and widest, shallowest and deepest models on the
+    smallest and largest training sets ("-" where pending), and those extremes, for the
+    prose."""
+    residual = table[table["residual"]] if len(table) else table
+    sizes = [n or 50_000 for n in blocks.train_sizes]
+    out = {"smallest": f"{min(sizes):,}", "largest": f"{max(sizes):,}", "widest": max(blocks.grid_widths),
+           "deepest": max(blocks.depths)}
+    for key, column, value, fixed, fixed_value in (
+            ("wide", "width", max(blocks.grid_widths), "depth", blocks.base_depth),
+            ("narrow", "width", min(blocks.grid_widths), "depth", blocks.base_depth),
+            ("deep", "depth", max(blocks.depths), "width", 1), ("shallow", "depth", min(blocks.depths), "width", 1)):
+        for size_name, size in (("small", min(sizes)), ("large", max(sizes))):
+            picked = residual[(residual[column] == value) & (residual[fixed] == fixed_value)
+                              & (residual["train_size"] == size)]["block_fraction"] if len(residual) else []
+            out[f"block_{key}_{size_name}"] = f"{picked.iloc[0]:.2f}" if len(picked) else "-"
+    return out

@@ -75,10 +75,21 @@ def agreement(reference, estimate, ax: Axes | None = None, xlabel: str = "refere
     return ax
 
 
+def pending_panel(ax: Axes, title: str = "pending") -> Axes:
+    """An empty panel that says its result is not computed yet."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_facecolor("0.93")
+    ax.text(0.5, 0.5, "pending", ha="center", va="center", transform=ax.transAxes, color="0.45", fontsize="small")
+    ax.set_title(title, fontsize="medium")
+    return ax
+
+
 def heatmap_grid(rows: Sequence[Sequence], titles: Sequence[Sequence[str]], row_labels: Sequence[str] | None = None,
                  size: float = 2.1):
     """A figure of CKA heatmaps, one list of (L, L) matrices per row, with one shared
-    colour bar. Short rows leave their remaining panels empty. Returns the Figure."""
+    colour bar. A None matrix is drawn as a pending panel; short rows leave their
+    remaining panels empty. Returns the Figure."""
     ncols = max(len(row) for row in rows)
     fig, axes = plt.subplots(len(rows), ncols, figsize=(size * ncols + 0.8, size * len(rows)),
                              layout="constrained", squeeze=False)
@@ -87,12 +98,16 @@ def heatmap_grid(rows: Sequence[Sequence], titles: Sequence[Sequence[str]], row_
             ax = axes[r, c]
             if c >= len(row):
                 ax.axis("off")
-                continue
-            cka_heatmap(row[c], ax=ax, title=row_titles[c], colorbar=False, xlabel="", ylabel="")
-            ax.tick_params(labelsize="x-small")
+            elif row[c] is None:
+                pending_panel(ax, row_titles[c])
+            else:
+                cka_heatmap(row[c], ax=ax, title=row_titles[c], colorbar=False, xlabel="", ylabel="")
+                ax.tick_params(labelsize="x-small")
         if row_labels is not None:
             axes[r, 0].set_ylabel(row_labels[r], fontsize="small")
-    fig.colorbar(axes[0, 0].images[0], ax=axes, fraction=0.02, pad=0.01, label="CKA")
+    images = [ax.images[0] for ax in axes.flat if ax.images]
+    if images:
+        fig.colorbar(images[0], ax=axes, fraction=0.02, pad=0.01, label="CKA")
     return fig
 
 
@@ -186,3 +201,174 @@ def per_example_counts(correct_x, correct_y, ax: Axes | None = None, xlabel: str
     if colorbar:
         ax.figure.colorbar(image, ax=ax, shrink=0.8, label="test images")
     return ax
+
+
+def block_trends(table, base_depth: int):
+    """Block size against width (at ``base_depth``) and against depth (at 1x), one line
+    per training-set size; ``table``: ``grid.block_summary`` rows of residual networks
+    of one seed. Returns the Figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), layout="constrained", sharey=True)
+    for ax, frame, x, title in ((axes[0], table[table["depth"] == base_depth], "width", f"ResNet-{base_depth}, wider"),
+                                (axes[1], table[table["width"] == 1], "depth", "width 1x, deeper")):
+        if frame.empty:
+            pending_panel(ax, title)
+        else:
+            block_trend(frame, x=x, hue="train_size", ax=ax, title=title, legend_title="training images")
+    return fig
+
+
+def estimator_panels(sizes: Sequence[int], aligned: Mapping[str, np.ndarray], shuffled: Mapping[str, np.ndarray],
+                     title: str):
+    """Chapter 2: biased and unbiased CKA against n, for a pair of layers as they are
+    (left) and with the rows of one shuffled (right). Returns the Figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained", sharey=True)
+    estimate_vs_sample_size(sizes, aligned, ax=axes[0], title=title)
+    estimate_vs_sample_size(sizes, shuffled, ax=axes[1], title=f"{title} (rows shuffled)")
+    return fig
+
+
+def pc_figure(models: Sequence[dict]):
+    """Paper Fig. 3, one row per model: PC1 cosine similarity between layers, PC1's share
+    of variance per layer (the block shaded), the CKA heatmap, and the heatmap without
+    PC1. ``models``: dicts with ``name``, ``pcs`` (``analyses.PCAnalysis`` or None),
+    ``cka`` ((L, L) or None) and ``block`` ((start, stop) or None). Returns the Figure."""
+    fig, axes = plt.subplots(len(models), 4, figsize=(12.5, 3.0 * len(models)), layout="constrained", squeeze=False)
+    for row, model in zip(axes, models):
+        pcs = model["pcs"]
+        if pcs is None or model["cka"] is None:
+            for ax in row:
+                pending_panel(ax, model["name"])
+            continue
+        cka_heatmap(pcs.pc_similarity, ax=row[0], layers=pcs.layers, colorbar=False, title=f"{model['name']}: PC1 cosine")
+        variance_by_layer(pcs.variance_explained, pcs.layers, ax=row[1], block=model["block"],
+                          title="variance explained by PC1")
+        cka_heatmap(model["cka"], ax=row[2], layers=pcs.layers, colorbar=False, title="CKA")
+        cka_heatmap(pcs.cka_without_pc1, ax=row[3], layers=pcs.layers, title="CKA without PC1")
+    return fig
+
+
+def pc1_across_models(table, rho: float | None):
+    """Paper Fig. D.5: PC1's share of variance in the last two stages for every model,
+    sorted within each architecture (left), and against the model's block size (right).
+    ``table``: rows with model, training images, pc1_variance, block_fraction."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained", gridspec_kw={"width_ratios": [1.6, 1]})
+    if table.empty:
+        pending_panel(axes[0], "PC1 variance")
+        pending_panel(axes[1], "against the block size")
+        return fig
+    ordered = table.sort_values(["model", "pc1_variance"]).reset_index(drop=True)
+    sns.scatterplot(data=ordered, x=ordered.index, y="pc1_variance", hue="model", style="training images", ax=axes[0], s=40)
+    axes[0].set(xlabel="model (sorted by PC1 variance within each architecture)", ylabel="PC1 variance, last two stages",
+                xticks=[])
+    axes[0].legend(fontsize="x-small", frameon=False, bbox_to_anchor=(1, 1), loc="upper left")
+    sns.scatterplot(data=table, x="block_fraction", y="pc1_variance", hue="model", style="training images", ax=axes[1],
+                    s=40, legend=False)
+    axes[1].set(xlabel="block size (fraction of layers)", ylabel="PC1 variance, last two stages",
+                title=f"Spearman correlation {rho:.2f}" if rho is not None and np.isfinite(rho) else "")
+    return fig
+
+
+def panels_of(draw, items: Sequence[dict], size=(4.75, 3.3), sharey: bool = True):
+    """One panel per item, side by side: ``draw(item, ax)``, or a pending panel where
+    ``item["data"]`` is None. Returns the Figure."""
+    fig, axes = plt.subplots(1, len(items), figsize=(size[0] * len(items), size[1]), layout="constrained",
+                             sharey=sharey, squeeze=False)
+    for ax, item in zip(axes[0], items):
+        if item.get("data") is None:
+            pending_panel(ax, item.get("title", ""))
+        else:
+            draw(item, ax)
+    return fig
+
+
+def probe_figure(items: Sequence[dict]):
+    """Paper Fig. 4: probe accuracy along the residual blocks for each model. ``items``:
+    dicts with ``data`` (probe rows or None), ``block`` (span) and ``title``."""
+    return panels_of(lambda item, ax: probe_accuracy(item["data"], ax=ax, block=item["block"], title=item["title"]), items)
+
+
+def deletion_figure(items: Sequence[dict]):
+    """Paper Fig. 5: accuracy after deleting blocks, for each model. ``items``: dicts
+    with ``data`` (a DataFrame of deletion rows, or None) and ``title``."""
+    return panels_of(lambda item, ax: deletion_curves(item["data"], ax=ax, title=item["title"]), items)
+
+
+def seed_pairs_figure(pairs: Sequence[dict]):
+    """Paper Fig. 6, one row per architecture: seed a against itself, and seed a
+    against seed b. ``pairs``: dicts with label, seeds (a, b), within ((L, L) or None),
+    cross ((L, L) or None) and layers. Returns the Figure."""
+    fig, axes = plt.subplots(len(pairs), 2, figsize=(6.2, 3.0 * len(pairs)), layout="constrained", squeeze=False)
+    for row, pair in zip(axes, pairs):
+        a, b = pair["seeds"]
+        if pair["within"] is None:
+            pending_panel(row[0], pair["label"])
+        else:
+            cka_heatmap(pair["within"], ax=row[0], layers=pair["layers"], colorbar=False,
+                        title=f"{pair['label']}\nseed {a} vs itself", xlabel=f"seed {a}", ylabel=f"seed {a}")
+        if pair["cross"] is None:
+            pending_panel(row[1], f"seed {a} vs seed {b}")
+        else:
+            cka_heatmap(pair["cross"], ax=row[1], layers=pair["layers"], title=f"seed {a} vs seed {b}",
+                        xlabel=f"seed {b}", ylabel=f"seed {a}")
+    return fig
+
+
+def inside_outside(table, ax: Axes | None = None) -> Axes:
+    """Cross-seed CKA of each layer with the same layer of the other seed, averaged inside
+    the block (vertical) and outside it (horizontal), one point per model."""
+    ax = _axes(ax, size=(4.2, 3.8))
+    if not table.empty:
+        sns.scatterplot(data=table, x="outside_block", y="inside_block", hue="model", s=60, ax=ax)
+        ax.legend(fontsize="x-small", frameon=False)
+    ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--")
+    ax.set(xlabel="cross-seed CKA outside the block", ylabel="inside the block", xlim=(0, 1.02), ylim=(0, 1.02))
+    return ax
+
+
+def cross_architecture_figure(pairs: Sequence[dict]):
+    """Paper Fig. E.1: CKA between every layer of one architecture (rows) and of another
+    (columns). ``pairs``: dicts with ``data`` ((L1, L2) or None), ``xlabel``, ``ylabel``."""
+    def draw(item, ax):
+        cka_heatmap(item["data"], ax=ax, colorbar=item is pairs[-1], xlabel=item["xlabel"], ylabel=item["ylabel"])
+        ax.set_aspect("auto")  # two depths: a rectangle, stretched to the panel
+
+    return panels_of(draw, pairs, size=(3.6, 3.4), sharey=False)
+
+
+def population_pairs(pairs: Sequence[dict], columns: int = 3):
+    """Per-example counts (``per_example_counts``) for several pairs of populations.
+    ``pairs``: dicts with ``x``, ``y`` (boolean (members, N), or None), ``xlabel``,
+    ``ylabel`` and ``title``. Returns the Figure."""
+    if not pairs:
+        fig, ax = plt.subplots(figsize=(3.3, 1.2), layout="constrained")
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no such pair in this profile", ha="center", va="center", color="0.45")
+        return fig
+    columns = min(len(pairs), columns)
+    rows = -(-len(pairs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns + 0.8, 3.2 * rows), layout="constrained", squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        if index >= len(pairs):
+            ax.axis("off")
+            continue
+        pair = pairs[index]
+        if pair["x"] is None or pair["y"] is None:
+            pending_panel(ax, pair["title"])
+        else:
+            per_example_counts(pair["x"], pair["y"], ax=ax, xlabel=pair["xlabel"], ylabel=pair["ylabel"],
+                               title=pair["title"], colorbar=index == len(pairs) - 1)
+    return fig
+
+
+def class_differences(tests, ylabel: str = "accuracy, wide minus deep"):
+    """Paper Figs. 7c, F.4: per-class accuracy differences, sorted; bars that pass the
+    test coloured. ``tests``: ``populations.welch_per_class`` rows as a DataFrame."""
+    if tests.empty:
+        return pending_panel(plt.subplots(figsize=(4, 2.4), layout="constrained")[1], "per-class differences").figure
+    tests = tests.sort_values("difference").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(min(2.5 + 0.35 * len(tests), 14), 3.4), layout="constrained")
+    ax.bar(tests.index, tests["difference"], color=np.where(tests["significant"], "C0", "0.75"))
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(tests.index, tests["class"], rotation=90, fontsize="x-small" if len(tests) > 20 else "small")
+    ax.set(ylabel=ylabel)
+    return fig

@@ -11,6 +11,7 @@ per-model class accuracies).
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +65,41 @@ def chapter_populations(chapter: PredictionChapter) -> dict[str, Population]:
     for run in chapter.architectures:
         named.setdefault(run.label, Population(run.model, run.train_size, tuple(range(m))))
     return named
+
+
+def wide_and_deep(chapter: PredictionChapter, num_classes: int = 10) -> dict[str, Population]:
+    """The wide and the deep population, with ``num_classes``-way heads (Figs. 7c, F.4)."""
+    m = chapter.members
+    return {name: Population(dataclasses.replace(run.model, num_classes=num_classes), run.train_size, tuple(range(m)))
+            for name, run in (("wide", chapter.wide), ("deep", chapter.deep))}
+
+
+def fig7_panels(named: dict[str, Population], correct: dict, baseline: str) -> list[dict]:
+    """Fig. 7a, b for ``plots.population_pairs``: wide against deep, and the baseline's two
+    populations against each other."""
+    second = f"{baseline}, second population"
+    return [{"x": correct.get(x), "y": correct.get(y), "xlabel": x, "ylabel": y,
+             "title": f"{named[y].model.name} vs {named[x].model.name}"}
+            for x, y in (("deep", "wide"), (baseline, second))]
+
+
+def fig7_excess(correct: dict, baseline: str) -> dict | None:
+    """``spread_excess`` of wide against deep over the baseline's two populations, or
+    None while a population is pending."""
+    needed = [correct.get(name) for name in ("wide", "deep", f"{baseline}, second population", baseline)]
+    return None if any(c is None for c in needed) else spread_excess(*needed)
+
+
+def class_tests(correct: dict, labels, classes: Sequence[str], alpha: float) -> list[dict]:
+    """Welch's test per class on the wide and deep populations' per-model class
+    accuracies (``welch_per_class``); no rows while either is pending. ``correct``:
+    {"wide": boolean (members, N), "deep": ...}; ``labels``: (N,)."""
+    if correct.get("wide") is None or correct.get("deep") is None:
+        return []
+    labels = np.asarray(labels)[: correct["wide"].shape[1]]
+    accuracies = [class_accuracies(np.where(correct[name], labels[None, :], -1), labels, len(classes))
+                  for name in ("wide", "deep")]
+    return welch_per_class(*accuracies, classes, alpha=alpha)
 
 
 def predictions_key(run: Run, profile: Profile, data) -> dict:
@@ -169,6 +205,42 @@ def population_predictions(population: Population, profile: Profile, data: Image
     runs = population.runs
     return torch.stack([run_predictions(run, profile, data, store, device)
                         for run in tqdm(runs, desc=population.model.name, disable=not progress, leave=False)])
+
+
+def population_correct(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None,
+                       device=None) -> np.ndarray | None:
+    """Boolean (members, N): which of the profile's test images each member gets right.
+
+    Where the store may compute, missing members are trained (``population_predictions``);
+    elsewhere only the members whose predictions exist count, and the result is None
+    with fewer than two of them."""
+    store = store or Store()
+    labels = data.test_labels[: profile.predictions.test_examples].numpy()
+    if store.compute:
+        predictions = population_predictions(population, profile, data, store, device, progress=False).numpy()
+    else:
+        found = [store.load(predictions_key(run, profile, data)) for run in population.runs]
+        found = [entry[0]["predictions"].numpy() for entry in found if entry is not None]
+        if len(found) < 2:
+            return None
+        predictions = np.stack(found)
+    return predictions == labels[None, :]
+
+
+def population_table(populations: dict[str, Population], correct: dict[str, np.ndarray | None], profile: Profile,
+                     data: ImageDataset, store: Store | None = None) -> list[dict]:
+    """One row per population: architecture, training images, members found of the
+    members planned, mean test accuracy, its spread across models, how they were trained."""
+    rows = []
+    for name, population in populations.items():
+        c = correct.get(name)
+        rows.append({"population": name, "model": population.model.name,
+                     "training images": f"{population.train_size or 50_000:,}",
+                     "models": f"{0 if c is None else len(c)} of {len(population.seeds)}",
+                     "mean test accuracy": c.mean() if c is not None else float("nan"),
+                     "s.d. across models": c.mean(1).std(ddof=1) if c is not None else float("nan"),
+                     "trained": describe_training(training_summary(population, profile, data, store))})
+    return rows
 
 
 ENGINES = ("local", "submitit", "ray")
@@ -297,26 +369,47 @@ def spread_excess(correct_a, correct_b, baseline_a, baseline_b) -> dict:
             "excess": value, "standard_error": error, "z": value / error if error > 0 else float("inf")}
 
 
-def architecture_pairs(models) -> dict[str, list[tuple]]:
-    """The pairs of Figs. F.1-F.3 among ``models`` ((ResNetConfig, train_size) each).
+def architecture_pairs(runs) -> dict[str, list[tuple]]:
+    """The pairs of Figs. F.1-F.3 among ``runs`` (``runs.Run``: architecture and
+    training-set prefix; seeds are ignored).
 
     "depth": same width, different depth; "width": same depth, different width;
     "wide vs deep": one is deeper and the other wider. Residual models only; within a
     pair the first is the shallower (F.1, F.3) or the narrower (F.2).
     """
     pairs = {"depth": [], "width": [], "wide vs deep": []}
-    for i, a in enumerate(models):
-        for b in models[i + 1 :]:
-            (x, size_x), (y, size_y) = sorted((a, b), key=lambda m: (m[0].depth, m[0].width))
-            if size_x != size_y or x.num_classes != y.num_classes or not (x.residual and y.residual):
+    for i, a in enumerate(runs):
+        for b in runs[i + 1 :]:
+            first, second = sorted((a, b), key=lambda r: (r.model.depth, r.model.width))
+            x, y = first.model, second.model
+            if first.train_size != second.train_size or x.num_classes != y.num_classes or not (x.residual and y.residual):
                 continue
             if x.width == y.width and x.depth != y.depth:
-                pairs["depth"].append(((x, size_x), (y, size_y)))
+                pairs["depth"].append((first, second))
             elif x.depth == y.depth and x.width != y.width:
-                pairs["width"].append(((x, size_x), (y, size_y)))
+                pairs["width"].append((first, second))
             elif x.depth < y.depth and x.width > y.width:
-                pairs["wide vs deep"].append(((x, size_x), (y, size_y)))
+                pairs["wide vs deep"].append((first, second))
     return pairs
+
+
+def pair_statistics(pairs: dict[str, list[tuple]], correct: dict) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Figs. F.1-F.3: for every pair (``architecture_pairs``) whose populations exist,
+    the spread with its error (``spread_with_error``); and, per kind of pair, the panels
+    for ``plots.population_pairs``. ``correct``: {run label: boolean (members, N) or None}."""
+    rows, panels = [], {}
+    for number, (kind, kind_pairs) in enumerate(pairs.items(), 1):
+        panels[kind] = []
+        for x, y in kind_pairs:
+            cx, cy = correct.get(x.label), correct.get(y.label)
+            title = "pending"
+            if cx is not None and cy is not None:
+                stat = spread_with_error(cx, cy)
+                rows.append({"figure": f"F.{number}", "pair": kind, "x": x.model.name, "y": y.model.name,
+                             "accuracy x": cx.mean(), "accuracy y": cy.mean(), **stat})
+                title = f"spread {stat['spread']:.4f} ± {stat['standard_error']:.4f}"
+            panels[kind].append({"x": cx, "y": cy, "xlabel": x.model.name, "ylabel": y.model.name, "title": title})
+    return rows, panels
 
 
 def class_accuracies(predictions, labels, num_classes: int) -> np.ndarray:

@@ -126,6 +126,8 @@ class Profile:
     # reads the store and the committed results (results/<profile>/) and marks the rest
     # as pending: a paper-scale model is never trained on a CPU.
     compute_on: tuple[str, ...] = ("cpu", "cuda")
+    # What this profile leaves out of the paper's experiments, and why: (figures, what, why).
+    thinned: tuple[tuple[str, str, str], ...] = ()
 
     def training(self, train_size: int | None) -> TrainConfig:
         """The profile's recipe on a given training-set prefix (None: all 50,000).
@@ -170,6 +172,18 @@ R = ResNetConfig
 # special initialisation, no architecture change.
 FAST_RECIPE = TrainConfig(epochs=30, batch_size=256, lr=0.2, nesterov=True, warmup_epochs=2, lr_steps="step",
                           weight_decay=5e-4, evaluations=6)
+# What the paper profile leaves out of the paper's experiments, and why (shown in chapter 3).
+PAPER_THINNING = (
+    ("Figs. 2, D.2", "training-set prefixes 3,000 and 12,500 (not 25,000), and widths 1x-4x on them",
+     "a 10x model costs about as much as the rest of its row; Fig. 1 keeps it"),
+    ("Fig. C.1", "widths 1x-4x without residual connections", "as above"),
+    ("Figs. 6, D.1, E.1", "ResNet-26 (4x) as the wide model; 2 seeds of it and of ResNet-164, not 5",
+     "seeds of a 10x model cost minutes each; the seeds of Fig. D.1 are those of Figs. 6 and E.1"),
+    ("Figs. 7, F.1-F.3", "populations of 6 models, not 100; ResNet-14, -14 (2x) and -62 only; the baseline is a "
+     "second population of the wide model", "100 models per population need hours of GPU time"),
+    ("all", "30 epochs of a fast schedule instead of 300", "short GPU windows; accuracies in benchmarks/README.md"),
+)
+
 PAPER = Profile(
     name="paper",
     device="cuda",
@@ -190,19 +204,8 @@ PAPER = Profile(
                                   architectures=(Run(ResNetConfig(depth=14)), Run(ResNetConfig(depth=14, width=2)),
                                                  Run(ResNetConfig(depth=62)))),
     compute_on=("cuda",),
+    thinned=PAPER_THINNING,
 )
-# What the paper profile leaves out of the paper's grid, and why (shown beside the grid).
-PAPER_THINNING = (
-    ("Figs. 2, D.2", "training-set prefixes 3,000 and 12,500 (not 25,000), and widths 1x-4x on them",
-     "a 10x model costs about as much as the rest of its row; Fig. 1 keeps it"),
-    ("Fig. C.1", "widths 1x-4x without residual connections", "as above"),
-    ("Figs. 6, D.1, E.1", "ResNet-26 (4x) as the wide model; 2 seeds of it and of ResNet-164, not 5",
-     "seeds of a 10x model cost minutes each; the seeds of Fig. D.1 are those of Figs. 6 and E.1"),
-    ("Figs. 7, F.1-F.3", "populations of 6 models, not 100; ResNet-14, -14 (2x) and -62 only; the baseline is a "
-     "second population of the wide model", "100 models per population need hours of GPU time"),
-    ("all", "30 epochs of a fast schedule instead of 300", "short GPU windows; accuracies in benchmarks/README.md"),
-)
-
 PROFILES = {
     # CI: tiny models on a few thousand images; the whole book in minutes on 2 cores.
     "smoke": Profile(
@@ -293,16 +296,18 @@ def chapter_device(requested: str | None, profile: Profile) -> str:
     return "auto" if "google.colab" in sys.modules else profile.device
 
 
-def differences_from_paper(profile: Profile, train_size: int | None) -> list[dict]:
-    """Rows (setting, the paper, this profile) for every training and CKA setting.
+def differences_from_paper(profile: Profile, train_size: int | None, changed_only: bool = False) -> list[dict]:
+    """Rows (setting, the paper, this profile) for every training and CKA setting (or
+    only those that differ).
 
-    The defaults of ``TrainConfig`` and ``CKASettings`` are the paper's own (PAPER.md),
+    The defaults of ``TrainConfig`` and ``CKASettings`` are the paper's own (its released code),
     so the comparison is field by field.
     """
     paper = {**dataclasses.asdict(TrainConfig()), **{f"cka_{k}": v for k, v in dataclasses.asdict(CKASettings()).items()}}
     ours = {**dataclasses.asdict(profile.training(train_size)),
             **{f"cka_{k}": v for k, v in dataclasses.asdict(profile.cka).items()}}
-    return [{"setting": key, "the paper": _show(paper[key]), "this profile": _show(ours[key])} for key in paper]
+    rows = [{"setting": key, "the paper": _show(paper[key]), "this profile": _show(ours[key])} for key in paper]
+    return [r for r in rows if r["the paper"] != r["this profile"]] if changed_only else rows
 
 
 def grid_vs_paper(blocks: BlockChapter) -> list[dict]:

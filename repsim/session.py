@@ -10,7 +10,7 @@ so that nothing is silently missing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +53,26 @@ class Session:
             self.pending.append(" vs ".join(getattr(run, "name", str(run)) for run in runs))
             return None
 
+    def require(self, analysis: Callable, *runs, **settings: Any):
+        """``get`` for a result the chapter cannot do without: a pending one raises
+        ``PendingResult``, which says what to harvest."""
+        return analysis(*runs, self.profile, self.data, store=self.store, device=self.device, **settings)
+
     def get_all(self, analysis: Callable, runs: Sequence, **settings: Any) -> list:
         """``get`` for each run (a list with None where pending)."""
         return [self.get(analysis, run, **settings) for run in runs]
+
+    def get_rows(self, analysis: Callable, rows: Sequence[Sequence], **settings: Any) -> list[list]:
+        """``get_all`` for each row of runs (a figure's grid)."""
+        return [self.get_all(analysis, row, **settings) for row in rows]
+
+    def get_each(self, analysis: Callable, runs: Mapping[str, Any], **settings: Any) -> dict:
+        """``get`` for each run of a mapping {label: run}."""
+        return {label: self.get(analysis, run, **settings) for label, run in runs.items()}
+
+    def get_pairs(self, analysis: Callable, pairs: Sequence[tuple], **settings: Any) -> list:
+        """``get(analysis, a, b)`` for each pair (a cross-model analysis)."""
+        return [self.get(analysis, a, b, **settings) for a, b in pairs]
 
 
 def coverage(figure: str, results: Sequence, what: str = "models") -> str:

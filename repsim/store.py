@@ -247,12 +247,10 @@ class Store:
             return None
         if not isinstance(record, dict) or record.get("config") != config:
             return None
-        # Entries written before records carried the weights' checksum cannot be verified:
-        # they are rebuilt. Records without their own checksum (written before it was
-        # added) are accepted when the weights check out: the record is plain JSON.
+        # Both checksums must be there and agree: anything else is rebuilt.
         if record.get("weights_sha256") != hashlib.sha256(data).hexdigest():
             return None
-        if "record_sha256" in record and record["record_sha256"] != _record_digest(record):
+        if record.get("record_sha256") != _record_digest(record):
             return None
         return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu"), record
 

@@ -3,7 +3,7 @@
 The recipe's defaults are the paper's: SGD with momentum 0.9, batch 128, cosine decay
 stepped once per epoch, L2 on conv and dense kernels only (Keras L2 lambda = 1e-4 is
 PyTorch weight decay 2e-4), no decay on biases or BN. The analysed checkpoint is the
-epoch with the best test accuracy (PAPER.md, Setup).
+epoch with the best test accuracy (the paper and its released code).
 
 Profiles may shorten the schedule with what leaves the learned representations alone: a
 larger batch, a linear warm-up, the decay stepped every SGD step, Nesterov momentum, a
@@ -318,9 +318,10 @@ class DeadlineExceeded(RuntimeError):
 
 def train_model(model_config: ResNetConfig, config: TrainConfig, data: ImageDataset, seed: int,
                 device: str | torch.device | None = None, progress: bool = True,
-                checkpoint: str | os.PathLike | None = None, graphs: bool = False) -> tuple[ResNet, dict]:
+                checkpoint: str | os.PathLike | None = None, graphs: bool = False,
+                deadline: float | None = None) -> tuple[ResNet, dict]:
     """``train_models`` for a single seed."""
-    return train_models(model_config, config, data, [seed], device, progress, checkpoint, graphs)[0]
+    return train_models(model_config, config, data, [seed], device, progress, checkpoint, graphs, deadline)[0]
 
 
 def _load_checkpoint(path: str | os.PathLike | None, run: dict) -> dict | None:

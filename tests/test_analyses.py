@@ -10,6 +10,7 @@ from repsim import analyses, grid
 from repsim.data import ImageDataset
 from repsim.models import ResNetConfig
 from repsim.profiles import CKASettings, ProbeChapter, Profile
+from repsim.runs import Run
 from repsim.store import Store
 from repsim.train import TrainConfig
 
@@ -30,7 +31,7 @@ def tiny_profile() -> Profile:
                                        test_examples=48, pc_examples=36))
 
 
-RUN = grid.Run(ResNetConfig(depth=8), train_size=64)
+RUN = Run(ResNetConfig(depth=8), train_size=64)
 
 
 def _forbid(monkeypatch, *names):
@@ -72,11 +73,11 @@ def test_probe_and_deletion_rows_are_cached(tmp_path, tiny_data, tiny_profile, m
 
 def test_cross_cka_is_cached_and_compares_two_runs(tmp_path, tiny_data, tiny_profile, monkeypatch):
     store = Store(tmp_path)
-    other = grid.Run(ResNetConfig(depth=8, width=2), train_size=64, seed=1)
-    cka, layers, other_layers = analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
-    assert cka.shape == (len(layers), len(other_layers)) and np.isfinite(cka).all()
-    same, _, _ = analyses.cross_cka(RUN, RUN, tiny_profile, tiny_data, store=store)
-    np.testing.assert_allclose(np.diag(same), 1.0, atol=1e-9)  # a model against itself
+    other = Run(ResNetConfig(depth=8, width=2), train_size=64, seed=1)
+    result = analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
+    assert result.cka.shape == (len(result.layers), len(result.other_layers)) and np.isfinite(result.cka).all()
+    same = analyses.cross_cka(RUN, RUN, tiny_profile, tiny_data, store=store)
+    np.testing.assert_allclose(np.diag(same.cka), 1.0, atol=1e-9)  # a model against itself
     _forbid(monkeypatch, "model_cka", "train_run")
-    again, _, _ = analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
-    np.testing.assert_array_equal(again, cka)
+    again = analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
+    np.testing.assert_array_equal(again.cka, result.cka)

@@ -10,6 +10,7 @@ from repsim import grid, train
 from repsim.data import ImageDataset
 from repsim.models import ResNetConfig
 from repsim.profiles import CKASettings, Profile
+from repsim.runs import Run
 from repsim.store import Store
 from repsim.train import TrainConfig
 
@@ -30,7 +31,7 @@ def tiny_profile() -> Profile:
 
 def test_heatmap_is_computed_once_then_loaded(tmp_path, tiny_data, tiny_profile, monkeypatch):
     store = Store(tmp_path)
-    run = grid.Run(ResNetConfig(depth=8), train_size=64, seed=3)
+    run = Run(ResNetConfig(depth=8), train_size=64, seed=3)
     first = grid.heatmap(run, tiny_profile, tiny_data, store)
     assert first.cka.shape == (len(first.layers), len(first.layers)) == (28, 28)
     np.testing.assert_allclose(np.diag(first.cka), 1.0, atol=1e-12)
@@ -46,49 +47,44 @@ def test_heatmap_is_computed_once_then_loaded(tmp_path, tiny_data, tiny_profile,
 
 
 def test_block_summary_reports_each_run(tmp_path, tiny_data, tiny_profile):
-    maps = [grid.heatmap(grid.Run(ResNetConfig(depth=8), train_size=64, seed=s), tiny_profile, tiny_data, Store(tmp_path))
+    maps = [grid.heatmap(Run(ResNetConfig(depth=8), train_size=64, seed=s), tiny_profile, tiny_data, Store(tmp_path))
             for s in (0, 1)]
     rows = grid.block_summary(maps, threshold=-1.0)  # every pair passes: the block is the whole model
     assert [row["seed"] for row in rows] == [0, 1]
     assert all(row["block_fraction"] == 1.0 and row["block_from"] == "stem.conv" for row in rows)
 
 
-def test_heatmap_row_gives_each_model_the_data_sets_classes(tmp_path, tiny_profile):
+def test_fig1_runs_give_each_model_the_data_sets_classes(tmp_path, tiny_profile):
+    from repsim.figures import fig1_rows
+    from repsim.profiles import BlockChapter
+
     g = torch.Generator().manual_seed(1)
     images = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=g)
     labels = torch.arange(96) % 100
     cifar100 = ImageDataset(images, labels, images[:40], labels[:40], tuple(f"c{i}" for i in range(100)), "cifar100", "memory")
-    maps = grid.heatmap_row([ResNetConfig(8), ResNetConfig(8, 2)], tiny_profile, cifar100, train_size=64, store=Store(tmp_path))
+    (_, row) = fig1_rows(BlockChapter(depths=(8,), widths=(1, 2), base_depth=8, full_size=64), num_classes=100)
+    maps = [grid.heatmap(run, tiny_profile, cifar100, store=Store(tmp_path)) for run in row]
     assert [m.run.model.num_classes for m in maps] == [100, 100]
     assert [m.run.model.width for m in maps] == [1, 2]
     rows = grid.block_summary(maps, threshold=0.9)
     assert [row["classes"] for row in rows] == [100, 100]
     # The same architecture on a 10-class data set is a different run.
-    assert maps[0].run != grid.Run(ResNetConfig(8), 64)
+    assert maps[0].run != Run(ResNetConfig(8), 64)
+
+
+def test_block_table_keeps_its_columns_when_everything_is_pending():
+    table = grid.block_table([None, None], threshold=0.9)
+    assert table.empty and list(table.columns) == list(grid.BLOCK_COLUMNS)
 
 
 def test_block_summary_names_the_stage_where_the_block_starts(tmp_path, tiny_data, tiny_profile):
-    m = grid.heatmap(grid.Run(ResNetConfig(depth=8), train_size=64), tiny_profile, tiny_data, Store(tmp_path))
+    m = grid.heatmap(Run(ResNetConfig(depth=8), train_size=64), tiny_profile, tiny_data, Store(tmp_path))
     late = m.layers.index("stage3.block0.conv1")
     cka = np.eye(len(m.layers))
     cka[late:, late:] = 0.95  # a block from the first layer of stage 3 to the logits
     (row,) = grid.block_summary([grid.Heatmap(m.run, cka, m.layers, m.test_acc)], threshold=0.9)
     assert row["block_stage"] == 3 and row["block_from"] == "stage3.block0.conv1" and row["block_to"] == "fc"
     assert row["block_layers"] == len(m.layers) - late and row["block_mean_cka"] == pytest.approx(0.95)
-
-
-@pytest.mark.parametrize("changes,expected", [
-    ([0.1, 0.2], "agrees (2 of 2)"),
-    ([0.1, -0.2, 0.0], "agrees only in part (1 of 3)"),
-    ([0.0, -0.1], "does not agree (0 of 2)"),  # no change is not agreement
-])
-def test_verdict_counts_the_comparisons_that_go_the_claimed_way(changes, expected):
-    assert grid.verdict(changes) == expected
-
-
-def test_verdict_without_comparisons_is_an_error():
-    with pytest.raises(ValueError, match="no comparisons"):
-        grid.verdict([])
 
 
 def test_block_runs_lists_every_model_of_the_chapter_once():
@@ -99,24 +95,13 @@ def test_block_runs_lists_every_model_of_the_chapter_once():
     assert len(runs) == len(set(runs))
     # 3 sizes x (3 depths + 3 widths - the shared ResNet-14 1x) + 2 plain + 1 extra seed of each of 2 models
     assert len(runs) == 3 * 5 + 2 + 2
-    assert grid.Run(ResNetConfig(56), 1_000, 1) in runs and grid.Run(ResNetConfig(14, 3), 1_000, 1) in runs
-    assert grid.Run(ResNetConfig(14, 3, residual=False), 1_000, 0) in runs
+    assert Run(ResNetConfig(56), 1_000, 1) in runs and Run(ResNetConfig(14, 3), 1_000, 1) in runs
+    assert Run(ResNetConfig(14, 3, residual=False), 1_000, 0) in runs
     assert all(r.model.num_classes == 100 for r in grid.block_runs(blocks, num_classes=100))
 
 
-@pytest.mark.parametrize("larger,smaller,tolerance,expected", [
-    (0.5, 0.2, 0.0, "agrees"),
-    (0.2, 0.5, 0.0, "does not agree"),
-    (0.502, 0.5, 0.005, "too close to call"),
-    (0.49, 0.5, 0.005, "does not agree"),
-    (float("nan"), 0.5, 0.0, "not measurable"),
-])
-def test_compare_states_the_claim_with_a_tolerance(larger, smaller, tolerance, expected):
-    assert grid.compare(larger, smaller, tolerance) == expected
-
-
 def test_run_label_and_heatmap_title_name_the_model():
-    run = grid.Run(ResNetConfig(56), 1000)
+    run = Run(ResNetConfig(56), 1000)
     assert run.label == "ResNet-56 (1x) on 1,000 images"
-    assert grid.Run(ResNetConfig(20, 2)).label == "ResNet-20 (2x) on all training images"
+    assert Run(ResNetConfig(20, 2)).label == "ResNet-20 (2x) on all training images"
     assert grid.Heatmap(run, np.eye(2), ["a", "b"], 0.394).title == "ResNet-56 (1x)\n39%"

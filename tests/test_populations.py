@@ -12,6 +12,7 @@ from repsim.models import ResNetConfig
 from repsim.populations import (Population, architecture_pairs, class_accuracies, per_example_accuracy, spread,
                                 spread_excess, spread_with_error, welch_per_class)
 from repsim.profiles import PredictionChapter, Profile
+from repsim.runs import Run
 from repsim.store import Store
 from repsim.train import TrainConfig
 
@@ -110,7 +111,7 @@ def test_predictions_are_cached_per_member(tmp_path, monkeypatch):
     grown = populations.population_predictions(Population(ResNetConfig(8), 64, (0, 1)), profile, data, store,
                                                progress=False)
     torch.testing.assert_close(grown, first)
-    assert grid.Run(ResNetConfig(8), 64, 1) in small.runs
+    assert Run(ResNetConfig(8), 64, 1) in small.runs
 
 
 def test_submitit_engine_trains_members_in_local_jobs_into_the_shared_store(cifar_source, tmp_path, monkeypatch):

@@ -21,8 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import analyses, grid, populations
-from ..models import ResNetConfig
+from .. import analyses, figures, grid, populations
 from ..profiles import Profile
 from ..runs import Run
 from ..store import config_key
@@ -149,12 +148,10 @@ def chapter_requests(profile: Profile) -> list[Request]:
         requests.extend(Request(Analysis(kind, run, other if kind == "cross-model CKA" else None), priority, figure)
                         for kind in kinds)
 
-    background = Run(profile.background.model, profile.background.train_size)
-    ask(1, "Ch. 2", background, "weights", "training", "heatmap")
+    ask(1, "Ch. 2", figures.background_run(profile), "weights", "training", "heatmap")
 
     b = profile.blocks
-    fig1 = {Run(ResNetConfig(d), b.full_size) for d in b.depths} | {
-        Run(ResNetConfig(b.base_depth, w), b.full_size) for w in b.widths}
+    fig1 = set(figures.flatten(figures.fig1_rows(b)))
     for run in grid.block_runs(b):
         if run in fig1:
             priority, figure = 1, "Fig. 1"
@@ -168,15 +165,13 @@ def chapter_requests(profile: Profile) -> list[Request]:
         if run.model.residual:
             ask(priority, "Fig. D.5", run, "late principal components")
 
-    for run in (profile.probes.with_block, profile.probes.without_block):
+    for run in figures.chapter4_runs(profile.probes).values():
         ask(2, "Ch. 4", run, "heatmap", "training", "principal components", "linear probes", "block deletion")
 
-    first, second = profile.across.seed_pair
-    for run in profile.across.seed_runs:
-        a, c = run.with_seed(first), run.with_seed(second)
+    for a, c in figures.fig6_pairs(profile.across):
         ask(3, "Fig. 6", a, "heatmap", "training", "cross-model CKA", other=c)
         ask(3, "Fig. 6", c, "training")
-    for a, c in profile.across.architecture_pairs:
+    for a, c in figures.fige1_pairs(profile.across):
         ask(6, "Fig. E.1", a, "heatmap", "training", "cross-model CKA", other=c)
         ask(6, "Fig. E.1", c, "heatmap", "training")
 

@@ -1,0 +1,115 @@
+"""Turning results into the chapters' prose: every number on a page is glued from here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def glue_all(values: Mapping[str, Any]) -> None:
+    """``myst_nb.glue(name, value, display=False)`` for every entry: the values a
+    chapter's prose quotes (imported here, so the package needs myst-nb only in a book)."""
+    from myst_nb import glue
+
+    for name, value in values.items():
+        glue(name, value, display=False)
+
+
+def number(value, template: str = "{:.2f}", missing: str = "pending") -> str:
+    """``template.format(value)``, or ``missing`` when the value is None (pending)."""
+    return missing if value is None else template.format(value)
+
+
+def points(fraction, template: str = "{:+.1f}") -> str:
+    """A difference of two accuracies in percentage points ("pending" when None)."""
+    return number(None if fraction is None else 100 * fraction, template)
+
+
+def thinning(profile) -> str:
+    """What the profile leaves out of the paper's experiments, as a Markdown table."""
+    if not profile.thinned:
+        return "This profile's grid is its own (above); it lists nothing else as left out."
+    lines = ["| figures | this profile | why |", "|---|---|---|"]
+    lines += [f"| {figures} | {what} | {why} |" for figures, what, why in profile.thinned]
+    return "\n".join(lines)
+
+
+def full_size_note(blocks) -> str:
+    """Why Fig. 1's models see fewer images than the paper's, when they do."""
+    if blocks.full_size is None:
+        return "As in the paper, these models are trained on all 50,000 training images."
+    return (f"Where the paper trains these models on all 50,000 training images, this profile uses "
+            f"{blocks.full_size:,}: at its scale, few images are what lets narrow networks show the block "
+            "(the lever of Figs. 2 and D.2).")
+
+
+def probe_pooling(probes) -> str:
+    """How the probes see wide layers."""
+    if probes.probe_max_features is None:
+        return "Layers are probed at full size, without pooling."
+    return (f"Layers with more than {probes.probe_max_features:,} features are average-pooled 2x2 (repeatedly) until "
+            "they have at most that many, which keeps the probes of the widest early layers affordable.")
+
+
+def chapter4(summary: dict, runs: dict, maps: dict, profile, data) -> dict:
+    """The values chapter 4's prose quotes ("pending" where not computed yet)."""
+    s, p = summary, profile.probes
+    out = {}
+    for key, kind in (("with", "with a block"), ("without", "without a block")):
+        block = s.get(f"block_{key}")
+        out[f"{key}_model"] = runs[kind].label
+        out[f"{key}_block"] = number(block.fraction if block is not None else None, "{:.0%}")
+        out[f"{key}_acc"] = number(maps[kind].test_acc if maps.get(kind) is not None else None, "{:.0%}")
+        drop_blocks = s.get(f"drop_{key}_block_blocks")
+        out[f"drop_{key}"] = points(s.get(f"drop_{key}_block"), "{:.1f}")
+        out[f"drop_{key}_count"] = "block" if drop_blocks == 1 else f"{drop_blocks} blocks" if drop_blocks else "blocks"
+    out.update({
+        "pc_examples": f"{p.pc_examples or len(data.test_labels):,}",
+        "cka_examples": f"{profile.cka.examples or len(data.test_labels):,}",
+        "var_in_block": number(s.get("variance_in_block")), "var_outside": number(s.get("variance_outside_block")),
+        "var_no_block": number(s.get("variance_without_block")), "cka_in_block": number(s.get("cka_in_block")),
+        "cka_in_block_without": number(s.get("cka_in_block_without_pc1")),
+        "d5_models": s.get("d5_models", 0), "d5_rho": number(s.get("d5_rho")),
+        "probe_lrs": " and ".join(f"{lr:g}" for lr in p.probe_lrs), "probe_val": f"{p.probe_val_size:,}",
+        "probe_train": f"{p.probe_train_size:,}", "probe_epochs": f"{p.probe_epochs} epoch{'s' if p.probe_epochs > 1 else ''}",
+        "gain_in": points(s.get("gain_inside")), "gain_out": points(s.get("gain_outside")),
+        "gain_none": points(s.get("gain_no_block")),
+        "probe_first": number(s.get("probe_first_stage"), "{:.1%}"), "probe_last": number(s.get("probe_last_stage"), "{:.1%}"),
+        "probe_pooling": _markdown(probe_pooling(p)),
+    })
+    return out
+
+
+def _markdown(text: str):
+    """A Markdown display object, for ``{glue:md}`` in a chapter's prose."""
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+DATA_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+
+def chapter6(chapter, correct: dict, excess: dict | None, tests, pair_table, data) -> dict:
+    """The values chapter 6's prose quotes ("pending" where not computed yet)."""
+    significant = int(tests["significant"].sum()) if len(tests) else None
+    wide, deep = correct.get("wide"), correct.get("deep")
+    return {
+        "members": chapter.members, "baseline": chapter.baseline,
+        "acc_wide": number(wide.mean() if wide is not None else None, "{:.1%}"),
+        "acc_deep": number(deep.mean() if deep is not None else None, "{:.1%}"),
+        "spread": number(excess["spread"] if excess else None, "{:.4f}"),
+        "baseline_spread": number(excess["baseline_spread"] if excess else None, "{:.4f}"),
+        "excess": f"{excess['excess']:.4f} ± {excess['standard_error']:.4f}" if excess else "pending",
+        "z": number(excess["z"] if excess else None, "{:.1f}"),
+        "f_models": ", ".join(run.model.name for run in chapter.architectures)
+        + f" (on {chapter.architectures[0].train_size or 50_000:,} training images)",
+        "f_pairs": len(pair_table), "f_positive": int((pair_table["z"] > 2).sum()) if len(pair_table) else 0,
+        "class_data": f"{DATA_NAMES[data.name]} ({data.num_classes} classes)",
+        "significant": f"{significant} of {len(tests)}" if significant is not None else "pending",
+        "chance": f"{chapter.significance * data.num_classes:.1f}", "alpha": chapter.significance,
+        "wide_better": (", ".join(tests[tests["significant"] & (tests["difference"] > 0)]["class"]) or "none")
+        if len(tests) else "pending",
+        "deep_better": (", ".join(tests[tests["significant"] & (tests["difference"] < 0)]["class"]) or "none")
+        if len(tests) else "pending",
+    }
