@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import yaml
 
-from repsim import provenance
-from repsim.book import toc_chapters
+from repsim.book import provenance
+from repsim.book.toc import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from repsim import provenance
-from repsim.book import main, toc_chapters
+from repsim.book import provenance
+from repsim.book.runner import main
+from repsim.book.toc import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ half-executed chapter in the book (its partial notebook goes to ``_build/failed/
 It also never replaces a better run: a paper run on a GPU beats laptop, laptop beats
 smoke (``--force`` publishes anyway); the lesser run is kept in ``_build/executed/``.
 Each published notebook records where it came from in ``metadata.repsim``
-(``repsim.provenance``), which the book renders at build time.
+(``repsim.book.provenance``), which the book renders at build time.
 """
 
 from __future__ import annotations
@@ -29,27 +29,9 @@ from typing import Any
 import jupytext
 import nbformat
 import papermill
-import yaml
-
-from repsim import provenance
+from repsim.book import provenance
+from repsim.book.toc import toc_chapters
 from repsim.profiles import get_profile
-
-
-def toc_chapters(root: Path) -> list[str]:
-    """Stems of the ``book/*.py`` chapters listed in ``_toc.yml``, in toc order."""
-
-    def files(node: Any) -> list[str]:
-        if isinstance(node, dict):
-            own = [node["file"]] if "file" in node else []
-            return own + [f for v in node.values() for f in files(v)]
-        if isinstance(node, list):
-            return [f for item in node for f in files(item)]
-        return []
-
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    entries = [toc.get("root", "")] + files({k: v for k, v in toc.items() if k != "root"})
-    stems = [Path(f).name for f in entries if Path(f).parent.as_posix() == "book"]
-    return [s for s in dict.fromkeys(stems) if (root / "book" / f"{s}.py").exists()]
 
 
 def parse_param(text: str) -> tuple[str, Any]:

@@ -1,11 +1,12 @@
 """Where a chapter's published outputs came from, read from the executed notebook.
 
 papermill writes ``metadata.papermill`` (parameters, start and end time, duration) into
-every notebook it executes; ``repsim.book`` adds ``metadata.repsim`` (profile, the device
-actually used, the repsim version and git commit, and a hash of the chapter's code at
-execution time). ``chapter_provenance`` merges the two into one flat record, which the
-book's provenance boxes and its execution-statistics page render at build time, so no
-chapter is re-executed just to show where it came from.
+every notebook it executes; the runner (``python -m repsim.book``) adds
+``metadata.repsim`` (profile, the device actually used, the repsim version and git
+commit, and a hash of the chapter's code at execution time). ``chapter_provenance``
+merges the two into one flat record, which the book's provenance boxes and its
+execution-statistics page render at build time, so no chapter is re-executed just to
+show where it came from.
 
 A chapter is *stale* when the code cells of its source ``book/<stem>.py`` hash
 differently from the code that was executed.

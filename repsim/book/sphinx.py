@@ -1,7 +1,7 @@
 """A Sphinx extension for the book: provenance boxes and execution statistics.
 
 Registered in ``_config.yml`` (``sphinx.extra_extensions``). Everything here is read
-from the executed notebooks' metadata at build time (``repsim.provenance``), so the
+from the executed notebooks' metadata at build time (``repsim.book.provenance``), so the
 published book shows where each chapter's outputs came from without re-executing it.
 
 - Every page built from an executed notebook gets a folded "where these outputs come
@@ -20,7 +20,8 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from repsim import provenance
+from repsim.book import provenance
+from repsim.book.toc import toc_chapters
 
 EXECUTION_PAGE = "book/execution"  # the page holding {execution-statistics}
 
@@ -137,8 +138,6 @@ class ExecutionStatistics(SphinxDirective):
     """A table of every chapter's last published run, from its notebook's metadata."""
 
     def run(self) -> list[nodes.Node]:
-        from repsim.book import toc_chapters  # late: repsim.book imports papermill
-
         root = Path(self.env.srcdir)
         header = ["Chapter", "Profile", "Device", "Executed", "Duration", "Code"]
         rows, total = [], 0.0
