@@ -338,7 +338,7 @@ plt.close(fig)
 # %% [markdown]
 # ## Exercises
 #
-# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# Solutions are folded under each exercise; `python -m repsim.book.student` writes copies of
 # the notebooks without them, and without outputs, for a class.
 
 # %% [markdown]

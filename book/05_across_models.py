@@ -181,7 +181,7 @@ display(Markdown("\n".join(lines)))
 # %% [markdown]
 # ## Exercises
 #
-# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# Solutions are folded under each exercise; `python -m repsim.book.student` writes copies of
 # the notebooks without them, and without outputs, for a class.
 
 # %% [markdown]
