@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from . import devices
+
 
 def repsim_home() -> Path:
     """Root for data caches and the model store: ``$REPSIM_HOME`` or ``~/.cache/repsim``."""
@@ -154,7 +156,7 @@ def provenance() -> dict:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "device": devices.describe(),
     }
 
 

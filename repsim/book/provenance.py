@@ -71,25 +71,26 @@ def repsim_version() -> str:
         return __version__
 
 
-def device_used(requested: str | None, profile_device: str) -> dict[str, Any]:
-    """The device a chapter runs on, resolved as ``repsim.train.resolve_device`` does."""
+def device_used(requested: str | None, profile: str) -> dict[str, Any]:
+    """The device a chapter of ``profile`` runs on when asked for ``requested`` (None:
+    the profile's): chosen as the chapter chooses it, named as the store names it."""
     import torch  # late: slow to import, and only the runner needs it
 
-    name = requested or profile_device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    gpu = torch.cuda.get_device_name() if name.startswith("cuda") and torch.cuda.is_available() else None
-    return {"device": name, "gpu": gpu, "cpu_cores": os.cpu_count(), "machine": platform.machine(),
+    from repsim import devices
+    from repsim.profiles import chapter_device, get_profile
+
+    device = devices.resolve(chapter_device(requested, get_profile(profile)))
+    return {"device": str(device), "gpu": devices.describe(device) if device.type == "cuda" else None,
+            "cpu": devices.cpu_name(), "cpu_cores": os.cpu_count(), "machine": platform.machine(),
             "torch": torch.__version__}
 
 
-def execution_metadata(root: Path, stem: str, profile: str, requested_device: str | None,
-                       profile_device: str) -> dict[str, Any]:
+def execution_metadata(root: Path, stem: str, profile: str, requested_device: str | None) -> dict[str, Any]:
     """``metadata.repsim`` for a chapter about to be executed from ``book/<stem>.py``."""
     source = root / "book" / f"{stem}.py"
     return {
         "profile": profile,
-        **device_used(requested_device, profile_device),
+        **device_used(requested_device, profile),
         "repsim_version": repsim_version(),
         **git_state(root, ["repsim", f"book/{stem}.py"]),
         "source_hash": source_hash(source),

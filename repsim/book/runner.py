@@ -29,6 +29,7 @@ from typing import Any
 import jupytext
 import nbformat
 import papermill
+from repsim import devices
 from repsim.book import provenance
 from repsim.book.toc import toc_chapters
 from repsim.profiles import get_profile
@@ -102,7 +103,7 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
     out = executed / f"{stem}.{os.getpid()}.ipynb"
     profile = get_profile(params["profile"])
     # Recorded before execution: the code that runs is the code as it is now.
-    record = provenance.execution_metadata(root, stem, profile.name, params.get("device"), profile.device)
+    record = provenance.execution_metadata(root, stem, profile.name, params.get("device"))
     start = time.perf_counter()
     try:
         with TemporaryDirectory() as tmp:
@@ -145,18 +146,11 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
     return seconds
 
 
-def device_info() -> str:
-    """The accelerator the chapters could use, as one string."""
-    import torch  # late: importing torch is slow and only needed here
-
-    return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
-
-
 def record_times(root: Path, profile: str, seconds: dict[str, float]) -> None:
     """Merge this run's chapter times into ``_build/execution.json``."""
     path = root / "_build" / "execution.json"
     log = json.loads(path.read_text()) if path.exists() else {}
-    device = device_info()
+    device = devices.describe()
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     for stem, s in seconds.items():
         log[stem] = {"profile": profile, "seconds": round(s, 1),
