@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from . import devices
+from .progress import report_computing
 
 
 def repsim_home() -> Path:
@@ -279,6 +280,7 @@ class Store:
                 return found
             remove_stale_temporaries(entry)
             remove_stale_temporaries(self.partial(config))
+            report_computing(config)
             start = time.perf_counter()
             state, metrics = train()
             record = self._write(config, state, metrics, time.perf_counter() - start)

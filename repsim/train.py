@@ -35,6 +35,7 @@ from tqdm import tqdm
 from .data import ImageDataset, augment, to_float
 from .devices import resolve as resolve_device  # imported from here by many modules
 from .models import ResNet, ResNetConfig
+from .progress import report_epoch
 from .runs import model_key
 from .stacked import StackedResNet, stacked_accuracies
 from .steps import make_step
@@ -265,6 +266,7 @@ def train_models(
                 states = states or model.unstack()
                 best[k] = (acc, states[k], epoch + 1)
         pace = (time.perf_counter() - start) / (epoch + 1 - done)
+        report_epoch(name, seeds, len(labels), epoch + 1, config.epochs, pace)
         if deadline is not None and time.perf_counter() + pace * (config.epochs - epoch - 1) > deadline:
             raise DeadlineExceeded(f"{name}: {config.epochs - epoch - 1} epochs left at {pace:.1f} s each "
                                    f"would end {time.perf_counter() + pace * (config.epochs - epoch - 1) - deadline:.0f} s "
