@@ -130,7 +130,7 @@ def test_a_chapter_shows_progress_and_counts_its_results_without_the_transport_w
         "training store entry " + config_key({"seed": 0})]
     assert "01_tiny:" in err  # papermill's progress bar carries the chapter's name
     summary = next(line for line in out.splitlines() if line.startswith("01_tiny "))
-    assert summary.split()[3:] == ["1", "0", "1", "0", "0", "0", "book/01_tiny.ipynb"]
+    assert summary.split()[2:] == ["1", "0", "1", "0", "0", "0", "book/01_tiny.ipynb"]
     results = nbformat.read(root / "book" / "01_tiny.ipynb", as_version=4).metadata["repsim"]["results"]
     assert results["computed"] == 2 and results["models"]["computed"] == 1
     assert results["store"] == results["results"] == results["pending"] == 0

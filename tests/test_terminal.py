@@ -70,11 +70,11 @@ def test_the_summary_counts_by_chapter_and_says_where_each_page_is(tmp_path, cap
     terminal.print_summary(runs, tmp_path, built=True)
     rows = capsys.readouterr().out.splitlines()
     header = next(row for row in rows if row.startswith("chapter"))
-    assert header.split() == ["chapter", "time", "trained", "reused", "computed", "from", "store", "committed",
+    assert header.split() == ["chapter", "time,", "s", "trained", "reused", "computed", "from", "store", "committed",
                               "pending", "page"]
     assert next(row for row in rows if row.startswith("02_cka")).split() == [
-        "02_cka", "23", "s", "2", "1", "3", "0", "0", "0", "_build/html/book/02_cka.html"]
+        "02_cka", "23", "2", "1", "3", "0", "0", "0", "_build/html/book/02_cka.html"]
     assert next(row for row in rows if row.startswith("03_blocks")).split() == [
-        "03_blocks", "2", "min", "2", "1", "0", "0", "40", "2", "not", "published:",
+        "03_blocks", "125", "2", "1", "0", "0", "40", "2", "not", "published:",
         "_build/executed/03_blocks.paper.ipynb", "(2", "result(s)", "pending)"]
     assert rows[-1] == f"HTML: {Path(tmp_path) / '_build' / 'html' / 'index.html'}"

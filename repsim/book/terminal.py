@@ -128,8 +128,8 @@ def print_summary(runs: list[ChapterRun], root: Path, built: bool) -> None:
     if not runs:
         return
     width = max(7, *(len(run.stem) for run in runs))
-    print(f"\n{'':<{width}}  {'':>6}  {'models':^15}  {'analyses':^29}".rstrip())
-    print(f"{'chapter':<{width}}  {'time':>6}  {'trained':>7} {'reused':>7}  {'computed':>8} {'from store':>10} "
+    print(f"\n{'':<{width}}  {'':>7}  {'models':^15}  {'analyses':^29}".rstrip())
+    print(f"{'chapter':<{width}}  {'time, s':>7}  {'trained':>7} {'reused':>7}  {'computed':>8} {'from store':>10} "
           f"{'committed':>9} {'pending':>7}  {'page' if built else 'notebook'}")
     for run in runs:
         models, analyses = run.coverage.models, run.coverage.analyses
@@ -139,10 +139,10 @@ def print_summary(runs: list[ChapterRun], root: Path, built: bool) -> None:
             where = _relative(root / "_build" / "html" / "book" / f"{run.stem}.html", root)
         else:
             where = _relative(run.notebook, root)
-        print(f"{run.stem:<{width}}  {duration(run.seconds):>6}  {models['computed']:>7} "
+        print(f"{run.stem:<{width}}  {run.seconds:>7,.0f}  {models['computed']:>7} "
               f"{models['store'] + models['results']:>7}  {analyses['computed']:>8} {analyses['store']:>10} "
               f"{analyses['results']:>9} {run.coverage.count('pending'):>7}  {where}")
-    print(f"{'total':<{width}}  {duration(sum(run.seconds for run in runs)):>6}")
+    print(f"{'total':<{width}}  {sum(run.seconds for run in runs):>7,.0f}")
     if built:
         print(f"\nHTML: {root / '_build' / 'html' / 'index.html'}")
 
