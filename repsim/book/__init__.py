@@ -6,6 +6,8 @@
 
 - ``toc``: the chapters listed in ``_toc.yml``.
 - ``runner``: papermill execution, publishing rule, timings, the Jupyter Book build.
+- ``terminal``: what the runner prints: the plan, progress lines, the summary.
+- ``coverage``: where a chapter's results came from, from the store's access log.
 - ``provenance``: where a published notebook's outputs came from (``metadata.repsim``).
 - ``sphinx``: the Sphinx extension (``_config.yml``) that renders provenance at build time.
 - ``sitecheck``, ``student``: the two commands above.
