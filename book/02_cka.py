@@ -306,7 +306,7 @@ glue_all({"heatmap_examples": f"{P.cka.examples or len(data.test_labels):,}", "h
 # %% [markdown]
 # ## Exercises
 #
-# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# Solutions are folded under each exercise; `python -m repsim.book.student` writes copies of
 # the notebooks without them, and without outputs, for a class.
 
 # %% [markdown]

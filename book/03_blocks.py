@@ -267,7 +267,7 @@ display(Markdown(markdown(verdicts)))
 # %% [markdown]
 # ## Exercises
 #
-# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# Solutions are folded under each exercise; `python -m repsim.book.student` writes copies of
 # the notebooks without them, and without outputs, for a class.
 
 # %% [markdown]

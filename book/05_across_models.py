@@ -149,7 +149,7 @@ display(Markdown(markdown(seed_claims(seed_rows(pairs, within, across, block_thr
 # %% [markdown]
 # ## Exercises
 #
-# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# Solutions are folded under each exercise; `python -m repsim.book.student` writes copies of
 # the notebooks without them, and without outputs, for a class.
 
 # %% [markdown]

@@ -198,7 +198,7 @@ glue_all(chapter6(S, correct, excess, tests, pair_table, classes.data))
 # %% [markdown]
 # ## Exercises
 #
-# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# Solutions are folded under each exercise; `python -m repsim.book.student` writes copies of
 # the notebooks without them, and without outputs, for a class.
 
 # %% [markdown]

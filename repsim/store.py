@@ -34,6 +34,9 @@ from typing import Any
 
 import torch
 
+from . import devices
+from .progress import report_computing
+
 
 def repsim_home() -> Path:
     """Root for data caches and the model store: ``$REPSIM_HOME`` or ``~/.cache/repsim``."""
@@ -154,7 +157,7 @@ def provenance() -> dict:
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "numpy": numpy.__version__,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "device": devices.describe(),
     }
 
 
@@ -275,6 +278,7 @@ class Store:
                 return found
             remove_stale_temporaries(entry)
             remove_stale_temporaries(self.partial(config))
+            report_computing(config)
             start = time.perf_counter()
             state, metrics = train()
             record = self._write(config, state, metrics, time.perf_counter() - start)

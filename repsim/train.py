@@ -33,7 +33,9 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
+from .devices import resolve as resolve_device  # imported from here by many modules
 from .models import ResNet, ResNetConfig
+from .progress import report_epoch
 from .runs import model_key
 from .stacked import StackedResNet, stacked_accuracies
 from .steps import make_step
@@ -118,16 +120,6 @@ class TrainConfig:
         if t < warm:
             return self.lr * (t + 1) / math.ceil(warm)
         return self.lr * 0.5 * (1 + math.cos(math.pi * (t - warm) / (total - warm)))
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """"auto" or None picks CUDA when present, else the CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA GPU is available; use 'cpu' or 'auto'")
-    return device
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -274,6 +266,7 @@ def train_models(
                 states = states or model.unstack()
                 best[k] = (acc, states[k], epoch + 1)
         pace = (time.perf_counter() - start) / (epoch + 1 - done)
+        report_epoch(name, seeds, len(labels), epoch + 1, config.epochs, pace)
         if deadline is not None and time.perf_counter() + pace * (config.epochs - epoch - 1) > deadline:
             raise DeadlineExceeded(f"{name}: {config.epochs - epoch - 1} epochs left at {pace:.1f} s each "
                                    f"would end {time.perf_counter() + pace * (config.epochs - epoch - 1) - deadline:.0f} s "

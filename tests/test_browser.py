@@ -1,7 +1,7 @@
 """The offline checks of the built book: each kind of fault on a page is caught.
 
 The pages here are tiny hand-written sites; .ci/run applies the same checks to the
-real build (python -m repsim.sitecheck). Without Chromium these tests skip, unless
+real build (python -m repsim.book.sitecheck). Without Chromium these tests skip, unless
 REPSIM_REQUIRE_BROWSER is set (CI sets it, so a missing browser fails there).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from repsim.sitecheck import check_links, check_pages, find_chromium
+from repsim.book.sitecheck import check_links, check_pages, find_chromium
 
 
 def needs_browser() -> str:

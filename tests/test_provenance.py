@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import yaml
 
-from repsim import provenance
-from repsim.book import toc_chapters
+from repsim.book import provenance
+from repsim.book.toc import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,10 +69,54 @@ def test_recorded_hash_wins_over_the_notebooks_cells(chapter):
     assert record["stale"] is True and record["recorded"] is True and record["device"] == "cpu"
 
 
+def results(computed=0, store=0, committed=0, pending=0) -> dict:
+    return {"computed": computed, "store": store, "results": committed, "pending": pending}
+
+
 def test_runs_are_ranked_paper_on_gpu_then_laptop_then_smoke():
     rank = provenance.run_rank
     assert rank("paper", "cuda") > rank("laptop", "cpu") > rank("smoke", "cpu")
     assert rank("paper", "cpu") == rank("laptop", "cpu")  # a paper run without a GPU is no better
+
+
+def test_a_paper_run_on_a_cpu_from_committed_results_ranks_as_one_on_a_gpu():
+    rank = provenance.run_rank
+    assert rank("paper", "cpu", results(committed=40, store=3)) == rank("paper", "cuda", results(computed=43))
+    # It computed part of its results on the CPU: laptop, as before.
+    assert rank("paper", "cpu", results(committed=40, computed=1)) == rank("laptop", "cpu")
+
+
+def test_a_run_with_pending_results_ranks_below_laptop_and_above_smoke():
+    rank = provenance.run_rank
+    incomplete = rank("paper", "cpu", results(committed=38, pending=2))
+    assert rank("laptop", "cpu", results(computed=12)) > incomplete > rank("smoke", "cpu", results(computed=3))
+    assert rank("paper", "cuda", results(pending=1)) == incomplete
+
+
+def test_the_box_says_where_results_were_computed_and_what_is_pending(chapter):
+    from repsim.book.sphinx import provenance_box
+
+    source, notebook = chapter
+    nb = nbformat.read(notebook, as_version=4)
+    nb.metadata["repsim"] = {"profile": "paper", "device": "cpu", "cpu": "AMD EPYC",
+                             "source_hash": provenance.source_hash(source), "recorded_by": "repsim.book",
+                             "results": {**results(computed=1, store=2, committed=12, pending=3),
+                                         "devices": {"results": ["NVIDIA H200"], "store": ["AMD EPYC"],
+                                                     "computed": ["AMD EPYC"]}}}
+    nbformat.write(nb, notebook)
+    box = provenance_box(provenance.chapter_provenance(notebook, source), "01_x.py", link_stats=False)
+    text = box.astext()
+    assert "Outputs from the paper profile on cpu (AMD EPYC)" in text and "(3 results pending)" in text
+    assert ("12 computed on NVIDIA H200 (committed), 2 read from the model store (computed on AMD EPYC by an "
+            "earlier run), 1 computed here on AMD EPYC, 3 pending: not computed yet") in text
+    assert "warning" in box["classes"]
+
+    nb.metadata["repsim"]["results"] = {**results(committed=12), "devices": {"results": ["NVIDIA H200"]}}
+    nbformat.write(nb, notebook)
+    box = provenance_box(provenance.chapter_provenance(notebook, source), "01_x.py", link_stats=False)
+    text = box.astext()
+    assert "pending" not in text and "Results\n\n12 computed on NVIDIA H200 (committed)\n" in text, text
+    assert "warning" not in box["classes"]
 
 
 def test_backfill_marks_what_was_not_recorded(chapter):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
-from repsim import provenance
-from repsim.book import main, toc_chapters
+from repsim.book import provenance
+from repsim.book.runner import main
+from repsim.book.toc import toc_chapters
+from repsim.store import config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,15 +47,16 @@ def test_misspelled_parameter_is_refused_before_execution(book_root, capsys):
     assert not (book_root / "book" / "02_cka.ipynb").exists()  # nothing was published
 
 
-def tiny_book(root: Path, cells: str) -> Path:
-    """A one-chapter book whose chapter 01_tiny runs ``cells`` after its parameters."""
+def tiny_book(root: Path, cells: str, parameters: str = "") -> Path:
+    """A one-chapter book whose chapter 01_tiny runs ``cells`` after its parameters
+    (``profile`` and ``parameters``)."""
     (root / "book").mkdir(parents=True)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/01_tiny\n")
     (root / "_config.yml").write_text("title: tiny\n")
     header = ("# ---\n# jupyter:\n#   kernelspec:\n#     display_name: Python 3\n"
               "#     language: python\n#     name: python3\n# ---\n\n")
     (root / "book" / "01_tiny.py").write_text(
-        header + '# %% tags=["parameters"]\nprofile = "smoke"\n\n# %%\nx = 1\n\n' + cells)
+        header + '# %% tags=["parameters"]\nprofile = "smoke"\n' + parameters + '\n# %%\nx = 1\n\n' + cells)
     return root
 
 
@@ -102,3 +107,61 @@ def test_successful_chapter_records_provenance_and_respects_a_better_run(tmp_pat
     # --force publishes it anyway
     assert main(["--root", str(root), "--profile", "smoke", "--no-build", "--force"]) == 0
     assert nbformat.read(published, as_version=4).metadata["repsim"]["profile"] == "smoke"
+
+
+def test_a_chapter_shows_progress_and_counts_its_results_without_the_transport_warning(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the kernel imports this repsim
+    store = tmp_path / "store"
+    root = tiny_book(tmp_path / "root", (
+        "# %%\nimport torch\nfrom repsim import progress\nfrom repsim.store import Store\n"
+        f"store = Store({str(store)!r})\nprogress.report('half way')\n"
+        "store.load_or_train({'analysis': 'a sum', 'seed': 0}, lambda: ({'x': torch.ones(1)}, {}))\n"
+        "store.load_or_train({'seed': 0}, lambda: ({'x': torch.ones(1)}, {}))\n"
+        "store.load_or_train({'analysis': 'a sum', 'seed': 0}, lambda: ({'x': torch.ones(1)}, {}))\n"))
+
+    assert main(["--root", str(root), "--profile", "smoke", "--no-build"]) == 0
+
+    out, err = capfd.readouterr()
+    assert "without encryption" not in out + err  # the kernel runs over IPC, not TCP
+    assert "Executing 1 chapter(s) with the smoke profile on cpu" in out
+    progress = [line for line in out.splitlines() if line.startswith("[01_tiny ")]
+    assert [line.split("] ", 1)[1] for line in progress] == [
+        "half way", "computing a sum of store entry " + config_key({"analysis": "a sum", "seed": 0}),
+        "training store entry " + config_key({"seed": 0})]
+    assert "01_tiny:" in err  # papermill's progress bar carries the chapter's name
+    summary = next(line for line in out.splitlines() if line.startswith("01_tiny "))
+    assert summary.split()[2:] == ["1", "0", "1", "0", "0", "0", "book/01_tiny.ipynb"]
+    results = nbformat.read(root / "book" / "01_tiny.ipynb", as_version=4).metadata["repsim"]["results"]
+    assert results["computed"] == 2 and results["models"]["computed"] == 1
+    assert results["store"] == results["results"] == results["pending"] == 0
+    assert "REPSIM_ACCESS_LOG" not in os.environ and "REPSIM_PROGRESS" not in os.environ  # restored
+
+
+def test_a_run_with_pending_results_does_not_replace_a_laptop_notebook(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    root = tiny_book(tmp_path, (
+        "# %%\nfrom repsim.store import PendingResult, Store\n"
+        f"try:\n    Store({str(tmp_path / 'store')!r}, compute=False).load_or_train({{'analysis': 'a sum'}}, None)\n"
+        "except PendingResult as missing:\n    print(missing)\n"), parameters='device = None\n')
+    published = root / "book" / "01_tiny.ipynb"
+    laptop = nbformat.v4.new_notebook(metadata={"papermill": {"parameters": {"profile": "laptop"}},
+                                                "repsim": {"profile": "laptop", "device": "cpu"}})
+    nbformat.write(laptop, published)
+
+    assert main(["--root", str(root), "--profile", "paper", "--param", "device=cpu", "--no-build"]) == 0
+
+    assert nbformat.read(published, as_version=4).metadata["repsim"]["profile"] == "laptop"
+    kept = root / "_build" / "executed" / "01_tiny.paper.ipynb"
+    assert nbformat.read(kept, as_version=4).metadata["repsim"]["results"]["pending"] == 1
+    out, err = capsys.readouterr()
+    assert f"01_tiny: this paper run left 1 result(s) pending, and the published notebook comes from a complete run; " \
+           f"kept it, and this run in {kept}" in err
+    assert "not published: _build/executed/01_tiny.paper.ipynb (1 result(s) pending)" in out
+
+
+def test_a_profile_whose_device_is_missing_is_refused_with_a_way_out(book_root, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has the paper profile's GPU")
+    assert main(["--root", str(book_root), "--profile", "paper", "--no-build"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU is available" in err and "--param device=cpu" in err

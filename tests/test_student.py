@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from repsim.student import main, student_notebook
+from repsim.book.student import main, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,15 +5,22 @@
 Each chapter is a jupytext source ``book/<stem>.py``; the executed notebook replaces
 ``book/<stem>.ipynb`` only when every cell succeeded, so a failed run never leaves a
 half-executed chapter in the book (its partial notebook goes to ``_build/failed/``).
-It also never replaces a better run: a paper run on a GPU beats laptop, laptop beats
-smoke (``--force`` publishes anyway); the lesser run is kept in ``_build/executed/``.
-Each published notebook records where it came from in ``metadata.repsim``
-(``repsim.provenance``), which the book renders at build time.
+It also never replaces a better run (``provenance.run_rank``: a paper run on a GPU
+beats laptop, laptop beats a run that left results pending, which beats smoke;
+``--force`` publishes anyway); the lesser run is kept in ``_build/executed/``. Each
+published notebook records where it came from in ``metadata.repsim``
+(``repsim.book.provenance``), with how many of its results were computed, read from the
+store or the committed results, or left pending (``repsim.book.coverage``); the book
+renders this at build time.
+
+The terminal gets the plan first, then, while a chapter runs, what it is training or
+computing (``repsim.progress``), and a summary at the end (``repsim.book.terminal``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -22,6 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -29,27 +37,15 @@ from typing import Any
 import jupytext
 import nbformat
 import papermill
-import yaml
+from traitlets.config import Config
 
-from repsim import provenance
-from repsim.profiles import get_profile
-
-
-def toc_chapters(root: Path) -> list[str]:
-    """Stems of the ``book/*.py`` chapters listed in ``_toc.yml``, in toc order."""
-
-    def files(node: Any) -> list[str]:
-        if isinstance(node, dict):
-            own = [node["file"]] if "file" in node else []
-            return own + [f for v in node.values() for f in files(v)]
-        if isinstance(node, list):
-            return [f for item in node for f in files(item)]
-        return []
-
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    entries = [toc.get("root", "")] + files({k: v for k, v in toc.items() if k != "root"})
-    stems = [Path(f).name for f in entries if Path(f).parent.as_posix() == "book"]
-    return [s for s in dict.fromkeys(stems) if (root / "book" / f"{s}.py").exists()]
+from repsim import devices, progress
+from repsim.book import provenance, terminal
+from repsim.book.coverage import Coverage, read_access_log
+from repsim.book.toc import toc_chapters
+from repsim.profiles import chapter_device, get_profile
+from repsim.results import default_root, read_manifest
+from repsim.store import repsim_home
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -104,12 +100,57 @@ def published_rank(notebook: Path) -> int:
     if record is None:
         return -1
     device = record["device"] if record["recorded"] else None
-    return provenance.run_rank(record["profile"], device)
+    return provenance.run_rank(record["profile"], device, record["results"])
+
+
+@dataclass(frozen=True)
+class ChapterRun:
+    """One executed chapter: how long it took, where its results came from, and where
+    its notebook went (``book/`` when published, else ``_build/executed/`` and why)."""
+
+    stem: str
+    seconds: float
+    coverage: Coverage
+    notebook: Path
+    device: str  # the hardware it ran on (``devices.describe``)
+    reason: str | None = None  # why it was not published
+
+    @property
+    def published(self) -> bool:
+        return self.reason is None
+
+
+@contextlib.contextmanager
+def environment(**values: str):
+    """Set environment variables for the ``with`` body; the kernel papermill starts
+    inherits them. Restored afterwards."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def kernel_config(folder: Path) -> Config:
+    """Start the kernel over IPC (Unix sockets in ``folder``) where the system has them.
+
+    Over TCP, ipykernel warns on every start that the connection is unencrypted; the
+    kernel only ever talks to this process, so sockets in a private folder are the
+    quieter and the safer transport. Elsewhere (Windows) the default TCP stays.
+    """
+    if os.name != "posix":
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / "kernel")}})
 
 
 def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
-                    timeout: float | None, force: bool = False) -> float:
-    """Run ``book/<stem>.py`` with papermill; publish ``book/<stem>.ipynb``; return seconds.
+                    timeout: float | None, force: bool = False) -> ChapterRun:
+    """Run ``book/<stem>.py`` with papermill and publish ``book/<stem>.ipynb``.
 
     The executed notebook is published unless the one already there came from a better
     run (``provenance.run_rank``) and ``force`` is false.
@@ -120,72 +161,71 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
     out = executed / f"{stem}.{os.getpid()}.ipynb"
     profile = get_profile(params["profile"])
     # Recorded before execution: the code that runs is the code as it is now.
-    record = provenance.execution_metadata(root, stem, profile.name, params.get("device"), profile.device)
+    record = provenance.execution_metadata(root, stem, profile.name, params.get("device"))
     start = time.perf_counter()
-    try:
-        with TemporaryDirectory() as tmp:
+    with TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        access_log, progress_log = tmp / "access.jsonl", tmp / "progress.log"
+        try:
             # A fresh notebook from the source, so no stale outputs survive.
-            source = Path(tmp) / f"{stem}.ipynb"
+            source = tmp / f"{stem}.ipynb"
             jupytext.write(jupytext.read(book / f"{stem}.py"), source)
             check_parameters(source, params)
-            papermill.execute_notebook(
-                source, out, parameters=params, kernel_name=kernel, cwd=book,
-                progress_bar=True, execution_timeout=timeout)
-    except Exception as exc:
-        partial = None
-        if out.exists():
-            partial = root / "_build" / "failed" / f"{stem}.ipynb"
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(out, partial)
-        report_failure(stem, exc, partial)
-        raise
+            with (environment(REPSIM_ACCESS_LOG=str(access_log), **{progress.VARIABLE: str(progress_log)}),
+                  terminal.Follow(progress_log, stem)):
+                papermill.execute_notebook(
+                    source, out, parameters=params, kernel_name=kernel, cwd=book,
+                    progress_bar={"desc": stem}, execution_timeout=timeout, config=kernel_config(tmp))
+        except Exception as exc:
+            partial = None
+            if out.exists():
+                partial = root / "_build" / "failed" / f"{stem}.ipynb"
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(out, partial)
+            report_failure(stem, exc, partial)
+            raise
+        coverage = read_access_log(access_log)
     seconds = time.perf_counter() - start
     # papermill records absolute temporary paths; the published notebook is committed.
     nb = nbformat.read(out, as_version=4)
     nb.metadata["papermill"].update(input_path=f"book/{stem}.py",
                                      output_path=f"book/{stem}.ipynb")
+    record["results"] = coverage.metadata()
     nb.metadata["repsim"] = record
     for cell in nb.cells:  # the provenance box shows the parameters; the cell would repeat them
         tags = cell.metadata.get("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
     nbformat.write(nb, out)
+    device = record["gpu"] or record["cpu"]
     published = book / f"{stem}.ipynb"
-    rank, best = provenance.run_rank(record["profile"], record["device"]), published_rank(published)
-    if rank < best and not force:
-        kept = executed / f"{stem}.{record['profile']}.ipynb"
-        os.replace(out, kept)
-        print(f"{stem}: the published notebook comes from a better run than this "
-              f"{record['profile']} run on {record['device']}; kept it, and this run in {kept} "
-              f"(--force publishes it)", file=sys.stderr)
-    else:
+    rank = provenance.run_rank(record["profile"], record["device"], record["results"])
+    if rank >= published_rank(published) or force:
         os.replace(out, published)
-    return seconds
+        return ChapterRun(stem, seconds, coverage, published, device)
+    kept = executed / f"{stem}.{record['profile']}.ipynb"
+    os.replace(out, kept)
+    pending = coverage.count("pending")
+    if pending:
+        reason = f"{pending} result(s) pending"
+        why = f"this {record['profile']} run left {reason}, and the published notebook comes from a complete run"
+    else:
+        reason = "a better run is published"
+        why = f"the published notebook comes from a better run than this {record['profile']} run on {device}"
+    print(f"{stem}: {why}; kept it, and this run in {kept} (--force publishes it)", file=sys.stderr)
+    return ChapterRun(stem, seconds, coverage, kept, device, reason)
 
 
-def device_info() -> str:
-    """The accelerator the chapters could use, as one string."""
-    import torch  # late: importing torch is slow and only needed here
-
-    return f"cuda: {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
-
-
-def record_times(root: Path, profile: str, seconds: dict[str, float]) -> None:
+def record_times(root: Path, profile: str, runs: list[ChapterRun]) -> None:
     """Merge this run's chapter times into ``_build/execution.json``."""
     path = root / "_build" / "execution.json"
     log = json.loads(path.read_text()) if path.exists() else {}
-    device = device_info()
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    for stem, s in seconds.items():
-        log[stem] = {"profile": profile, "seconds": round(s, 1),
-                     "finished_at": now, "device": device}
+    for run in runs:
+        log[run.stem] = {"profile": profile, "seconds": round(run.seconds, 1),
+                         "finished_at": now, "device": run.device}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(log, indent=2) + "\n")
-    width = max(map(len, seconds), default=7)
-    print(f"\n{'chapter':<{width}}  seconds")
-    for stem, s in seconds.items():
-        print(f"{stem:<{width}}  {s:7.1f}")
-    print(f"{'total':<{width}}  {sum(seconds.values()):7.1f}")
 
 
 def build(root: Path, strict: bool) -> int:
@@ -198,9 +238,7 @@ def build(root: Path, strict: bool) -> int:
     if strict:
         # --all: an incremental build would not re-emit warnings of unchanged pages.
         cmd += ["--warningiserror", "--nitpick", "--keep-going", "--all"]
-    code = subprocess.call(cmd)
-    print(f"\nHTML: {root / '_build' / 'html' / 'index.html'}")
-    return code
+    return subprocess.call(cmd)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -233,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = args.root.resolve()
     try:
-        get_profile(args.profile)
+        profile = get_profile(args.profile)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -254,24 +292,36 @@ def main(argv: list[str] | None = None) -> int:
             nbformat.write(nb, notebook)
             print(f"{stem}: provenance backfilled")
         return 0
-    if not args.build_only:
-        # Chapters run from book/, so a relative data path given from here is resolved now.
-        data = os.environ.get("REPSIM_DATA")
-        if data and data != "torchvision":
-            os.environ["REPSIM_DATA"] = str(Path(data).expanduser().resolve())
-        params = {"profile": args.profile, **dict(args.param)}
-        seconds: dict[str, float] = {}
-        for stem in chapters:
-            try:
-                seconds[stem] = execute_chapter(root, stem, params, args.kernel,
-                                                args.timeout, args.force)
-            except Exception:
-                if seconds:
-                    record_times(root, args.profile, seconds)
-                return 1
-        record_times(root, args.profile, seconds)
-    return 0 if args.no_build else build(root, args.strict)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if args.build_only:
+        code = build(root, args.strict)
+        print(f"\nHTML: {root / '_build' / 'html' / 'index.html'}")
+        return code
+    # Chapters run from book/, so a relative data path given from here is resolved now.
+    data = os.environ.get("REPSIM_DATA")
+    if data and data != "torchvision":
+        os.environ["REPSIM_DATA"] = str(Path(data).expanduser().resolve())
+    params = {"profile": args.profile, **dict(args.param)}
+    try:
+        device = devices.resolve(chapter_device(params.get("device"), profile))
+    except RuntimeError as exc:
+        print(f"error: {exc}. The {profile.name} profile asks for {profile.device!r}; with --param device=cpu "
+              "it reads what it may not compute on the CPU from the store and the committed results, "
+              "or leaves it pending", file=sys.stderr)
+        return 2
+    results = default_root()
+    committed = len(read_manifest(results / profile.name)["entries"]) if results is not None else 0
+    terminal.print_plan(root, chapters, profile, device, devices.describe(device), repsim_home() / "store",
+                        committed)
+    runs, code = [], 0
+    for stem in chapters:
+        try:
+            runs.append(execute_chapter(root, stem, params, args.kernel, args.timeout, args.force))
+        except Exception:
+            code = 1
+            break
+    if runs:
+        record_times(root, args.profile, runs)
+    if code == 0 and not args.no_build:
+        code = build(root, args.strict)
+    terminal.print_summary(runs, root, built=code == 0 and not args.no_build)
+    return code

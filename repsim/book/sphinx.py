@@ -1,12 +1,13 @@
 """A Sphinx extension for the book: provenance boxes and execution statistics.
 
 Registered in ``_config.yml`` (``sphinx.extra_extensions``). Everything here is read
-from the executed notebooks' metadata at build time (``repsim.provenance``), so the
+from the executed notebooks' metadata at build time (``repsim.book.provenance``), so the
 published book shows where each chapter's outputs came from without re-executing it.
 
 - Every page built from an executed notebook gets a folded "where these outputs come
   from" box under its title: profile, device, date, duration, repsim version and
-  commit, parameters, and whether the chapter's code changed since (stale).
+  commit, parameters, whether the chapter's code changed since (stale), and where its
+  results were computed (committed from a GPU, here, or still pending).
 - ``{execution-statistics}`` renders one table row per chapter in ``_toc.yml``.
 """
 
@@ -20,7 +21,8 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-from repsim import provenance
+from repsim.book import provenance
+from repsim.book.toc import toc_chapters
 
 EXECUTION_PAGE = "book/execution"  # the page holding {execution-statistics}
 
@@ -38,8 +40,8 @@ def _device(record: dict[str, Any]) -> str:
     device = record["device"]
     if device == provenance.UNKNOWN:
         return "not recorded"
-    gpu = record.get("gpu")
-    return f"{device} ({gpu})" if gpu and gpu != provenance.UNKNOWN else device
+    name = record.get("gpu") or record.get("cpu")  # older records name no CPU
+    return f"{device} ({name})" if name and name != provenance.UNKNOWN else device
 
 
 def _when(record: dict[str, Any]) -> str:
@@ -65,6 +67,26 @@ def _stale(record: dict[str, Any]) -> str:
             else "current: the chapter's code is what ran")
 
 
+def _results(results: dict[str, Any]) -> str:
+    """"12 computed on NVIDIA H200 (committed), 3 computed here on AMD EPYC, 2 pending"."""
+    devices = results.get("devices", {})
+
+    def on(source: str) -> str:
+        return f" on {', '.join(devices[source])}" if devices.get(source) else ""
+
+    parts = []
+    if results["results"]:
+        parts.append(f"{results['results']} computed{on('results')} (committed)")
+    if results["store"]:
+        parts.append(f"{results['store']} read from the model store (computed{on('store')} by an earlier run)")
+    if results["computed"]:
+        parts.append(f"{results['computed']} computed here{on('computed')}")
+    if results["pending"]:
+        parts.append(f"{results['pending']} pending: not computed yet, so missing from this page "
+                     "(python -m repsim.harvest computes them on a GPU)")
+    return ", ".join(parts) or "none from the model store: the chapter computed everything as it ran"
+
+
 def _doc_link(text: str, target: str) -> addnodes.pending_xref:
     """A link to another page, resolved (and checked) by Sphinx like {doc}."""
     ref = addnodes.pending_xref("", refdomain="std", reftype="doc", reftarget=f"/{target}",
@@ -84,9 +106,13 @@ def provenance_box(record: dict[str, Any], source: str, link_stats: bool) -> nod
     """The folded box: a one-line summary as its title, the details inside."""
     device = "" if record["device"] == provenance.UNKNOWN else f" on {_device(record)}"
     summary = f"Outputs from the {record['profile']} profile{device}, {_when(record)}"
+    results = record["results"]
+    pending = results["pending"] if results else 0
     if record["stale"]:
         summary += " (stale)"
-    warn = record["stale"] or record["profile"] == "smoke"
+    if pending:
+        summary += f" ({pending} result{'s' if pending > 1 else ''} pending)"
+    warn = record["stale"] or record["profile"] == "smoke" or pending
     box = nodes.admonition(classes=["provenance", "dropdown", "warning" if warn else "note"])
     box += nodes.title(summary, summary)
     parameters = ", ".join(f"{k}={v!r}" for k, v in record["parameters"].items()) or "none"
@@ -97,6 +123,8 @@ def provenance_box(record: dict[str, Any], source: str, link_stats: bool) -> nod
     started = record["started"].strftime("%Y-%m-%d %H:%M UTC") if record["started"] else provenance.UNKNOWN
     fields += _field("Executed", f"{started} to {_when(record)}, {_duration(record['seconds'])}")
     fields += _field("Code", _code(record))
+    if results is not None:
+        fields += _field("Results", _results(results))
     fields += _field("Source", f"{source}: {_stale(record)} ",
                      nodes.literal(record["source_hash"][:12], record["source_hash"][:12]))
     record_note = ("recorded by repsim.book when it executed the chapter" if record["recorded"]
@@ -137,8 +165,6 @@ class ExecutionStatistics(SphinxDirective):
     """A table of every chapter's last published run, from its notebook's metadata."""
 
     def run(self) -> list[nodes.Node]:
-        from repsim.book import toc_chapters  # late: repsim.book imports papermill
-
         root = Path(self.env.srcdir)
         header = ["Chapter", "Profile", "Device", "Executed", "Duration", "Code"]
         rows, total = [], 0.0

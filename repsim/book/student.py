@@ -1,6 +1,6 @@
 """Student copies of the chapters: no outputs, no solutions.
 
-    python -m repsim.student [--out _build/student] [--chapters 02_cka ...]
+    python -m repsim.book.student [--out _build/student] [--chapters 02_cka ...]
 
 Each chapter's jupytext source ``book/<stem>.py`` becomes ``<out>/<stem>.ipynb``
 without the cells tagged ``solution`` (the folded solutions to the exercises), with no
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import jupytext
 import nbformat
+
+from repsim.book.toc import toc_chapters
 
 SOLUTION_TAG = "solution"
 
@@ -53,9 +55,7 @@ def write_student_copies(root: Path, out: Path, chapters: list[str]) -> list[Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    from repsim.book import toc_chapters  # late: repsim.book imports papermill
-
-    p = argparse.ArgumentParser(prog="python -m repsim.student", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m repsim.book.student", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=Path.cwd(),
                    help="folder holding _toc.yml and book/")

@@ -1,11 +1,12 @@
 """Where a chapter's published outputs came from, read from the executed notebook.
 
 papermill writes ``metadata.papermill`` (parameters, start and end time, duration) into
-every notebook it executes; ``repsim.book`` adds ``metadata.repsim`` (profile, the device
-actually used, the repsim version and git commit, and a hash of the chapter's code at
-execution time). ``chapter_provenance`` merges the two into one flat record, which the
-book's provenance boxes and its execution-statistics page render at build time, so no
-chapter is re-executed just to show where it came from.
+every notebook it executes; the runner (``python -m repsim.book``) adds
+``metadata.repsim`` (profile, the device actually used, the repsim version and git
+commit, and a hash of the chapter's code at execution time). ``chapter_provenance``
+merges the two into one flat record, which the book's provenance boxes and its
+execution-statistics page render at build time, so no chapter is re-executed just to
+show where it came from.
 
 A chapter is *stale* when the code cells of its source ``book/<stem>.py`` hash
 differently from the code that was executed.
@@ -28,7 +29,10 @@ import nbformat
 UNKNOWN = "unknown"
 
 # Which published run wins: a paper run on a GPU, else laptop; smoke only fills a gap.
-PROFILE_RANK = {"smoke": 0, "laptop": 1, "paper": 2}
+PROFILE_RANK = {"smoke": 0, "laptop": 2, "paper": 3}
+# A run that left results pending (``repsim.book.coverage``) shows holes where a laptop
+# run shows its own, smaller results: it ranks below laptop, above smoke.
+INCOMPLETE_RANK = 1
 
 
 def code_hash(cells: list[Any]) -> str:
@@ -70,25 +74,26 @@ def repsim_version() -> str:
         return __version__
 
 
-def device_used(requested: str | None, profile_device: str) -> dict[str, Any]:
-    """The device a chapter runs on, resolved as ``repsim.train.resolve_device`` does."""
+def device_used(requested: str | None, profile: str) -> dict[str, Any]:
+    """The device a chapter of ``profile`` runs on when asked for ``requested`` (None:
+    the profile's): chosen as the chapter chooses it, named as the store names it."""
     import torch  # late: slow to import, and only the runner needs it
 
-    name = requested or profile_device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    gpu = torch.cuda.get_device_name() if name.startswith("cuda") and torch.cuda.is_available() else None
-    return {"device": name, "gpu": gpu, "cpu_cores": os.cpu_count(), "machine": platform.machine(),
+    from repsim import devices
+    from repsim.profiles import chapter_device, get_profile
+
+    device = devices.resolve(chapter_device(requested, get_profile(profile)))
+    return {"device": str(device), "gpu": devices.describe(device) if device.type == "cuda" else None,
+            "cpu": devices.cpu_name(), "cpu_cores": os.cpu_count(), "machine": platform.machine(),
             "torch": torch.__version__}
 
 
-def execution_metadata(root: Path, stem: str, profile: str, requested_device: str | None,
-                       profile_device: str) -> dict[str, Any]:
+def execution_metadata(root: Path, stem: str, profile: str, requested_device: str | None) -> dict[str, Any]:
     """``metadata.repsim`` for a chapter about to be executed from ``book/<stem>.py``."""
     source = root / "book" / f"{stem}.py"
     return {
         "profile": profile,
-        **device_used(requested_device, profile_device),
+        **device_used(requested_device, profile),
         "repsim_version": repsim_version(),
         **git_state(root, ["repsim", f"book/{stem}.py"]),
         "source_hash": source_hash(source),
@@ -134,10 +139,11 @@ def _parse_time(text: str | None) -> datetime.datetime | None:
 def chapter_provenance(notebook: Path, source: Path | None = None) -> dict[str, Any] | None:
     """One flat record of an executed chapter, or None if papermill never ran it.
 
-    Keys: profile, device, gpu, started, finished (datetimes or None), seconds,
-    parameters, repsim_version, commit, dirty, source_hash, stale (True, False or None
-    when there is no source to compare), recorded (False when metadata.repsim is absent
-    and the record was pieced together here), recorded_by.
+    Keys: profile, device, gpu, cpu (the CPU's model), started, finished (datetimes or
+    None), seconds, parameters, repsim_version, commit, dirty, source_hash, stale (True,
+    False or None when there is no source to compare), results
+    (``coverage.Coverage.metadata``, None when not recorded), recorded (False when
+    metadata.repsim is absent and the record was pieced together here), recorded_by.
     """
     if not notebook.exists():
         return None
@@ -153,6 +159,7 @@ def chapter_provenance(notebook: Path, source: Path | None = None) -> dict[str, 
         "profile": meta.get("profile") or params.get("profile", UNKNOWN),
         "device": meta.get("device", UNKNOWN),
         "gpu": meta.get("gpu"),
+        "cpu": meta.get("cpu"),
         "started": _parse_time(pm.get("start_time")),
         "finished": _parse_time(pm.get("end_time")),
         "seconds": pm.get("duration"),
@@ -163,14 +170,25 @@ def chapter_provenance(notebook: Path, source: Path | None = None) -> dict[str, 
         "published_in_commit": meta.get("published_in_commit"),
         "source_hash": executed,
         "stale": None if current is None else current != executed,
+        "results": meta.get("results"),
         "recorded": bool(meta),
         "recorded_by": meta.get("recorded_by", "papermill metadata only"),
     }
 
 
-def run_rank(profile: str, device: str | None) -> int:
-    """How good a run is for publishing; a paper run without a GPU counts as laptop."""
+def run_rank(profile: str, device: str | None, results: dict[str, Any] | None = None) -> int:
+    """How good a run is for publishing, given its ``results`` counts (None: unknown).
+
+    Paper on a GPU > laptop > a run with pending results > smoke. A paper run on a CPU
+    that computed nothing itself and left nothing pending shows results computed on a
+    GPU (the committed ones): it ranks as a paper run on a GPU. Any other paper run
+    without a GPU counts as laptop.
+    """
     rank = PROFILE_RANK.get(profile, -1)
-    if profile == "paper" and not str(device or "").startswith("cuda"):
+    if results is not None and results["pending"]:
+        return min(rank, INCOMPLETE_RANK)
+    on_gpu = str(device or "").startswith("cuda")
+    read_everything = results is not None and results["computed"] == 0
+    if profile == "paper" and not on_gpu and not read_everything:
         rank = PROFILE_RANK["laptop"]
     return rank

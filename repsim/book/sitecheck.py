@@ -1,6 +1,6 @@
 """Check the built book as a reader sees it: offline, in a real headless browser.
 
-    python -m repsim.sitecheck _build/html --screenshots _build/browser-check
+    python -m repsim.book.sitecheck _build/html --screenshots _build/browser-check
 
 Two checks over every HTML page of the build:
 
@@ -219,7 +219,7 @@ def check_pages(site: Path, pages: list[Path] | None = None, screenshots: Path |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m repsim.sitecheck", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m repsim.book.sitecheck", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("site", type=Path, nargs="?", default=Path("_build/html"),
                         help="the built HTML folder (default: _build/html)")

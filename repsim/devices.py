@@ -1,0 +1,49 @@
+"""Which device a computation runs on, and the name it is recorded under.
+
+Every part of repsim that picks a device (training, the analyses, the chapters' runner)
+or records one (the model store, a notebook's provenance) goes through these two
+functions, so "auto" means the same everywhere and a record says "NVIDIA H200" or the
+CPU's model rather than just "cuda" or "cpu".
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+
+def resolve(device: str | torch.device | None = None) -> torch.device:
+    """"auto" or None picks CUDA when present, else the CPU; CUDA asked for on a
+    machine without it is an error rather than a silent fallback."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {str(device)!r} requested but no CUDA GPU is available; use 'cpu' or 'auto'")
+    return device
+
+
+def describe(device: str | torch.device | None = None) -> str:
+    """The hardware behind ``device`` (resolved as ``resolve`` does): the GPU's name, or
+    the CPU's model; other device types by their type."""
+    device = resolve(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return cpu_name()
+    return device.type
+
+
+def cpu_name() -> str:
+    """The CPU's model ("AMD EPYC 7B13"); Linux names it in /proc/cpuinfo, elsewhere
+    ``platform`` gives what it can."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
