@@ -52,7 +52,7 @@ from repsim.grid import heatmap, train_run
 from repsim.models import layer_names
 from repsim.profiles import differences_from_paper
 from repsim.properties import demo_layers, estimator_curves, invariance_rows, minibatch_against_full, off_diagonal
-from repsim.prose import glue_all
+from repsim.book.prose import glue_all
 from repsim.session import Session
 
 # %% [markdown]

@@ -56,7 +56,7 @@ from repsim.figures import (fig1_rows, fig2_rows, figc1_row, figd1_rows, figd2_r
                             size_labels)
 from repsim.grid import block_table, extremes, heatmap, panels, schedule, seed_title
 from repsim.profiles import grid_vs_paper
-from repsim.prose import full_size_note, glue_all, thinning
+from repsim.book.prose import full_size_note, glue_all, thinning
 from repsim.session import Session, coverage
 
 # %% [markdown]

@@ -54,7 +54,7 @@ from repsim.analyses import (D5_COLUMNS, chapter4_summary, deletion_accuracy, de
 from repsim.claims import markdown, pc_claims
 from repsim.figures import chapter4_runs, residual
 from repsim.grid import block_runs, heatmap
-from repsim.prose import chapter4, glue_all
+from repsim.book.prose import chapter4, glue_all
 from repsim.session import Session
 
 # %%

@@ -52,7 +52,7 @@ from repsim.analyses import architecture_panels, architecture_rows, cross_cka, s
 from repsim.claims import markdown, seed_claims
 from repsim.figures import fig6_pairs, fige1_pairs, firsts, seconds
 from repsim.grid import heatmap
-from repsim.prose import glue_all
+from repsim.book.prose import glue_all
 from repsim.session import Session
 
 # %%

@@ -51,7 +51,7 @@ from repsim.claims import markdown, prediction_claims
 from repsim.data import is_available, load_dataset
 from repsim.populations import (architecture_pairs, chapter_populations, class_tests, fig7_excess, fig7_panels,
                                 pair_statistics, population_correct, population_table, wide_and_deep)
-from repsim.prose import chapter6, glue_all
+from repsim.book.prose import chapter6, glue_all
 from repsim.session import Session
 
 # %%

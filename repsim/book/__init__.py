@@ -10,6 +10,7 @@
 - ``coverage``: where a chapter's results came from, from the store's access log.
 - ``provenance``: where a published notebook's outputs came from (``metadata.repsim``).
 - ``sphinx``: the Sphinx extension (``_config.yml``) that renders provenance at build time.
+- ``prose``: the values a chapter's prose quotes, formatted, and ``glue_all`` to glue them.
 - ``sitecheck``, ``student``: the two commands above.
 
 Nothing in ``repsim`` outside this package imports it, so the science modules need
