@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 import torch
 
 from repsim.book import provenance
@@ -165,3 +166,18 @@ def test_a_profile_whose_device_is_missing_is_refused_with_a_way_out(book_root, 
     assert main(["--root", str(book_root), "--profile", "paper", "--no-build"]) == 2
     err = capsys.readouterr().err
     assert "no CUDA GPU is available" in err and "--param device=cpu" in err
+
+
+def test_a_partly_harvested_paper_chapter_gets_a_page_in_a_part_of_its_own(tmp_path):
+    from repsim.book.toc import PAPER_PART, add_to_part, toc_chapters
+
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "02_cka.py").write_text("")
+    (tmp_path / "_toc.yml").write_text("# the toc\nformat: jb-book\nroot: book/intro\nchapters:\n  - file: book/02_cka\n")
+    assert add_to_part(tmp_path, PAPER_PART, "book/paper/02_cka")
+    assert not add_to_part(tmp_path, PAPER_PART, "book/paper/02_cka")  # listed once
+    toc = yaml.safe_load((tmp_path / "_toc.yml").read_text())
+    assert toc["parts"] == [{"chapters": [{"file": "book/02_cka"}]},
+                            {"caption": PAPER_PART, "chapters": [{"file": "book/paper/02_cka"}]}]
+    assert (tmp_path / "_toc.yml").read_text().startswith("# the toc\n")
+    assert toc_chapters(tmp_path) == ["02_cka"]  # the paper page is never executed as a chapter

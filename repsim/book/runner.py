@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ import papermill
 from traitlets.config import Config
 
 from repsim import devices, progress
-from repsim.book import provenance, terminal
+from repsim.book import provenance, terminal, toc
 from repsim.book.coverage import Coverage, read_access_log
 from repsim.book.toc import toc_chapters
 from repsim.profiles import chapter_device, get_profile
@@ -206,6 +207,17 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
     kept = executed / f"{stem}.{record['profile']}.ipynb"
     os.replace(out, kept)
     pending = coverage.count("pending")
+    if pending and record["profile"] == "paper" and coverage.count("results"):
+        # What is harvested of a paper-scale chapter is published on a page of its own, in
+        # a part of the book that says so, until the whole chapter is harvested.
+        page = book / "paper" / f"{stem}.ipynb"
+        page.parent.mkdir(exist_ok=True)
+        shutil.copyfile(kept, page)
+        toc.add_to_part(root, toc.PAPER_PART, f"book/paper/{stem}")
+        reason = f"{pending} result(s) pending; what is harvested is in book/paper/{stem}.ipynb"
+        print(f"{stem}: paper scale, {pending} result(s) pending: published in book/paper/{stem}.ipynb "
+              f"(part '{toc.PAPER_PART}'); the chapter page stays as it was", file=sys.stderr)
+        return ChapterRun(stem, seconds, coverage, page, device, reason)
     if pending:
         reason = f"{pending} result(s) pending"
         why = f"this {record['profile']} run left {reason}, and the published notebook comes from a complete run"
