@@ -1,17 +1,13 @@
 """CKA between the layers of trained models over a data set: capture, then accumulate.
 
 This is the glue between ``activations`` (which knows models) and ``cka`` (which knows
-only tensors): stream minibatches of test images through the model(s), capture every
-layer, and feed a ``MinibatchCKA``.
-
-Where every requested layer is a module that runs once per forward pass (all of
-``layer_names``), each layer's Gram is computed by a forward hook the moment the module
-returns, so no activation is kept or copied: memory holds one layer's activations and
-the (n, n) Grams, not every layer of the batch. An in-place op later in the graph cannot
-change a Gram that is already computed. Anything else (graph nodes that are not modules,
-a module called twice, a non-tensor output) goes through ``ActivationCapture``, as does
-a batch whose Grams hold NaN or Inf, so that the error names the layer, or an
-overflowed Gram is recomputed from rescaled activations.
+only tensors): stream minibatches of test images through the model(s) and feed a
+``MinibatchCKA``. Each layer's Gram is computed in the capture's forward hook the moment
+the layer returns (``GramCapture``), so no activation is kept: memory holds one layer's
+activations and the (n, n) Grams, not every layer of the batch. Several minibatches go
+through the model at once and each layer's Grams of all of them are one batched
+product. A batch whose Grams hold NaN or Inf is captured again as activations, so that
+the error names the layer, or an overflowed Gram is recomputed from rescaled features.
 """
 
 from __future__ import annotations
@@ -58,12 +54,10 @@ def model_cka(
     """
     device = resolve_device(device)
     layers = list(layers) if layers is not None else layer_names(model)
-    capture = ActivationCapture(model.to(device), layers)
-    grams = GramHooks(model, layers, transform)
+    capture, grams = ActivationCapture(model.to(device), layers), GramCapture(model, layers, transform)
     if other is not None:
         other_layers = list(other_layers) if other_layers is not None else layer_names(other)
-        other_capture = ActivationCapture(other.to(device), other_layers)
-        other_grams = GramHooks(other, other_layers)
+        other_capture, other_grams = ActivationCapture(other.to(device), other_layers), GramCapture(other, other_layers)
     accumulator = MinibatchCKA(layers, other_layers if other is not None else None, unbiased=unbiased)
     generator = torch.Generator().manual_seed(seed)
     batches = [
@@ -80,15 +74,11 @@ def model_cka(
     for chunk in tqdm(_grouped(batches, group), desc="CKA", disable=not progress, leave=False):
         # float32 forward (no bf16 autocast): CKA should see the activations at full precision
         x = to_float(images[torch.cat(chunk)].to(device))
-        if grams.usable and (other is None or other_grams.usable):
-            try:
-                batch = grams(x, len(chunk))
-                other_batch = other_grams(x, len(chunk)) if other is not None else None
-                if batch is not None and (other is None or other_batch is not None):
-                    accumulator.update_grams(batch, other_batch)
-                    continue
-            except NonFiniteGramError:
-                pass  # these batches again, through the activations: names the layer, or rescales
+        try:
+            accumulator.update_grams(grams(x, len(chunk)), other_grams(x, len(chunk)) if other is not None else None)
+            continue
+        except NonFiniteGramError:
+            pass  # these batches again, through the activations: names the layer, or rescales
         for part in x.split(len(chunk[0])):
             acts = capture(part)
             if transform is not None:
@@ -121,53 +111,22 @@ def collect_activations(
     return {name: torch.cat(parts) for name, parts in chunks.items()}
 
 
-class GramHooks:
-    """``{layer: batch_gram}`` for one forward pass, computed in forward hooks.
-
-    ``usable`` is False where the layers are not all modules, and turns False for good
-    when a pass shows a module that ran other than once or returned a non-tensor; that
-    pass then returns None and the caller captures activations instead.
-    """
+class GramCapture:
+    """``{layer: batch_gram}`` for one forward pass, computed in the capture's hooks: (n, n)
+    per layer, or (batches, n, n) when the input holds several minibatches of n images
+    one after the other. ``transform(layer, activations)`` edits each layer's flattened
+    activations first."""
 
     def __init__(self, model: nn.Module, layers: Sequence[str], transform: Callable | None = None) -> None:
-        modules = dict(model.named_modules())
-        self.model, self.layers, self.transform = model, list(layers), transform
-        self.modules = [modules.get(name) for name in self.layers]
-        self.usable = all(module is not None for module in self.modules)
+        self.transform, self.batches = transform, 1
+        self.capture = ActivationCapture(model, layers, reduce=self._gram)
 
-    def _hook(self, name: str, out: dict, calls: dict, batches: int):
-        def hook(_module, _inputs, output):
-            calls[name] += 1
-            if calls[name] == 1 and isinstance(output, torch.Tensor) and output.dim() >= 1:
-                act = output.detach().flatten(1) if output.dim() > 1 else output.detach()
-                if self.transform is not None:
-                    act = self.transform(name, act)
-                if act.dim() == 2 and act.is_floating_point():
-                    grams = batch_gram(act.unflatten(0, (batches, -1)))  # (batches, n, n)
-                    out[name] = grams if batches > 1 else grams[0]
-                else:
-                    out[name] = None
+    def _gram(self, name: str, act: torch.Tensor) -> torch.Tensor:
+        if self.transform is not None:
+            act = self.transform(name, act)
+        grams = batch_gram(act.unflatten(0, (self.batches, -1)))
+        return grams if self.batches > 1 else grams[0]
 
-        return hook
-
-    @torch.no_grad()
-    def __call__(self, x: torch.Tensor, batches: int = 1) -> dict[str, torch.Tensor] | None:
-        """The Grams of every layer for ``x``, which holds ``batches`` minibatches of
-        equal size one after the other: (n, n) each, or (batches, n, n)."""
-        out: dict[str, torch.Tensor | None] = {}
-        calls = dict.fromkeys(self.layers, 0)
-        handles = [m.register_forward_hook(self._hook(name, out, calls, batches))
-                   for name, m in zip(self.layers, self.modules)]
-        # BN in inference mode, as ActivationCapture; the caller's modes are put back.
-        modes = {module: module.training for module in self.model.modules()}
-        try:
-            self.model.eval()(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-            for module, training in modes.items():
-                module.training = training
-        if any(count != 1 for count in calls.values()) or any(out.get(name) is None for name in self.layers):
-            self.usable = False  # e.g. a module reused within one pass: its captures differ
-            return None
-        return out
+    def __call__(self, x: torch.Tensor, batches: int = 1) -> dict[str, torch.Tensor]:
+        self.batches = batches
+        return self.capture(x)

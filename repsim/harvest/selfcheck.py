@@ -13,7 +13,7 @@ import time
 import torch
 
 from ..cka import MinibatchCKA
-from ..compare import GramHooks
+from ..compare import GramCapture
 from ..activations import ActivationCapture
 from ..cka import batch_gram
 from ..models import ResNet, ResNetConfig, layer_names
@@ -109,14 +109,14 @@ def _capture_matches_hooks(device: torch.device) -> str:
     model = ResNet(ResNetConfig(8)).to(device).eval()
     layers = layer_names(model)
     x = torch.rand(32, 3, 32, 32, device=device)
-    hooked = GramHooks(model, layers)(x)
+    hooked = GramCapture(model, layers)(x)
     captured = ActivationCapture(model, layers)(x)
     worst = 0.0
     for name in layers:
         reference = batch_gram(captured[name].double())
         worst = max(worst, ((hooked[name].double() - reference).abs().max() / reference.abs().max().clamp_min(1e-30)).item())
     if worst > 1e-4:
-        raise SelfCheckError(f"Grams from forward hooks and from captured activations differ by {worst:.1e} (relative)")
+        raise SelfCheckError(f"Grams computed in the hooks and from captured activations differ by {worst:.1e} (relative)")
     return f"{len(layers)} layers, max relative difference {worst:.1e}"
 
 
