@@ -215,7 +215,14 @@ class Harvest:
                            "graphs": trained[0][1]["cuda_graphs"], "stacked": len(runs)})
 
     def _analyse(self, job: Job) -> None:
+        rates = costs.device_rates(self.device.type)
+        scale = statistics.median(self.ratios) if self.ratios else 1.0
         for analysis in job.missing:
+            left = self.left() - RESERVE
+            estimate = self.measured.lookup().get(("analysis", analysis.kind, analysis.run.model.name)) or (
+                analysis.estimate(self.profile, rates) * scale)
+            if estimate > left:  # an analysis cannot stop half-way: do not start one that would overrun
+                raise DeadlineExceeded(f"{analysis.name}: about {estimate:.0f} s, {left:.0f} s left")
             start = time.perf_counter()
             analysis.compute(self.profile, self.data, self.store, self.device)
             seconds = time.perf_counter() - start

@@ -43,7 +43,7 @@ def run_checks(device: torch.device, log=print) -> dict:
     report["cuda_graphs"] = _graphs_decision(device, log) if device.type == "cuda" else {"use": False,
                                                                                            "why": "not a CUDA device"}
     report["matmul_tflops"] = _matmul_rate(device)
-    log(f"self-check: matrix rate {report['matmul_tflops']:.1f} TFLOP/s "
+    log(f"self-check: matrix rate {report['matmul_tflops']:.3g} TFLOP/s "
         f"({'bf16' if device.type == 'cuda' else 'float32'})")
     return report
 
