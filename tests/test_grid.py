@@ -93,10 +93,10 @@ def test_block_runs_lists_every_model_of_the_chapter_once():
     blocks = get_profile("laptop").blocks
     runs = grid.block_runs(blocks, seed=0)
     assert len(runs) == len(set(runs))
-    # 3 sizes x (3 depths + 3 widths - the shared ResNet-14 1x) + 2 plain + 1 extra seed of each of 2 models
-    assert len(runs) == 3 * 5 + 2 + 2
-    assert Run(ResNetConfig(56), 1_000, 1) in runs and Run(ResNetConfig(14, 3), 1_000, 1) in runs
-    assert Run(ResNetConfig(14, 3, residual=False), 1_000, 0) in runs
+    # 3 sizes x (3 depths + 2 widths - the shared ResNet-14 1x) + 2 plain + 1 extra seed of each of 2 models
+    assert len(runs) == 3 * 4 + 2 + 2
+    assert Run(ResNetConfig(32), 1_000, 1) in runs and Run(ResNetConfig(14, 2), 1_000, 1) in runs
+    assert Run(ResNetConfig(14, 2, residual=False), 1_000, 0) in runs
     assert all(r.model.num_classes == 100 for r in grid.block_runs(blocks, num_classes=100))
 
 

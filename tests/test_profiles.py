@@ -25,8 +25,8 @@ def test_get_profile(name):
 def test_profiles_are_ordered_by_scale():
     smoke, laptop, paper = (get_profile(n) for n in ("smoke", "laptop", "paper"))
     assert smoke.device == "cpu" and paper.device == "cuda"
-    steps = [p.training(16_000).epochs * -(-16_000 // p.train.batch_size) for p in (smoke, laptop, paper)]
-    assert steps == sorted(steps) and len(set(steps)) == 3
+    images = [p.training(16_000).epochs * 16_000 for p in (smoke, laptop, paper)]  # images each model sees
+    assert images == sorted(images) and len(set(images)) == 3
     assert paper.cka.batch_size == 256 and paper.cka.passes == 10  # the paper's CKA protocol
     assert smoke.cka.examples is not None and smoke.cka.examples <= 1000
     assert max(smoke.background.sample_sizes) <= smoke.background.probe_examples
@@ -73,7 +73,7 @@ def test_differences_from_paper_lists_each_changed_setting():
     from repsim.profiles import differences_from_paper
 
     rows = {row["setting"]: row for row in differences_from_paper(get_profile("laptop"), 12_500)}
-    assert rows["epochs"]["the paper"] == "300" and rows["epochs"]["this profile"] == "2"  # 390 steps an epoch
+    assert rows["epochs"]["the paper"] == "300" and rows["epochs"]["this profile"] == "10"  # equal for every size
     assert rows["train_size"]["the paper"] == "all" and rows["train_size"]["this profile"] == "12,500"
     assert rows["batch_size"]["the paper"] == "128" and rows["batch_size"]["this profile"] == "32"
     assert rows["evaluations"]["the paper"] == "all" and rows["bn_momentum"]["the paper"] == "0.01"
@@ -108,11 +108,11 @@ def test_grid_vs_paper_shows_both_grids():
 
     rows = {row["grid"]: row for row in grid_vs_paper(get_profile("laptop").blocks)}
     assert rows["depths (1x)"]["paper"] == ", ".join(str(d) for d in BlockChapter().depths)
-    assert rows["depths (1x)"]["this profile"] == "14, 32, 56"
-    assert rows["widths"]["this profile"] == "1x, 2x, 3x at ResNet-14"
-    assert rows["widths on smaller training sets"]["this profile"] == "1x, 2x, 3x at ResNet-14"
+    assert rows["depths (1x)"]["this profile"] == "8, 14, 32"
+    assert rows["widths"]["this profile"] == "1x, 2x at ResNet-14"
+    assert rows["widths on smaller training sets"]["this profile"] == "1x, 2x at ResNet-14"
     assert rows["training-set prefixes"]["paper"].endswith("all")
-    assert rows["seeds of"]["this profile"] == "2 of ResNet-56 (1x), ResNet-14 (3x)"
+    assert rows["seeds of"]["this profile"] == "2 of ResNet-32 (1x), ResNet-14 (2x)"
 
 
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
