@@ -110,6 +110,23 @@ class PredictionChapter:
 
 
 @dataclass(frozen=True)
+class OriginsChapter:
+    """Chapter 7: how the block arises (Nguyen, Raghu & Kornblith 2022), beyond the paper."""
+
+    # The runs followed through training, both from the Sec. 3 grid (grid.block_runs).
+    # None picks them there (origins.origin_runs): the first of blocks.seed_architectures
+    # on blocks.full_size (whose other seeds serve "across seeds"), and the shallowest
+    # depth (1x) on the largest training-set prefix.
+    with_block: Run | None = None
+    without_block: Run | None = None
+    snapshots: int = 10  # at log-spaced SGD steps, the initialisation and the last step included
+    snapshot_examples: int = 2_048  # test images of each snapshot's heatmap (one pass, the profile's CKA batch)
+    top_k: int = 100  # dominant images: the k with the largest PC1 projections (1% of 10,000)
+    removal_counts: tuple[int, ...] = (0, 10, 30, 100, 300, 1_000)  # images left out before recomputing CKA
+    max_layers: int = 16  # block layers (evenly spaced) whose PC1 scores the images
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str  # "cpu", "cuda" or "auto"
@@ -121,6 +138,7 @@ class Profile:
     probes: ProbeChapter = ProbeChapter()
     across: AcrossChapter = AcrossChapter()
     predictions: PredictionChapter = PredictionChapter()
+    origins: OriginsChapter = OriginsChapter()
     min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
     # Device types on which a chapter may train and analyse what is missing. Elsewhere it
     # reads the store and the committed results (results/<profile>/) and marks the rest
@@ -229,6 +247,7 @@ PROFILES = {
         predictions=PredictionChapter(wide=Run(R(depth=8, width=2), 500), deep=Run(R(depth=14), 500),
                                       members=3, test_examples=1_000, stack=1,
                                       architectures=_at(500, R(depth=8), R(depth=8, width=2), R(depth=14))),
+        origins=OriginsChapter(snapshots=6, snapshot_examples=128, top_k=8, removal_counts=(0, 4, 16, 48)),
         min_steps=20,
     ),
     # 2 CPU cores and real CIFAR-10. Every model gets the same budget of min_steps SGD
@@ -266,6 +285,7 @@ PROFILES = {
                                       members=6, stack=1,
                                       architectures=_at(1_000, R(depth=8), R(depth=8, width=2), R(depth=14),
                                                         R(depth=14, width=2), R(depth=20))),
+        origins=OriginsChapter(snapshots=8, snapshot_examples=512, top_k=20, removal_counts=(0, 10, 20, 50, 100, 200)),
         min_steps=400,
     ),
     "paper": PAPER,
