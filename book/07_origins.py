@@ -72,13 +72,15 @@ pd.DataFrame(origins.run_table(runs, P)).set_index("model")
 # (block-over-training)=
 # ## The block over training
 #
-# We retrain both runs and keep their weights at $S$ SGD steps
+# Both runs are trained with *snapshots*: their weights are kept at $S$ SGD steps
 # $0 = t_0 < t_1 < \dots < t_{S-1} = T$, spaced evenly in $\log t$ (step 0 is the
-# initialisation, $T$ the last step). Snapshots are an option of
-# `repsim.train.train_models` that only reads the weights, so the run trained with
-# them is the run trained without them: on the CPU the retrained model is chapter 3's,
-# bit for bit (for the model with a block here: {glue:text}`reproduces`). At each
-# snapshot, on the first {glue:text}`snapshot_examples` test images, we measure
+# initialisation, $T$ the last step), as one store entry beside the model. Snapshots are
+# an option of `repsim.train.train_models` that only reads the weights, so the run
+# trained with them is the run trained without them (a test checks it bit for bit), and
+# chapter 3 trains these two runs that way the first time. A run stored without
+# snapshots is trained again; on the CPU, with a fixed number of threads, that gives the
+# stored model bit for bit. For the model with a block here: {glue:text}`reproduces`.
+# At each snapshot, on the first {glue:text}`snapshot_examples` test images, we measure
 #
 # - the **block measure** $b(t)$: the share of the $L$ layers in the longest run of
 #   consecutive layers whose pairwise CKA all reach $\tau = $ {glue:text}`threshold`
@@ -134,19 +136,20 @@ glue("snapshot_examples", f"{O.snapshot_examples:,}", display=False)
 glue("with_model", runs[0].label, display=False)
 glue("without_model", runs[1].label, display=False)
 glue("reproduces", origins.describe_reproduction(trajectories[0]), display=False)
-glue("formed_step", fmt(formed["step"], ",", "never"), display=False)
+not_formed = "pending" if formed["total_steps"] is None else "-"
+glue("formed_step", fmt(formed["step"], ",", "pending" if formed["total_steps"] is None else "never"), display=False)
 glue("total_steps", fmt(formed["total_steps"], ","), display=False)
-glue("formed_fraction", fmt(formed["fraction_of_training"], ".0%", "-"), display=False)
+glue("formed_fraction", fmt(formed["fraction_of_training"], ".0%", not_formed), display=False)
 
 # %% tags=["remove-cell"]
 glue("init_block", fmt(formed["init_block"], ".0%"), display=False)
 glue("init_overlap", fmt(formed["init_overlap"], ".2f"), display=False)
-glue("formed_block", fmt(formed["block"], ".0%", "-"), display=False)
+glue("formed_block", fmt(formed["block"], ".0%", not_formed), display=False)
 glue("final_block", fmt(formed["final_block"], ".0%"), display=False)
-glue("formed_to_final", fmt(formed["to_final"], ".2f", "-"), display=False)
-glue("formed_acc", fmt(formed["test_acc"], ".0%", "-"), display=False)
+glue("formed_to_final", fmt(formed["to_final"], ".2f", not_formed), display=False)
+glue("formed_acc", fmt(formed["test_acc"], ".0%", not_formed), display=False)
 glue("final_acc", fmt(formed["final_acc"], ".0%"), display=False)
-glue("formed_pc1", fmt(formed["pc1"], ".2f", "-"), display=False)
+glue("formed_pc1", fmt(formed["pc1"], ".2f", not_formed), display=False)
 glue("final_pc1", fmt(formed["final_pc1"], ".2f"), display=False)
 
 # %% [markdown]
@@ -269,7 +272,7 @@ pd.DataFrame(seeds["overlaps"]).round(4)
 pd.DataFrame(seeds["statistics"]).round(3)
 
 # %% tags=["remove-cell"]
-glue("seed_count", seeds["seeds"], display=False)
+glue("seed_count", len(seed_dominance), display=False)
 glue("jaccard", fmt(seeds["jaccard"], ".2f"), display=False)
 glue("chance_jaccard", fmt(seeds["chance_jaccard"], ".3f"), display=False)
 glue("overlap", fmt(seeds["overlap"], ".1f"), display=False)

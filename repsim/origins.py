@@ -8,9 +8,12 @@ statistic; and that different seeds pick different dominant images. This module
 measures each on runs of the Sec. 3 grid (``grid.block_runs``); every expensive result
 is a store entry with a ``*_key`` function beside it, as in ``analyses``.
 
-- **Snapshots.** A run retrained with ``train.train_models(snapshot_steps=...)`` at
-  log-spaced SGD steps (0 is the initialisation). On the CPU the retrained model is
-  chapter 3's bit for bit (``Snapshots.reproduces`` says whether it was).
+- **Snapshots.** The run trained with ``train.train_models(snapshot_steps=...)``, which
+  keeps its weights at log-spaced SGD steps (0 is the initialisation) and leaves the
+  model as it would be without. ``grid.train_run`` trains the two runs this chapter
+  follows that way the first time (chapter 3 does); a run stored without snapshots is
+  retrained, which on the CPU gives chapter 3's model bit for bit
+  (``Snapshots.reproduces`` says whether it did).
 - **Dominance.** With z_l = X_l v_1 the PC1 scores of the N test images at layer l of
   the block, image i scores d_i = mean_l |z_li| / rms_j(z_lj): how many typical
   projections it lies out along PC1, averaged over the block's layers.
@@ -80,10 +83,17 @@ def snapshot_steps(total: int, count: int) -> list[int]:
     return [0] + np.unique(np.rint(np.geomspace(1, total, count - 1)).astype(int)).tolist()
 
 
-def total_steps(run: Run, profile: Profile, data: ImageDataset) -> int:
-    """SGD steps of the run's training: epochs times full batches per epoch."""
+def total_steps(run: Run, profile: Profile, data) -> int:
+    """SGD steps of the run's training: epochs times full batches per epoch. ``data``: an
+    ``ImageDataset`` or its fingerprint (then CIFAR's 50,000 training images)."""
     recipe = run.recipe(profile)
-    return recipe.epochs * (len(data.train_prefix(recipe.train_size)[1]) // recipe.batch_size)
+    images = len(data.train_prefix(recipe.train_size)[1]) if hasattr(data, "train_prefix") else recipe.train_size or 50_000
+    return recipe.epochs * (images // recipe.batch_size)
+
+
+def _test_size(data) -> int:
+    """Test images of ``data`` (CIFAR's 10,000 when only a fingerprint is at hand)."""
+    return len(data.test_labels) if hasattr(data, "test_labels") else 10_000
 
 
 @dataclass(frozen=True)
@@ -95,19 +105,19 @@ class Snapshots:
     reproduces: bool | None  # retrained model == the stored one, bit for bit (None: none was stored)
 
 
-def training_snapshots_key(run: Run, profile: Profile, data: ImageDataset) -> dict:
+def training_snapshots_key(run: Run, profile: Profile, data) -> dict:
     steps = snapshot_steps(total_steps(run, profile, data), profile.origins.snapshots)
     return run.key(profile, data, "training snapshots", steps=steps)
 
 
 def training_snapshots(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
                        device=None) -> Snapshots:
-    """The run retrained with snapshots (weights at log-spaced steps), cached as one entry.
+    """The run trained with snapshots (weights at log-spaced steps), cached as one entry.
 
-    Retraining is deterministic on the CPU for a fixed thread count, so the run need not
-    have been trained with snapshots in the first place; whether the retrained model is
-    the stored one is recorded. Where the run's model is missing, it is stored from this
-    training, so that nothing trains it again.
+    Where the run's model is missing, it is stored from this training, so that nothing
+    trains it again. Where it is stored already, the run is retrained: on the CPU with a
+    fixed thread count training is deterministic, and whether the retrained model is the
+    stored one is recorded.
     """
     store, device = store or Store(), device or profile.device
     key = run.key(profile, data)
@@ -152,9 +162,9 @@ class Trajectory:
     reproduces: bool | None
 
 
-def trajectory_key(run: Run, profile: Profile, data: ImageDataset) -> dict:
+def trajectory_key(run: Run, profile: Profile, data) -> dict:
     return run.key(profile, data, "block over training", snapshots=training_snapshots_key(run, profile, data)["settings"],
-                   examples=min(profile.origins.snapshot_examples, len(data.test_labels)),
+                   examples=min(profile.origins.snapshot_examples, _test_size(data)),
                    batch_size=profile.cka.batch_size)
 
 
@@ -176,7 +186,7 @@ def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | No
         variance, scored = [], []
         for model in models + [final]:  # one forward pass each: the late layers and the logits
             acts = collect_activations(model, images, late + ["fc"], device=device)
-            variance.append([pc1_variance(acts[name]) for name in late])
+            variance.append([pc1_variance(acts[name].to(device)) for name in late])
             scored.append((acts["fc"].argmax(1) == labels).double().mean().item())
         state = {"steps": torch.tensor(snaps.steps), "test_acc": torch.tensor(scored[:-1]), "cka": cka,
                  "to_final": to_final, "final_cka": final_cka, "pc1_variance": torch.tensor(variance[:-1])}
@@ -192,12 +202,16 @@ def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | No
 
 def pc1_variance(x: torch.Tensor) -> float:
     """PC1's share of the variance of the rows of ``x`` (N, D), s_1^2 / sum_i s_i^2 of the
-    centred x, from the eigenvalues of its smaller Gram matrix (exact, in float64)."""
+    centred x, from the eigenvalues of its smaller Gram matrix (exact, in float64, on
+    x's device)."""
     centred = x.double() - x.double().mean(0)
-    gram = (centred @ centred.T if len(x) <= x.shape[1] else centred.T @ centred).cpu().numpy()
-    total = np.trace(gram)
-    # numpy's eigvalsh: torch's LAPACK call is ~100x slower on a busy 2-core machine
-    return float(np.linalg.eigvalsh(gram)[-1] / total) if total > 0 else 0.0
+    gram = centred @ centred.T if len(x) <= x.shape[1] else centred.T @ centred
+    total = float(gram.trace())
+    if total <= 0:
+        return 0.0
+    # On the CPU numpy's eigvalsh: torch's LAPACK call is ~100x slower on a busy 2-core machine.
+    top = torch.linalg.eigvalsh(gram)[-1] if gram.is_cuda else np.linalg.eigvalsh(gram.numpy())[-1]
+    return float(top) / total
 
 
 def _model(config: ResNetConfig, state: dict) -> ResNet:
@@ -300,9 +314,9 @@ class Dominance:
         return top_images(self.scores, k)
 
 
-def dominance_key(run: Run, profile: Profile, data: ImageDataset, threshold: float = 0.9) -> dict:
+def dominance_key(run: Run, profile: Profile, data, threshold: float = 0.9) -> dict:
     return run.key(profile, data, "dominant images", threshold=threshold, max_layers=profile.origins.max_layers,
-                   examples=min(profile.cka.examples or 10**9, len(data.test_labels)), cka=profile.cka)
+                   examples=min(profile.cka.examples or 10**9, _test_size(data)), cka=profile.cka)
 
 
 def dominance(run: Run, profile: Profile, data: ImageDataset, threshold: float = 0.9, store: Store | None = None,
@@ -421,9 +435,10 @@ def cka_without_images(model: nn.Module, images: torch.Tensor, removed: Sequence
     accumulators = [MinibatchCKA(layers) for _ in removed]
     for batch in minibatches(len(images), batch_size, passes, seed):
         grams = _grams(model.to(device), layers, to_float(images[batch].to(device)))
+        stacked = torch.stack([grams[name] for name in layers])  # (L, n, n)
         for mask, accumulator in zip(keep[:, batch].to(device), accumulators):
             if mask.sum() >= 4:  # the unbiased estimator needs 4 images
-                accumulator.update_grams({name: g[mask][:, mask] for name, g in grams.items()})
+                accumulator.update_grams(dict(zip(layers, stacked[:, mask][:, :, mask])))
     return torch.stack([accumulator.compute() for accumulator in accumulators])
 
 
@@ -436,7 +451,7 @@ class Removal:
     layers: list[str]
 
 
-def removal_key(run: Run, profile: Profile, data: ImageDataset, threshold: float = 0.9) -> dict:
+def removal_key(run: Run, profile: Profile, data, threshold: float = 0.9) -> dict:
     return run.key(profile, data, "heatmaps without dominant images", counts=list(profile.origins.removal_counts),
                    dominance=dominance_key(run, profile, data, threshold)["settings"])
 
@@ -490,10 +505,12 @@ def block_over_training(trajectories: Sequence[Trajectory | None], threshold: fl
 
 
 def describe_reproduction(t: Trajectory | None) -> str:
-    """Whether retraining with snapshots gave the stored model bit for bit, in words."""
+    """How the snapshots came about, in words: with the run's first training, or by
+    retraining it (and whether that gave the stored model bit for bit)."""
     if t is None:
         return "pending"
-    return {True: "yes", False: "no, the same recipe but not the same bits", None: "it was first trained here"}[t.reproduces]
+    return {True: "retrained, and the same model bit for bit", False: "retrained, with the same recipe but not the same bits",
+            None: "trained with its snapshots from the start"}[t.reproduces]
 
 
 def formation(t: Trajectory | None, threshold: float, share: float = 0.5) -> dict:

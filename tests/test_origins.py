@@ -3,6 +3,7 @@ across seeds, heatmaps without chosen images, and the verdicts."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -101,6 +102,26 @@ def test_snapshot_training_stores_a_missing_run_so_nothing_trains_it_again(tmp_p
     monkeypatch.setattr("repsim.train.train_model", lambda *a, **k: pytest.fail("trained twice"))
     model, _ = grid.train_run(RUN, tiny_profile, tiny_data, store)
     assert _states_equal(model.state_dict(), snaps.final)
+
+
+def test_keys_need_only_the_data_fingerprint(tiny_data, tiny_profile):
+    # The harvest plans with keys built from a fingerprint; they must be the chapter's.
+    for key in (origins.training_snapshots_key, origins.trajectory_key, origins.dominance_key, origins.removal_key):
+        assert key(RUN, tiny_profile, tiny_data.fingerprint) == key(RUN, tiny_profile, tiny_data)
+    assert origins.trajectory_key(RUN, tiny_profile, tiny_data) != origins.trajectory_key(RUN.with_seed(1), tiny_profile,
+                                                                                          tiny_data)
+
+
+def test_the_followed_runs_keep_their_snapshots_when_first_trained(tmp_path, tiny_data, tiny_profile, monkeypatch):
+    followed = dataclasses.replace(tiny_profile, origins=dataclasses.replace(tiny_profile.origins, with_block=RUN))
+    store = Store(tmp_path)
+    model, _ = grid.train_run(RUN, followed, tiny_data, store)  # as chapter 3 trains it
+    monkeypatch.setattr(origins, "train_models", lambda *a, **k: pytest.fail("trained twice"))
+    snaps = origins.training_snapshots(RUN, followed, tiny_data, store)
+    assert snaps.reproduces is None and _states_equal(snaps.final, model.state_dict())
+    other = Run(ResNetConfig(depth=8), train_size=32)  # not followed: trained without snapshots
+    grid.train_run(other, followed, tiny_data, store)
+    assert store.load(origins.training_snapshots_key(other, followed, tiny_data)) is None
 
 
 def test_trajectory_ends_at_the_final_model(tmp_path, tiny_data, tiny_profile):
