@@ -120,6 +120,7 @@ plt.close(fig)
 # %% tags=["hide-input"]
 table = origins.block_over_training(trajectories, block_threshold)
 formed = origins.formation(trajectories[0], block_threshold, formed_overlap)
+formed_without = origins.formation(trajectories[1], block_threshold, formed_overlap)
 fig, axes = plt.subplots(1, 5, figsize=(16, 3.2), layout="constrained", sharey=True)
 plots.over_training(table, "block", ax=axes[0], ylabel="", title="block measure", ylim=(-0.02, 1.02), mark=formed["step"])
 plots.over_training(table, "overlap", ax=axes[1], ylabel="", title="overlap with the final block", legend=False)
@@ -151,6 +152,8 @@ glue("formed_acc", fmt(formed["test_acc"], ".0%", not_formed), display=False)
 glue("final_acc", fmt(formed["final_acc"], ".0%"), display=False)
 glue("formed_pc1", fmt(formed["pc1"], ".2f", not_formed), display=False)
 glue("final_pc1", fmt(formed["final_pc1"], ".2f"), display=False)
+glue("without_init_block", fmt(formed_without["init_block"], ".0%"), display=False)
+glue("without_final_block", fmt(formed_without["final_block"], ".0%"), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_over_training
@@ -175,13 +178,15 @@ glue("final_pc1", fmt(formed["final_pc1"], ".2f"), display=False)
 # layers have a mean CKA of {glue:text}`formed_to_final` with the final model's, which
 # measures how much of its representation is still to change. PC1 explains
 # {glue:text}`formed_pc1` of the variance in the last two stages then, and
-# {glue:text}`final_pc1` at the last step.
+# {glue:text}`final_pc1` at the last step. For comparison, the block measure of the
+# {glue:text}`without_model` is {glue:text}`without_init_block` at initialisation and
+# {glue:text}`without_final_block` at the end.
 #
 # (dominant-images)=
 # ## Dominant images
 #
-# Chapter 4 found that inside the block one principal component carries most of each
-# layer's variance. Which images make it so? For every layer $\ell$ of the block
+# Inside the block, the paper finds, one principal component carries much of each
+# layer's variance (chapter {doc}`04_probes` measures it). Which images make it so? For every layer $\ell$ of the block
 # (evenly thinned to at most {glue:text}`max_layers` layers) we take PC1 of the
 # centred activations of the {glue:text}`n_images` test images that the heatmap uses
 # (`repsim.pca.first_pc`), and its scores $z_{\ell i} = (x_{\ell i} - \bar x_\ell) \cdot

@@ -52,11 +52,13 @@ KINDS = ("with a block", "without a block")
 # -- which runs --------------------------------------------------------------------------
 def origin_runs(profile: Profile, seed: int = 0) -> list[Run]:
     """[with a block, without a block]: the profile's ``origins`` runs, or by default the
-    first seed architecture on ``full_size`` and the shallowest 1x depth on the largest
-    training-set prefix of the Sec. 3 grid (so chapter 3 has trained both)."""
+    first seed architecture (else the deepest 1x network) on ``full_size`` and the
+    shallowest 1x network on the largest training-set prefix of the Sec. 3 grid (so
+    chapter 3 has trained both)."""
     o, b = profile.origins, profile.blocks
-    largest = max(b.train_sizes, key=lambda size: float("inf") if size is None else size)
-    with_block = o.with_block or Run(b.seed_architectures[0], b.full_size)
+    largest = max(b.train_sizes, key=lambda size: float("inf") if size is None else size, default=b.full_size)
+    deepest = b.seed_architectures[0] if b.seed_architectures else ResNetConfig(max(b.depths))
+    with_block = o.with_block or Run(deepest, b.full_size)
     without_block = o.without_block or Run(ResNetConfig(min(b.depths)), largest)
     return [with_block.with_seed(seed), without_block.with_seed(seed)]
 

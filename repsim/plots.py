@@ -204,7 +204,7 @@ def over_training(rows, y: str, ax: Axes | None = None, ylabel: str | None = Non
     if mark is not None:
         ax.axvline(mark, color="0.5", lw=0.8, ls="--")
     ax.set_xscale("symlog", linthresh=1)
-    ax.set(xlabel="SGD step (0: initialisation)", ylabel=ylabel or y, ylim=ylim)
+    ax.set(xlabel="SGD step (0: initialisation)", ylabel=y if ylabel is None else ylabel, ylim=ylim)
     ax.set_xlim(left=-0.3)
     if ax.get_legend() is not None:
         ax.get_legend().set_title(None)
@@ -226,7 +226,7 @@ def removal_curves(rows, y: str = "block", ax: Axes | None = None, ylabel: str |
     if len(table):
         sns.lineplot(data=table, x="removed", y=y, hue="images", style="images", markers=True, palette="colorblind",
                      ax=ax, errorbar=None)
-    ax.set(xlabel="test images left out", ylabel=ylabel or y)
+    ax.set(xlabel="test images left out", ylabel=y if ylabel is None else ylabel)
     if title:
         ax.set_title(title, fontsize="medium")
     return ax
