@@ -178,6 +178,7 @@ def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | No
 
     def compute():
         snaps = training_snapshots(run, profile, data, store, device)
+        on = resolve_device(device)  # "auto" is not a torch device
         models = [_model(run.model, state) for state in snaps.states]
         final = _model(run.model, snaps.final)
         images = data.test_images[: profile.origins.snapshot_examples]
@@ -188,7 +189,7 @@ def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | No
         variance, scored = [], []
         for model in models + [final]:  # one forward pass each: the late layers and the logits
             acts = collect_activations(model, images, late + ["fc"], device=device)
-            variance.append([pc1_variance(acts[name].to(device)) for name in late])
+            variance.append([pc1_variance(acts[name].to(on)) for name in late])
             scored.append((acts["fc"].argmax(1) == labels).double().mean().item())
         state = {"steps": torch.tensor(snaps.steps), "test_acc": torch.tensor(scored[:-1]), "cka": cka,
                  "to_final": to_final, "final_cka": final_cka, "pc1_variance": torch.tensor(variance[:-1])}

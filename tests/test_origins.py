@@ -125,7 +125,7 @@ def test_the_followed_runs_keep_their_snapshots_when_first_trained(tmp_path, tin
 
 
 def test_trajectory_ends_at_the_final_model(tmp_path, tiny_data, tiny_profile):
-    t = origins.trajectory(RUN, tiny_profile, tiny_data, Store(tmp_path))
+    t = origins.trajectory(RUN, tiny_profile, tiny_data, Store(tmp_path), device="auto")  # as on Colab
     s, n = len(t.steps), len(t.layers)
     assert t.cka.shape == (s, n, n) and t.to_final.shape == (s, n) and t.pc1_variance.shape == (s, len(t.late_layers))
     assert t.late_layers == ["stage2.block0.relu2", "stage3.block0.relu2"] and t.total_steps == 4
