@@ -14,12 +14,11 @@ is a store entry with a ``*_key`` function beside it, as in ``analyses``.
   follows that way the first time (chapter 3 does); a run stored without snapshots is
   retrained, which on the CPU gives chapter 3's model bit for bit
   (``Snapshots.reproduces`` says whether it did).
-- **Dominance.** With z_l = X_l v_1 the PC1 scores of the N test images at layer l of
-  the block, image i scores d_i = mean_l |z_li| / rms_j(z_lj): how many typical
-  projections it lies out along PC1, averaged over the block's layers.
-- **Removal.** CKA on the heatmap's own minibatches with chosen images left out: the
-  Gram of part of a batch is that part of the batch's Gram, and U-centring ignores the
-  feature mean, so each batch's Grams are computed once for every removal.
+- **Dominant images** are scored on the PC1 of the block's layers, compared on simple
+  image statistics, matched across seeds against chance, and left out of the heatmap,
+  with the functions of ``dominant``.
+- **Summaries and verdicts** turn the cached results into the chapter's numbers and its
+  rows (claim, verdict, evidence).
 """
 
 from __future__ import annotations
@@ -30,13 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import nn
 
 from .blocks import Block, find_block, mean_within
 from .cka import MinibatchCKA, cka_from_hsic
-from .compare import GramHooks, collect_activations
+from .compare import collect_activations
 from .data import ImageDataset, to_float
+from .dominant import (chance_overlap, cka_without_images, compare_statistics, dominance_scores, image_statistics,
+                       jaccard, layer_grams, minibatches, overlap_p_value, pc1_share, pc1_variance, top_images)
 from .grid import block_runs, heatmap, train_run
 from .models import ResNet, ResNetConfig, layer_names, stage_of
 from .pca import layer_pcs
@@ -203,40 +203,10 @@ def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | No
                       state["pc1_variance"].numpy(), m["layers"], m["late_layers"], m["reproduces"])
 
 
-def pc1_variance(x: torch.Tensor) -> float:
-    """PC1's share of the variance of the rows of ``x`` (N, D), s_1^2 / sum_i s_i^2 of the
-    centred x, from the eigenvalues of its smaller Gram matrix (exact, in float64, on
-    x's device)."""
-    centred = x.double() - x.double().mean(0)
-    gram = centred @ centred.T if len(x) <= x.shape[1] else centred.T @ centred
-    total = float(gram.trace())
-    if total <= 0:
-        return 0.0
-    # On the CPU numpy's eigvalsh: torch's LAPACK call is ~100x slower on a busy 2-core machine.
-    top = torch.linalg.eigvalsh(gram)[-1] if gram.is_cuda else np.linalg.eigvalsh(gram.numpy())[-1]
-    return float(top) / total
-
-
 def _model(config: ResNetConfig, state: dict) -> ResNet:
     model = ResNet(config)
     model.load_state_dict(state)
     return model.eval()
-
-
-def minibatches(n: int, batch_size: int, passes: int, seed: int) -> list[torch.Tensor]:
-    """The minibatches of ``compare.model_cka``: each pass a seeded shuffle of the n
-    images cut into batches of ``batch_size``; batches under 4 images dropped."""
-    generator = torch.Generator().manual_seed(seed)
-    batches = [order[i : i + batch_size] for order in (torch.randperm(n, generator=generator) for _ in range(passes))
-               for i in range(0, n, batch_size)]
-    return [batch for batch in batches if len(batch) >= 4]
-
-
-def _grams(model: nn.Module, layers: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    grams = GramHooks(model, layers)(x)
-    if grams is None:
-        raise ValueError("every layer must be a module that runs once per forward pass (as in layer_names)")
-    return grams
 
 
 @torch.no_grad()
@@ -251,10 +221,10 @@ def snapshot_cka(snapshots: Sequence[nn.Module], final: nn.Module, images: torch
     own = MinibatchCKA(layers)
     for batch in minibatches(len(images), batch_size, passes, seed):
         x = to_float(images[batch].to(device))
-        reference = _grams(final.to(device), layers, x)
+        reference = layer_grams(final.to(device), layers, x)
         own.update_grams(reference)
         for model, accumulator in zip(snapshots, accumulators):
-            accumulator.update_grams(_grams(model.to(device), layers, x), reference)
+            accumulator.update_grams(layer_grams(model.to(device), layers, x), reference)
             model.cpu()  # one snapshot on the device at a time
     n = len(layers)
     within, to_final = [], []
@@ -267,31 +237,6 @@ def snapshot_cka(snapshots: Sequence[nn.Module], final: nn.Module, images: torch
 
 
 # -- dominant images ------------------------------------------------------------------------
-def dominance_scores(pc_scores) -> np.ndarray:
-    """(N,) mean over layers of |z_li| / rms_j(z_lj), for PC1 scores ``pc_scores`` (K, N)."""
-    z = np.abs(np.asarray(pc_scores, dtype=float))
-    if z.ndim != 2 or z.shape[1] < 2:
-        raise ValueError(f"pc_scores must be (layers, N >= 2 images), got shape {z.shape}")
-    rms = np.sqrt((z**2).mean(axis=1, keepdims=True))
-    return (z / np.where(rms > 0, rms, 1.0)).mean(axis=0)
-
-
-def top_images(scores, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest scores, largest first (ties: lower index first)."""
-    scores = np.asarray(scores, dtype=float)
-    if not 0 <= k <= len(scores):
-        raise ValueError(f"k must be in [0, {len(scores)}], got {k}")
-    return np.argsort(-scores, kind="stable")[:k]
-
-
-def pc1_share(pc_scores, indices) -> float:
-    """Share of PC1's variance (sum of z_li^2 over images) that ``indices`` carry, averaged
-    over the layers; k random images of N carry k/N on average."""
-    z2 = np.asarray(pc_scores, dtype=float) ** 2
-    totals = z2.sum(axis=1)
-    return float(np.mean(np.where(totals > 0, z2[:, np.asarray(indices, dtype=int)].sum(axis=1) / totals, 0.0)))
-
-
 def scored_layers(layers: Sequence[str], block: Block, max_layers: int) -> list[str]:
     """The block's layers, evenly thinned to at most ``max_layers``; without a block, the
     residual-block outputs of stage 3."""
@@ -344,59 +289,7 @@ def dominance(run: Run, profile: Profile, data: ImageDataset, threshold: float =
                      state["variance_explained"].numpy(), tuple(record["metrics"]["block"]))
 
 
-def image_statistics(images) -> dict[str, np.ndarray]:
-    """Simple statistics of uint8 images (N, 3, H, W), each (N,) in [0, 1]: brightness,
-    contrast (s.d. of grey levels), saturation, the border's (outer 4 pixels) brightness
-    and variation (s.d., low for a uniform background), and the mean of each channel."""
-    x = torch.as_tensor(images).double() / 255
-    grey = x.mean(1)  # (N, H, W)
-    border = torch.ones(x.shape[-2:], dtype=torch.bool)
-    border[4:-4, 4:-4] = False
-    edge = grey[:, border]
-    rows = {"brightness": grey.mean((1, 2)), "contrast": grey.flatten(1).std(1),
-            "saturation": (x.amax(1) - x.amin(1)).mean((1, 2)), "border brightness": edge.mean(1),
-            "border variation": edge.std(1)}
-    rows.update({f"{colour} channel": x[:, c].mean((1, 2)) for c, colour in enumerate(("red", "green", "blue"))})
-    return {name: value.numpy() for name, value in rows.items()}
-
-
-def compare_statistics(statistics: dict[str, np.ndarray], chosen) -> list[dict]:
-    """Rows (statistic, chosen, others, cohen_d, p, p_bonferroni), strongest |d| first:
-    the chosen images against all the others, by Cohen's d (pooled s.d.) and a two-sided
-    Mann-Whitney U test, Bonferroni-corrected for the number of statistics."""
-    rows = []
-    for name, values in statistics.items():
-        mask = np.zeros(len(values), dtype=bool)
-        mask[np.asarray(chosen, dtype=int)] = True
-        a, b = values[mask], values[~mask]
-        pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
-        p = float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-        rows.append({"statistic": name, "chosen": float(a.mean()), "others": float(b.mean()),
-                     "cohen_d": float((a.mean() - b.mean()) / pooled) if pooled > 0 else 0.0, "p": p,
-                     "p_bonferroni": min(1.0, p * len(statistics))})
-    return sorted(rows, key=lambda row: -abs(row["cohen_d"]))
-
-
 # -- across seeds -------------------------------------------------------------------------
-def jaccard(a, b) -> float:
-    """|A & B| / |A | B| of two index sets (1 for two empty sets)."""
-    a, b = set(np.asarray(a).tolist()), set(np.asarray(b).tolist())
-    return len(a & b) / len(a | b) if a | b else 1.0
-
-
-def chance_overlap(k: int, n: int) -> tuple[float, float]:
-    """(expected overlap k^2 / n, expected Jaccard index) of two independent uniformly
-    random k-subsets of n items; the overlap is hypergeometric (n, k, k)."""
-    x = np.arange(k + 1)
-    pmf = stats.hypergeom.pmf(x, n, k, k)
-    return k * k / n, float(np.sum(pmf * np.where(x > 0, x / np.maximum(2 * k - x, 1), 0.0))) if k else 1.0
-
-
-def overlap_p_value(overlap: int, k: int, n: int) -> float:
-    """P(two random k-subsets of n share at least ``overlap`` items)."""
-    return float(stats.hypergeom.sf(overlap - 1, n, k, k))
-
-
 def seed_overlaps(dominances: Sequence[Dominance], k: int) -> list[dict]:
     """Rows (seed_a, seed_b, overlap, jaccard, chance_overlap, chance_jaccard, p) for every
     pair of seeds: how far their top-k dominant sets agree beyond chance."""
@@ -424,27 +317,6 @@ def seed_statistics(dominances: Sequence[Dominance], images, k: int) -> list[dic
 
 
 # -- removing them ---------------------------------------------------------------------
-@torch.no_grad()
-def cka_without_images(model: nn.Module, images: torch.Tensor, removed: Sequence[Sequence[int]],
-                       layers: Sequence[str] | None = None, batch_size: int = 256, passes: int = 1, seed: int = 0,
-                       device=None) -> torch.Tensor:
-    """(R, L, L) within-model CKA with the images ``removed[r]`` (indices into ``images``)
-    left out of ``model_cka``'s minibatches; removing none gives ``model_cka`` itself."""
-    device = resolve_device(device)
-    layers = list(layers) if layers is not None else layer_names(model)
-    keep = torch.ones(len(removed), len(images), dtype=torch.bool)
-    for r, indices in enumerate(removed):
-        keep[r, torch.as_tensor(list(indices), dtype=torch.long)] = False
-    accumulators = [MinibatchCKA(layers) for _ in removed]
-    for batch in minibatches(len(images), batch_size, passes, seed):
-        grams = _grams(model.to(device), layers, to_float(images[batch].to(device)))
-        stacked = torch.stack([grams[name] for name in layers])  # (L, n, n)
-        for mask, accumulator in zip(keep[:, batch].to(device), accumulators):
-            if mask.sum() >= 4:  # the unbiased estimator needs 4 images
-                accumulator.update_grams(dict(zip(layers, stacked[:, mask][:, :, mask])))
-    return torch.stack([accumulator.compute() for accumulator in accumulators])
-
-
 @dataclass(frozen=True)
 class Removal:
     run: Run

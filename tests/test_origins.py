@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from repsim import grid, origins, plots  # noqa: E402
+from repsim import dominant, grid, origins, plots  # noqa: E402
 from repsim.blocks import find_block  # noqa: E402
 from repsim.compare import collect_activations, model_cka  # noqa: E402
 from repsim.data import ImageDataset  # noqa: E402
@@ -141,8 +141,8 @@ def test_trajectory_ends_at_the_final_model(tmp_path, tiny_data, tiny_profile):
 def test_pc1_variance_is_the_first_pcs_share():
     x = torch.randn(50, 8, dtype=torch.float64) * torch.tensor([5.0, 1, 1, 1, 1, 1, 1, 1]) + 3
     for rows in (x, x.T.contiguous()):  # N > D and N < D: either Gram
-        assert origins.pc1_variance(rows) == pytest.approx(first_pc(rows.float()).variance_explained, rel=1e-4)
-    assert origins.pc1_variance(torch.ones(5, 3)) == 0.0
+        assert dominant.pc1_variance(rows) == pytest.approx(first_pc(rows.float()).variance_explained, rel=1e-4)
+    assert dominant.pc1_variance(torch.ones(5, 3)) == 0.0
 
 
 def test_snapshot_cka_agrees_with_model_cka():
@@ -166,21 +166,21 @@ def test_dominance_finds_planted_points_and_their_share_of_pc1():
         x = rng.normal(size=(200, 30))
         x[planted] += 25 * rng.normal(size=30) / np.sqrt(30) * 4
         scores.append(first_pc(torch.tensor(x, dtype=torch.float32)).scores.numpy())
-    d = origins.dominance_scores(np.stack(scores))
-    assert set(origins.top_images(d, 5).tolist()) == set(planted.tolist())
-    share = origins.pc1_share(np.stack(scores), planted)
+    d = dominant.dominance_scores(np.stack(scores))
+    assert set(dominant.top_images(d, 5).tolist()) == set(planted.tolist())
+    share = dominant.pc1_share(np.stack(scores), planted)
     assert share > 0.5 and share > 10 * 5 / 200  # 2.5% of the images carry most of PC1's variance
-    assert origins.pc1_share(np.stack(scores), np.arange(200)) == pytest.approx(1.0)
-    assert origins.top_images([1.0, 3.0, 3.0, 2.0], 3).tolist() == [1, 2, 3]
+    assert dominant.pc1_share(np.stack(scores), np.arange(200)) == pytest.approx(1.0)
+    assert dominant.top_images([1.0, 3.0, 3.0, 2.0], 3).tolist() == [1, 2, 3]
 
 
 def test_image_statistics_single_out_the_bright_uniform_images():
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 200, (60, 3, 32, 32), dtype=torch.uint8, generator=g)
     images[:5] = 250  # a white, uniform image
-    stats = origins.image_statistics(images)
+    stats = dominant.image_statistics(images)
     assert stats["border variation"][0] == 0 and stats["brightness"][0] == pytest.approx(250 / 255)
-    rows = origins.compare_statistics(stats, np.arange(5))
+    rows = dominant.compare_statistics(stats, np.arange(5))
     assert rows[0]["statistic"] in {"brightness", "border brightness", "border variation", "contrast", "saturation"}
     brightness = next(r for r in rows if r["statistic"] == "brightness")
     assert brightness["cohen_d"] > 3 and brightness["p_bonferroni"] < 0.01
@@ -189,16 +189,16 @@ def test_image_statistics_single_out_the_bright_uniform_images():
 
 
 def test_jaccard_and_its_chance_level():
-    assert origins.jaccard([1, 2, 3], [2, 3, 4]) == 0.5 and origins.jaccard([], []) == 1.0
-    overlap, expected = origins.chance_overlap(20, 2000)
+    assert dominant.jaccard([1, 2, 3], [2, 3, 4]) == 0.5 and dominant.jaccard([], []) == 1.0
+    overlap, expected = dominant.chance_overlap(20, 2000)
     assert overlap == pytest.approx(20 * 20 / 2000)
     rng = np.random.default_rng(0)
-    simulated = np.mean([origins.jaccard(rng.choice(2000, 20, replace=False), rng.choice(2000, 20, replace=False))
+    simulated = np.mean([dominant.jaccard(rng.choice(2000, 20, replace=False), rng.choice(2000, 20, replace=False))
                          for _ in range(20_000)])
     assert expected == pytest.approx(simulated, abs=0.001)
     assert expected == pytest.approx(20 / (2 * 2000 - 20), rel=0.05)  # ~ k / (2N - k) for k << N
-    assert origins.overlap_p_value(0, 3, 10) == pytest.approx(1.0)
-    assert origins.overlap_p_value(3, 3, 10) == pytest.approx(1 / math.comb(10, 3))
+    assert dominant.overlap_p_value(0, 3, 10) == pytest.approx(1.0)
+    assert dominant.overlap_p_value(3, 3, 10) == pytest.approx(1 / math.comb(10, 3))
 
 
 def test_seed_overlaps_compare_every_pair(tiny_profile):
@@ -235,10 +235,10 @@ def test_removing_planted_dominant_images_removes_a_planted_block():
     model, layers = Halves(), ["left", "right"]
     acts = collect_activations(model, images, layers)
     pcs = np.stack([first_pc(acts[name]).scores.numpy() for name in layers])
-    top = origins.top_images(origins.dominance_scores(pcs), 6)
+    top = dominant.top_images(dominant.dominance_scores(pcs), 6)
     assert set(top.tolist()) == set(planted)
     others = [i for i in range(120) if i not in planted][:6]
-    cka = origins.cka_without_images(model, images, [[], top, others], layers=layers, batch_size=40, seed=0)
+    cka = dominant.cka_without_images(model, images, [[], top, others], layers=layers, batch_size=40, seed=0)
     block = [find_block(c, threshold=0.9).size for c in cka]
     assert cka[0, 0, 1] > 0.95 and cka[2, 0, 1] > 0.95 and abs(cka[1, 0, 1]) < 0.2
     assert block == [2, 0, 2]
@@ -248,7 +248,7 @@ def test_removing_nothing_is_model_cka():
     torch.manual_seed(0)
     model = ResNet(ResNetConfig(depth=8)).eval()
     images = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    cka = origins.cka_without_images(model, images, [[], [0, 5, 9]], batch_size=16, passes=2, seed=4)
+    cka = dominant.cka_without_images(model, images, [[], [0, 5, 9]], batch_size=16, passes=2, seed=4)
     np.testing.assert_allclose(cka[0], model_cka(model, images, batch_size=16, passes=2, seed=4), atol=1e-6)
     assert not np.allclose(cka[1], cka[0])
 
