@@ -306,7 +306,7 @@ glue("same_statistic", {True: "the same", False: "not the same"}.get(seeds["same
 # protocol, on the same minibatches, leaving out the top $k$ dominant images, for
 # $k \in$ {glue:text}`removal_counts`; as the control, the same without $k$ random
 # images. Leaving images out needs no new forward pass: the Gram matrix of part of a
-# minibatch is that part of the minibatch's Gram matrix (`repsim.origins.cka_without_images`).
+# minibatch is that part of the minibatch's Gram matrix (`repsim.dominant.cka_without_images`).
 # Besides the block measure, we follow the mean CKA over the layers of the block found
 # with all images.
 
@@ -423,7 +423,7 @@ display(Markdown(origins.verdict_list(origins.verdicts(formed, summary, seeds, r
 # $\mathbb{E}|A \cap B| = k^2/N$. For $k \ll N$ the overlap $X$ is nearly always 0 or
 # small, so $\mathbb{E}[X/(2k - X)] \approx \mathbb{E}X / (2k) = k/(2N)$, and the exact
 # value is slightly larger, close to $k/(2N - k)$. With $k = 20$, $N = 2{,}048$ the
-# expected overlap is about 0.2 images; `repsim.origins.overlap_p_value(x, 20, 2048)`
+# expected overlap is about 0.2 images; `repsim.dominant.overlap_p_value(x, 20, 2048)`
 # gives $P(X \ge x)$: about 0.18 for $x = 1$, 0.015 for $x = 2$ and $8 \times 10^{-4}$ for
 # $x = 3$, so two or more shared images are unlikely by chance.
 # ````
