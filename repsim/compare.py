@@ -59,13 +59,7 @@ def model_cka(
         other_layers = list(other_layers) if other_layers is not None else layer_names(other)
         other_capture, other_grams = ActivationCapture(other.to(device), other_layers), GramCapture(other, other_layers)
     accumulator = MinibatchCKA(layers, other_layers if other is not None else None, unbiased=unbiased)
-    generator = torch.Generator().manual_seed(seed)
-    batches = [
-        order[i : i + batch_size]
-        for order in (torch.randperm(len(images), generator=generator) for _ in range(passes))
-        for i in range(0, len(images), batch_size)
-    ]
-    batches = [b for b in batches if len(b) >= 4]
+    batches = minibatches(len(images), batch_size, passes, seed)
     if not batches:
         raise ValueError(
             f"images holds {len(images)} image(s) and batch_size is {batch_size}: the unbiased HSIC estimator "
@@ -85,6 +79,16 @@ def model_cka(
                 acts = {name: transform(name, act) for name, act in acts.items()}
             accumulator.update(acts, other_capture(part) if other is not None else None)
     return accumulator.compute()
+
+
+def minibatches(n: int, batch_size: int, passes: int, seed: int = 0) -> list[torch.Tensor]:
+    """The minibatches of ``model_cka``: each pass a seeded shuffle of ``n`` images cut
+    into batches of ``batch_size``; batches under 4 images (too few for the unbiased
+    estimator) dropped."""
+    generator = torch.Generator().manual_seed(seed)
+    batches = [order[i : i + batch_size] for order in (torch.randperm(n, generator=generator) for _ in range(passes))
+               for i in range(0, n, batch_size)]
+    return [batch for batch in batches if len(batch) >= 4]
 
 
 def _grouped(batches: list[torch.Tensor], group: int) -> list[list[torch.Tensor]]:

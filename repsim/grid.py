@@ -38,7 +38,18 @@ class Heatmap:
 
 
 def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> tuple[ResNet, dict]:
-    """The run's model (trained once, then loaded from the store) and its record."""
+    """The run's model (trained once, then loaded from the store) and its record.
+
+    The two runs chapter 7 follows through training (``origins.origin_runs``) are trained
+    with snapshots the first time (``origins.training_snapshots``, which stores the model
+    too), so that chapter 7 need not train them again.
+    """
+    store = store or Store()
+    if store.compute:
+        from . import origins  # chapter 7's module, which builds on this one
+
+        if run in origins.origin_runs(profile) and store.load(run.key(profile, data)) is None:
+            origins.training_snapshots(run, profile, data, store, device or profile.device)
     return trained_model(run.model, run.recipe(profile), data, run.seed, store, device or profile.device,
                          progress=False)
 

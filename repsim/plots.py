@@ -372,3 +372,82 @@ def class_differences(tests, ylabel: str = "accuracy, wide minus deep"):
     ax.set_xticks(tests.index, tests["class"], rotation=90, fontsize="x-small" if len(tests) > 20 else "small")
     ax.set(ylabel=ylabel)
     return fig
+
+
+def over_training(rows, y: str, ax: Axes | None = None, ylabel: str | None = None, title: str | None = None,
+                  ylim=None, mark: float | None = None, legend: bool = True) -> Axes:
+    """``y`` against the SGD step, one line per ``model``; ``rows``: dicts (or a DataFrame)
+    with step, model and ``y``. The step axis is linear up to 1 and logarithmic beyond, so
+    the initialisation (step 0) shows beside log-spaced snapshots. ``mark``: a step to
+    mark with a dashed line."""
+    import pandas as pd
+
+    ax = _axes(ax, size=(4.0, 3.0))
+    table = pd.DataFrame(rows)
+    if len(table):
+        sns.lineplot(data=table, x="step", y=y, hue="model", marker="o", palette="colorblind", ax=ax, errorbar=None,
+                     legend=legend)
+    if mark is not None:
+        ax.axvline(mark, color="0.5", lw=0.8, ls="--")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set(xlabel="SGD step (0: initialisation)", ylabel=y if ylabel is None else ylabel, ylim=ylim)
+    ax.set_xlim(left=-0.3)
+    if ax.get_legend() is not None:
+        ax.get_legend().set_title(None)
+        ax.legend(fontsize="x-small", frameon=False)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def removal_curves(rows, y: str = "block", ax: Axes | None = None, ylabel: str | None = None,
+                   title: str | None = None) -> Axes:
+    """``y`` (e.g. the block measure) against the number of test images left out, one line
+    for the most dominant images and one for random ones. ``rows``: dicts with removed,
+    images ("dominant" or "random") and ``y``."""
+    import pandas as pd
+
+    ax = _axes(ax, size=(4.0, 3.0))
+    table = pd.DataFrame(rows)
+    if len(table):
+        sns.lineplot(data=table, x="removed", y=y, hue="images", style="images", markers=True, palette="colorblind",
+                     ax=ax, errorbar=None)
+    ax.set(xlabel="test images left out", ylabel=y if ylabel is None else ylabel)
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def image_grid(images, ax: Axes | None = None, columns: int = 10, title: str | None = None) -> Axes:
+    """uint8 images (k, 3, H, W) as one mosaic of ``columns`` per row, in order."""
+    ax = _axes(ax, size=(0.6 * columns, 0.6 * max(1, -(-len(images) // columns)) + 0.4))
+    images = np.asarray(images)
+    k, _, h, w = images.shape if images.ndim == 4 else (0, 3, 32, 32)
+    rows = max(1, -(-k // columns))
+    mosaic = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1, 3), 255, dtype=np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        mosaic[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = image.transpose(1, 2, 0)
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize="medium")
+    return ax
+
+
+def image_panels(sets: Sequence, titles: Sequence[str], columns: int = 10, size: float = 0.55):
+    """One ``image_grid`` per set of images, stacked; returns the Figure."""
+    heights = [max(1, -(-len(images) // columns)) for images in sets]
+    fig, axes = plt.subplots(len(sets), 1, figsize=(size * columns, size * sum(heights) + 0.45 * len(sets)),
+                             layout="constrained", squeeze=False, gridspec_kw={"height_ratios": heights})
+    for ax, images, title in zip(axes[:, 0], sets, titles):
+        image_grid(images, ax=ax, columns=columns, title=title)
+    return fig
+
+
+def placeholder(text: str, ax: Axes | None = None) -> Axes:
+    """An empty panel that says ``text``, for a figure whose results are pending."""
+    ax = _axes(ax, size=(4.0, 1.2))
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_axis_off()
+    return ax

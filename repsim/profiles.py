@@ -110,6 +110,23 @@ class PredictionChapter:
 
 
 @dataclass(frozen=True)
+class OriginsChapter:
+    """Chapter 7: how the block arises (Nguyen, Raghu & Kornblith 2022), beyond the paper."""
+
+    # The runs followed through training, both from the Sec. 3 grid (grid.block_runs).
+    # None picks them there (origins.origin_runs): the first of blocks.seed_architectures
+    # on blocks.full_size (whose other seeds serve "across seeds"), and the shallowest
+    # depth (1x) on the largest training-set prefix.
+    with_block: Run | None = None
+    without_block: Run | None = None
+    snapshots: int = 10  # at log-spaced SGD steps, the initialisation and the last step included
+    snapshot_examples: int = 2_048  # test images of each snapshot's heatmap (one pass, the profile's CKA batch)
+    top_k: int = 100  # dominant images: the k with the largest PC1 projections (1% of 10,000)
+    removal_counts: tuple[int, ...] = (0, 10, 30, 100, 300, 1_000)  # images left out before recomputing CKA
+    max_layers: int = 16  # block layers (evenly spaced) whose PC1 scores the images
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     device: str  # "cpu", "cuda" or "auto"
@@ -121,6 +138,7 @@ class Profile:
     probes: ProbeChapter = ProbeChapter()
     across: AcrossChapter = AcrossChapter()
     predictions: PredictionChapter = PredictionChapter()
+    origins: OriginsChapter = OriginsChapter()
     min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
     # Device types on which a chapter may train and analyse what is missing. Elsewhere it
     # reads the store and the committed results (results/<profile>/) and marks the rest
@@ -176,9 +194,9 @@ FAST_RECIPE = TrainConfig(epochs=30, batch_size=256, lr=0.2, nesterov=True, warm
 PAPER_THINNING = (
     ("Figs. 2, D.2", "training-set prefixes 3,000 and 12,500 (not 25,000), and widths 1x-4x on them",
      "a 10x model costs about as much as the rest of its row; Fig. 1 keeps it"),
-    ("Fig. C.1", "widths 1x-4x without residual connections", "as above"),
+    ("Fig. C.1", "widths 1x and 4x without residual connections", "as above"),
     ("Figs. 6, D.1, E.1", "ResNet-26 (4x) as the wide model; 2 seeds of it and of ResNet-164, not 5",
-     "seeds of a 10x model cost minutes each; the seeds of Fig. D.1 are those of Figs. 6 and E.1"),
+     "seeds of a 10x model cost minutes each; the seeds of Fig. D.1 are those of Fig. 6"),
     ("Figs. 7, F.1-F.3", "populations of 6 models, not 100; ResNet-14, -14 (2x) and -62 only; the baseline is a "
      "second population of the wide model", "100 models per population need hours of GPU time"),
     ("all", "30 epochs of a fast schedule instead of 300", "short GPU windows; accuracies in benchmarks/README.md"),
@@ -191,18 +209,22 @@ PAPER = Profile(
     cka=CKASettings(examples=None, batch_size=256, passes=10),
     background=BackgroundChapter(model=ResNetConfig(depth=20, width=1), train_size=None, probe_examples=2048,
                                  sample_sizes=(8, 16, 32, 64, 128, 256, 512, 1024, 2048), repeats=20),
-    blocks=BlockChapter(train_sizes=(3_000, 12_500, None), size_widths=(1, 2, 4), plain_widths=(1, 2, 4),
+    blocks=BlockChapter(train_sizes=(3_000, 12_500, None), size_widths=(1, 2, 4), plain_widths=(1, 4),
                         seed_architectures=(ResNetConfig(depth=164), ResNetConfig(depth=26, width=4)), seed_count=2),
     probes=ProbeChapter(pca_max_bytes=2**35),  # 32 GiB: a GPU machine's memory, few forward passes
-    # Seeds 0 and 1 of ResNet-164 and ResNet-26 (4x) serve Figs. 6, D.1 and E.1 at once
-    # (one GPU window trains all four).
+    # Seeds 0 and 1 of ResNet-164 and ResNet-26 (4x) serve Figs. 6 and D.1; Fig. E.1's
+    # pair with a block is chapter 4's ResNet-110 against ResNet-26 (4x), so that no job
+    # holds more models than one GPU window trains.
     across=AcrossChapter(seed_runs=(Run(ResNetConfig(depth=26)), Run(ResNetConfig(depth=26, width=4)),
                                     Run(ResNetConfig(depth=164))),
                          architecture_pairs=((Run(ResNetConfig(depth=56)), Run(ResNetConfig(depth=26, width=2))),
-                                             (Run(ResNetConfig(depth=164), seed=1), Run(ResNetConfig(depth=26, width=4), seed=1)))),
+                                             (Run(ResNetConfig(depth=110)), Run(ResNetConfig(depth=26, width=4))))),
     predictions=PredictionChapter(members=6, baseline="wide",
                                   architectures=(Run(ResNetConfig(depth=14)), Run(ResNetConfig(depth=14, width=2)),
                                                  Run(ResNetConfig(depth=62)))),
+    # Chapter 7 follows Fig. 1's ResNet-26 (4x) and ResNet-20 through training: their jobs
+    # keep the snapshots while they train them (seeds 0 and 1 of the former are Fig. 6's).
+    origins=OriginsChapter(with_block=Run(ResNetConfig(depth=26, width=4)), without_block=Run(ResNetConfig(depth=20))),
     compute_on=("cuda",),
     thinned=PAPER_THINNING,
 )
@@ -232,6 +254,7 @@ PROFILES = {
         predictions=PredictionChapter(wide=Run(R(depth=8, width=2), 500), deep=Run(R(depth=14), 500),
                                       members=3, test_examples=1_000, stack=1,
                                       architectures=_at(500, R(depth=8), R(depth=8, width=2), R(depth=14))),
+        origins=OriginsChapter(snapshots=6, snapshot_examples=128, top_k=8, removal_counts=(0, 4, 16, 48)),
         min_steps=20,
     ),
     # 2 CPU cores and real CIFAR-10 (benchmarks/README.md, "The laptop recipe"). Every
@@ -277,6 +300,7 @@ PROFILES = {
         predictions=PredictionChapter(wide=Run(R(depth=8, width=2), 1_000), deep=Run(R(depth=14), 1_000),
                                       members=6, stack=1,
                                       architectures=_at(1_000, R(depth=8), R(depth=8, width=2), R(depth=14))),
+        origins=OriginsChapter(snapshots=8, snapshot_examples=512, top_k=20, removal_counts=(0, 10, 20, 50, 100, 200)),
     ),
     "paper": PAPER,
 }

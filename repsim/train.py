@@ -25,6 +25,7 @@ import math
 import numbers
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,8 @@ def train_models(
     checkpoint: str | os.PathLike | None = None,
     graphs: bool = False,
     deadline: float | None = None,
+    snapshot_steps: Iterable[int] = (),
+    on_snapshot: Callable[[int, list[dict]], None] | None = None,
 ) -> list[tuple[ResNet, dict]]:
     """Train one fresh model per seed, all at once; return each at its best-test-accuracy
     epoch, with its metrics.
@@ -202,6 +205,13 @@ def train_models(
     ``graphs=True`` (CUDA only) replays each step from a CUDA graph (``repsim.steps``).
     With ``deadline`` (a ``time.perf_counter()`` value), ``DeadlineExceeded`` is raised
     after the first epoch whose pace says the run would end after it.
+
+    ``snapshot_steps``: SGD step counts (0 is the initialisation, the last is
+    ``epochs * steps_per_epoch``) at which ``on_snapshot(step, states)`` receives a copy of
+    each member's state dict, as it is after that many steps. It only reads the weights,
+    so the trained models are the same with or without it; the caller decides what to keep
+    (weights, or something computed from them). A resumed run delivers only the
+    snapshots after the epoch it resumes from.
     """
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -219,6 +229,7 @@ def train_models(
     if len(labels) < config.batch_size:
         raise ValueError(f"batch_size {config.batch_size} exceeds the {len(labels)} training images")
     steps_per_epoch = len(labels) // config.batch_size
+    snapshots = _snapshot_steps(snapshot_steps, config.epochs * steps_per_epoch, on_snapshot)
     test_images = data.test_images[: config.eval_size].to(device)
     test_labels = data.test_labels[: config.eval_size]
     scored = config.scored_epochs()
@@ -247,6 +258,8 @@ def train_models(
         orders = [torch.randperm(len(labels), device=device, generator=g) for g in generators]
         total_loss = torch.zeros(m, device=device)
         for s in range(steps_per_epoch):
+            if epoch * steps_per_epoch + s in snapshots:
+                on_snapshot(epoch * steps_per_epoch + s, model.unstack())
             set_learning_rate(optimizer, config.learning_rate(epoch * steps_per_epoch + s, steps_per_epoch))
             batches = [order[s * config.batch_size : (s + 1) * config.batch_size] for order in orders]
             x = torch.cat([augment(to_float(images[i]), g) for i, g in zip(batches, generators)], dim=1)
@@ -278,6 +291,8 @@ def train_models(
                 "resumed": earlier["resumed"], "seconds": earlier["seconds"] + time.perf_counter() - start,
                 "train_seconds": earlier["train_seconds"] + train_seconds,
             }, Path(checkpoint))
+    if config.epochs * steps_per_epoch in snapshots:
+        on_snapshot(config.epochs * steps_per_epoch, model.unstack())
     seconds = earlier["seconds"] + time.perf_counter() - start
     train_seconds += earlier["train_seconds"]
     fit_images, fit_labels = images[:TRAIN_ACCURACY_IMAGES], labels[:TRAIN_ACCURACY_IMAGES]
@@ -315,6 +330,17 @@ def train_model(model_config: ResNetConfig, config: TrainConfig, data: ImageData
                 deadline: float | None = None) -> tuple[ResNet, dict]:
     """``train_models`` for a single seed."""
     return train_models(model_config, config, data, [seed], device, progress, checkpoint, graphs, deadline)[0]
+
+
+def _snapshot_steps(steps: Iterable[int], total: int, on_snapshot: Callable | None) -> set[int]:
+    """The requested snapshot steps as a set, checked against the run's ``total`` steps."""
+    steps = list(steps)
+    for step in steps:
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or not 0 <= step <= total:
+            raise ValueError(f"snapshot steps must be integers in [0, {total}] (the run's SGD steps), got {step!r}")
+    if steps and on_snapshot is None:
+        raise ValueError("snapshot_steps need an on_snapshot callback to receive them")
+    return {int(step) for step in steps}
 
 
 def _load_checkpoint(path: str | os.PathLike | None, run: dict) -> dict | None:

@@ -179,6 +179,9 @@ class Harvest:
         self.log(f"start (estimate {estimate:.0f} s): {job.name}")
         start = time.perf_counter()
         try:
+            for analysis in job.missing:  # these train their run themselves, keeping snapshots
+                if analysis.kind == "block over training":
+                    analysis.compute(self.profile, self.data, self.store, self.device)
             groups = [job.runs] if stack > 1 else [[run] for run in job.runs]
             for runs in groups:
                 self._train(runs)

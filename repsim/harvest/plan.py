@@ -13,7 +13,8 @@ urgent run:
 
 1. Fig. 1 (depth and width rows) and chapter 2's model; 2. chapter 4's models;
 3. Fig. 6's second seeds; 4. Figs. 2 and D.2 (smaller training sets); 5. Fig. C.1;
-6. Fig. E.1; 7. Figs. D.1 and D.5 (seeds); 8. populations, member by member.
+6. Fig. E.1; 7. Figs. D.1 and D.5 (seeds); 8. populations, member by member;
+9. chapter 7, beyond the paper.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import analyses, figures, grid, populations
+from .. import analyses, figures, grid, origins, populations
 from ..profiles import Profile
 from ..runs import Run
 from ..store import config_key
@@ -36,6 +37,7 @@ PRIORITIES = {
     6: "Fig. E.1 (pairs of architectures)",
     7: "Figs. D.1 and D.5 (seeds)",
     8: "Figs. 7 and F.1-F.3 (populations)",
+    9: "chapter 7, beyond the paper (the block over training, dominant images)",
 }
 
 
@@ -122,12 +124,28 @@ KINDS = {
         lambda a, p, d: populations.predictions_key(a.run, p, d),
         lambda a, p, d, s, dev: populations.run_predictions(a.run, p, d, s, dev),
         lambda a, p, r: costs.forward_seconds(a.run.model, min(p.predictions.test_examples or 10_000, 10_000), r)),
+    "block over training": Kind(  # trains its run with snapshots: a job computes it before training the others
+        lambda a, p, d: origins.trajectory_key(a.run, p, d),
+        lambda a, p, d, s, dev: origins.trajectory(a.run, p, d, s, dev),
+        lambda a, p, r: p.origins.snapshots * costs.cka_seconds([a.run.model], p.origins.snapshot_examples,
+                                                                 p.cka.batch_size, 1, r)),
+    "dominant images": Kind(
+        lambda a, p, d: origins.dominance_key(a.run, p, d, CHAPTER_THRESHOLD),
+        lambda a, p, d, s, dev: origins.dominance(a.run, p, d, CHAPTER_THRESHOLD, store=s, device=dev),
+        lambda a, p, r: 2 * costs.forward_seconds(a.run.model, 10_000, r)),
+    "heatmaps without dominant images": Kind(
+        lambda a, p, d: origins.removal_key(a.run, p, d, CHAPTER_THRESHOLD),
+        lambda a, p, d, s, dev: origins.removal_heatmaps(a.run, p, d, CHAPTER_THRESHOLD, store=s, device=dev),
+        lambda a, p, r: costs.cka_seconds([a.run.model], min(p.cka.examples or 10_000, 10_000), p.cka.batch_size, 1, r)),
     "cross-model CKA": Kind(
         lambda a, p, d: analyses.cross_cka_key(a.run, a.other, p, d),
         lambda a, p, d, s, dev: analyses.cross_cka(a.run, a.other, p, d, s, dev),
         lambda a, p, r: costs.cka_seconds([a.run.model, a.other.model], min(p.cka.examples or 10_000, 10_000),
                                           p.cka.batch_size, p.cka.passes, r)),
 }
+
+
+CHAPTER_THRESHOLD = 0.9  # chapter 7's block_threshold parameter, part of its keys
 
 
 @dataclass(frozen=True)
@@ -178,6 +196,12 @@ def chapter_requests(profile: Profile) -> list[Request]:
     for population in populations.chapter_populations(profile.predictions).values():
         for run in population.runs:
             ask(8, "Figs. 7, F.1-F.3", run, "test predictions", "training")
+
+    with_block, without_block = origins.origin_runs(profile)
+    ask(9, "Ch. 7", with_block, "block over training", "heatmaps without dominant images")
+    ask(9, "Ch. 7", without_block, "block over training")
+    for run in origins.seed_runs(profile):
+        ask(9, "Ch. 7", run, "dominant images")
     return requests
 
 

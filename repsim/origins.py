@@ -1,0 +1,598 @@
+"""Where the block structure comes from: the follow-up of Nguyen, Raghu & Kornblith (2022).
+
+*On the Origins of the Block Structure Phenomenon in Neural Network Representations*
+(TMLR 2022) finds that the block forms early in training while its representation keeps
+changing; that it is carried by *dominant images*, a few test images with very large
+projections on the block's first principal component, which share a simple image
+statistic; and that different seeds pick different dominant images. This module
+measures each on runs of the Sec. 3 grid (``grid.block_runs``); every expensive result
+is a store entry with a ``*_key`` function beside it, as in ``analyses``.
+
+- **Snapshots.** The run trained with ``train.train_models(snapshot_steps=...)``, which
+  keeps its weights at log-spaced SGD steps (0 is the initialisation) and leaves the
+  model as it would be without. ``grid.train_run`` trains the two runs this chapter
+  follows that way the first time (chapter 3 does); a run stored without snapshots is
+  retrained, which on the CPU gives chapter 3's model bit for bit
+  (``Snapshots.reproduces`` says whether it did).
+- **Dominant images** are scored on the PC1 of the block's layers, compared on simple
+  image statistics, matched across seeds against chance, and left out of the heatmap,
+  with the functions of ``dominant``.
+- **Summaries and verdicts** turn the cached results into the chapter's numbers and its
+  rows (claim, verdict, evidence).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .blocks import Block, find_block, mean_within
+from .claims import markdown as verdict_list, row
+from .cka import MinibatchCKA, cka_from_hsic
+from .compare import collect_activations
+from .data import ImageDataset, to_float
+from .dominant import (chance_overlap, cka_without_images, compare_statistics, dominance_scores, image_statistics,
+                       jaccard, layer_grams, minibatches, overlap_p_value, pc1_share, pc1_variance, top_images)
+from .grid import block_runs, heatmap, train_run
+from .models import ResNet, ResNetConfig, layer_names, stage_of
+from .pca import layer_pcs
+from .profiles import Profile
+from .runs import Run
+from .session import coverage
+from .store import Store
+from .train import resolve_device, train_models
+
+KINDS = ("with a block", "without a block")
+
+
+# -- which runs --------------------------------------------------------------------------
+def origin_runs(profile: Profile, seed: int = 0) -> list[Run]:
+    """[with a block, without a block]: the profile's ``origins`` runs, or by default the
+    first seed architecture (else the deepest 1x network) on ``full_size`` and the
+    shallowest 1x network on the largest training-set prefix of the Sec. 3 grid (so
+    chapter 3 has trained both); ``seed`` is added to their seeds."""
+    o, b = profile.origins, profile.blocks
+    largest = max(b.train_sizes, key=lambda size: float("inf") if size is None else size, default=b.full_size)
+    deepest = b.seed_architectures[0] if b.seed_architectures else ResNetConfig(max(b.depths))
+    with_block = o.with_block or Run(deepest, b.full_size)
+    without_block = o.without_block or Run(ResNetConfig(min(b.depths)), largest)
+    return [with_block.with_seed(with_block.seed + seed), without_block.with_seed(without_block.seed + seed)]
+
+
+def run_table(runs: Sequence[Run], profile: Profile, kinds: Sequence[str] = KINDS) -> list[dict]:
+    """Rows (model, run, from chapter 3): whether each run is one of the Sec. 3 grid."""
+    grid_runs = set(block_runs(profile.blocks, runs[0].seed))
+    return [{"model": kind, "run": run.name, "from chapter 3": "yes" if run in grid_runs else "no: trained here"}
+            for kind, run in zip(kinds, runs)]
+
+
+def seed_runs(profile: Profile, seed: int = 0) -> list[Run]:
+    """The with-block run at its seed and the next ones (``blocks.seed_count`` of them, at
+    least two): Fig. D.1's seeds when it is a seed architecture."""
+    run = origin_runs(profile, seed)[0]
+    return [run.with_seed(run.seed + s) for s in range(max(profile.blocks.seed_count, 2))]
+
+
+# -- snapshots over training ---------------------------------------------------------------
+def snapshot_steps(total: int, count: int) -> list[int]:
+    """0 and up to ``count - 1`` log-spaced SGD steps from 1 to ``total`` (both included)."""
+    if total < 1 or count < 2:
+        raise ValueError(f"need total >= 1 steps and count >= 2 snapshots, got {total} and {count}")
+    return [0] + np.unique(np.rint(np.geomspace(1, total, count - 1)).astype(int)).tolist()
+
+
+def total_steps(run: Run, profile: Profile, data) -> int:
+    """SGD steps of the run's training: epochs times full batches per epoch. ``data``: an
+    ``ImageDataset`` or its fingerprint (then CIFAR's 50,000 training images)."""
+    recipe = run.recipe(profile)
+    images = len(data.train_prefix(recipe.train_size)[1]) if hasattr(data, "train_prefix") else recipe.train_size or 50_000
+    return recipe.epochs * (images // recipe.batch_size)
+
+
+def _test_size(data) -> int:
+    """Test images of ``data`` (CIFAR's 10,000 when only a fingerprint is at hand)."""
+    return len(data.test_labels) if hasattr(data, "test_labels") else 10_000
+
+
+@dataclass(frozen=True)
+class Snapshots:
+    run: Run
+    steps: list[int]
+    states: list[dict]  # state dict after each step count
+    final: dict  # the retrained run's analysed checkpoint (its best test-accuracy epoch)
+    reproduces: bool | None  # retrained model == the stored one, bit for bit (None: none was stored)
+
+
+def training_snapshots_key(run: Run, profile: Profile, data) -> dict:
+    steps = snapshot_steps(total_steps(run, profile, data), profile.origins.snapshots)
+    return run.key(profile, data, "training snapshots", steps=steps)
+
+
+def training_snapshots(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
+                       device=None) -> Snapshots:
+    """The run trained with snapshots (weights at log-spaced steps), cached as one entry.
+
+    Where the run's model is missing, it is stored from this training, so that nothing
+    trains it again. Where it is stored already, the run is retrained: on the CPU with a
+    fixed thread count training is deterministic, and whether the retrained model is the
+    stored one is recorded.
+    """
+    store, device = store or Store(), device or profile.device
+    key = run.key(profile, data)
+
+    def compute():
+        steps = training_snapshots_key(run, profile, data)["settings"]["steps"]
+        kept: dict[str, torch.Tensor] = {}
+
+        def keep(step: int, states: list[dict]) -> None:
+            kept.update({f"{step}/{name}": value.cpu() for name, value in states[0].items()})
+
+        (model, metrics), = train_models(run.model, run.recipe(profile), data, [run.seed], device, progress=False,
+                                         snapshot_steps=steps, on_snapshot=keep)
+        final = {name: value.cpu() for name, value in model.state_dict().items()}
+        stored = store.load(key)
+        reproduces = None if stored is None else all(torch.equal(value, stored[0][name]) for name, value in final.items())
+        if stored is None:
+            store.load_or_train(key, lambda: (final, metrics))
+        kept.update({f"final/{name}": value for name, value in final.items()})
+        return kept, {"steps": steps, "reproduces": reproduces, "test_acc": metrics["best_test_acc"]}
+
+    state, record = store.load_or_train(training_snapshots_key(run, profile, data), compute)
+    steps = record["metrics"]["steps"]
+    split = {part: {name.partition("/")[2]: value for name, value in state.items() if name.partition("/")[0] == part}
+             for part in [str(step) for step in steps] + ["final"]}
+    return Snapshots(run, steps, [split[str(step)] for step in steps], split["final"], record["metrics"]["reproduces"])
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    run: Run
+    steps: np.ndarray  # (S,) SGD steps of the snapshots; 0 is the initialisation
+    total_steps: int
+    test_acc: np.ndarray  # (S,) on the snapshot images
+    cka: np.ndarray  # (S, L, L) within-model CKA at each snapshot
+    to_final: np.ndarray  # (S, L) CKA of each layer with the same layer of the final model
+    final_cka: np.ndarray  # (L, L) the final model, same images and minibatches
+    final_acc: float
+    pc1_variance: np.ndarray  # (S, K) PC1's share of variance at the late block outputs
+    layers: list[str]
+    late_layers: list[str]  # the residual-block outputs of stages 2 and 3
+    reproduces: bool | None
+
+
+def trajectory_key(run: Run, profile: Profile, data) -> dict:
+    return run.key(profile, data, "block over training", snapshots=training_snapshots_key(run, profile, data)["settings"],
+                   examples=min(profile.origins.snapshot_examples, _test_size(data)),
+                   batch_size=profile.cka.batch_size)
+
+
+def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> Trajectory:
+    """Each snapshot's heatmap, its layers' CKA with the final model, PC1's share of
+    variance at the late block outputs and its test accuracy, all on the first
+    ``snapshot_examples`` test images (one pass of the profile's CKA minibatches)."""
+    store, device = store or Store(), device or profile.device
+
+    def compute():
+        snaps = training_snapshots(run, profile, data, store, device)
+        on = resolve_device(device)  # "auto" is not a torch device
+        models = [_model(run.model, state) for state in snaps.states]
+        final = _model(run.model, snaps.final)
+        images = data.test_images[: profile.origins.snapshot_examples]
+        labels = data.test_labels[: profile.origins.snapshot_examples]
+        cka, to_final, final_cka = snapshot_cka(models, final, images, batch_size=profile.cka.batch_size,
+                                                seed=run.seed, device=device)
+        late = [name for name in layer_names(final) if stage_of(name) in (2, 3) and name.endswith(".relu2")]
+        variance, scored = [], []
+        for model in models + [final]:  # one forward pass each: the late layers and the logits
+            acts = collect_activations(model, images, late + ["fc"], device=device)
+            variance.append([pc1_variance(acts[name].to(on)) for name in late])
+            scored.append((acts["fc"].argmax(1) == labels).double().mean().item())
+        state = {"steps": torch.tensor(snaps.steps), "test_acc": torch.tensor(scored[:-1]), "cka": cka,
+                 "to_final": to_final, "final_cka": final_cka, "pc1_variance": torch.tensor(variance[:-1])}
+        return state, {"layers": layer_names(final), "late_layers": late, "final_acc": scored[-1],
+                       "total_steps": total_steps(run, profile, data), "reproduces": snaps.reproduces}
+
+    state, record = store.load_or_train(trajectory_key(run, profile, data), compute)
+    m = record["metrics"]
+    return Trajectory(run, state["steps"].numpy(), m["total_steps"], state["test_acc"].numpy(), state["cka"].numpy(),
+                      state["to_final"].numpy(), state["final_cka"].numpy(), m["final_acc"],
+                      state["pc1_variance"].numpy(), m["layers"], m["late_layers"], m["reproduces"])
+
+
+def _model(config: ResNetConfig, state: dict) -> ResNet:
+    model = ResNet(config)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@torch.no_grad()
+def snapshot_cka(snapshots: Sequence[nn.Module], final: nn.Module, images: torch.Tensor, batch_size: int = 256,
+                 passes: int = 1, seed: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(S, L, L) within-model CKA of each snapshot, (S, L) CKA between each layer of each
+    snapshot and the same layer of ``final``, and ``final``'s (L, L) heatmap; one pass
+    over the minibatches of ``model_cka``, ``final``'s Grams computed once per batch."""
+    device = resolve_device(device)
+    layers = layer_names(final)
+    accumulators = [MinibatchCKA(layers, layers) for _ in snapshots]
+    own = MinibatchCKA(layers)
+    for batch in minibatches(len(images), batch_size, passes, seed):
+        x = to_float(images[batch].to(device))
+        reference = layer_grams(final.to(device), layers, x)
+        own.update_grams(reference)
+        for model, accumulator in zip(snapshots, accumulators):
+            accumulator.update_grams(layer_grams(model.to(device), layers, x), reference)
+            model.cpu()  # one snapshot on the device at a time
+    n = len(layers)
+    within, to_final = [], []
+    for accumulator in accumulators:
+        s = accumulator.hsic_.cpu()  # (2L, 2L): the snapshot's layers, then the final model's
+        diag = s.diagonal()
+        within.append(cka_from_hsic(s[:n, :n], diag[:n, None], diag[None, :n]))
+        to_final.append(cka_from_hsic(s[:n, n:].diagonal(), diag[:n], diag[n:]))
+    return torch.stack(within), torch.stack(to_final), own.compute()
+
+
+# -- dominant images ------------------------------------------------------------------------
+def scored_layers(layers: Sequence[str], block: Block, max_layers: int) -> list[str]:
+    """The block's layers, evenly thinned to at most ``max_layers``; without a block, the
+    residual-block outputs of stage 3."""
+    chosen = list(layers[block.start : block.stop]) if block.size else [
+        name for name in layers if stage_of(name) == 3 and name.endswith(".relu2")]
+    picks = np.unique(np.rint(np.linspace(0, len(chosen) - 1, min(max_layers, len(chosen)))).astype(int))
+    return [chosen[i] for i in picks]
+
+
+@dataclass(frozen=True)
+class Dominance:
+    run: Run
+    layers: list[str]  # the block's layers whose PC1 scores the images
+    pc_scores: np.ndarray  # (K, N) PC1 scores of the first N test images at each layer
+    variance_explained: np.ndarray  # (K,)
+    block: tuple[int, int]  # (start, stop) of the block in the model's heatmap
+
+    @property
+    def scores(self) -> np.ndarray:
+        return dominance_scores(self.pc_scores)
+
+    def top(self, k: int) -> np.ndarray:
+        return top_images(self.scores, k)
+
+
+def dominance_key(run: Run, profile: Profile, data, threshold: float = 0.9) -> dict:
+    return run.key(profile, data, "dominant images", threshold=threshold, max_layers=profile.origins.max_layers,
+                   examples=min(profile.cka.examples or 10**9, _test_size(data)), cka=profile.cka)
+
+
+def dominance(run: Run, profile: Profile, data: ImageDataset, threshold: float = 0.9, store: Store | None = None,
+              device=None) -> Dominance:
+    """PC1 scores of the CKA test images at the layers of the run's block (its chapter 3
+    heatmap at ``threshold``), from which ``Dominance.scores`` ranks the images."""
+    store, device = store or Store(), device or profile.device
+
+    def compute():
+        cka = heatmap(run, profile, data, store, device)
+        block = find_block(cka.cka, threshold)
+        layers = scored_layers(cka.layers, block, profile.origins.max_layers)
+        model, _ = train_run(run, profile, data, store, device)
+        pcs = layer_pcs(model, data.test_images[: profile.cka.examples], layers, device=device,
+                        max_bytes=profile.probes.pca_max_bytes)
+        state = {"pc_scores": torch.stack([pcs[name].scores for name in layers]),
+                 "variance_explained": torch.tensor([pcs[name].variance_explained for name in layers])}
+        return state, {"layers": layers, "block": [block.start, block.stop]}
+
+    state, record = store.load_or_train(dominance_key(run, profile, data, threshold), compute)
+    return Dominance(run, record["metrics"]["layers"], state["pc_scores"].numpy(),
+                     state["variance_explained"].numpy(), tuple(record["metrics"]["block"]))
+
+
+# -- across seeds -------------------------------------------------------------------------
+def seed_overlaps(dominances: Sequence[Dominance], k: int) -> list[dict]:
+    """Rows (seed_a, seed_b, overlap, jaccard, chance_overlap, chance_jaccard, p) for every
+    pair of seeds: how far their top-k dominant sets agree beyond chance."""
+    rows = []
+    for a, b in itertools.combinations(dominances, 2):
+        n = a.pc_scores.shape[1]
+        top_a, top_b = a.top(k), b.top(k)
+        overlap = len(set(top_a.tolist()) & set(top_b.tolist()))
+        expected, expected_jaccard = chance_overlap(k, n)
+        rows.append({"seed_a": a.run.seed, "seed_b": b.run.seed, "overlap": overlap, "jaccard": jaccard(top_a, top_b),
+                     "chance_overlap": expected, "chance_jaccard": expected_jaccard,
+                     "p": overlap_p_value(overlap, k, n)})
+    return rows
+
+
+def seed_statistics(dominances: Sequence[Dominance], images, k: int) -> list[dict]:
+    """Per seed: the statistic that best separates its top-k images from the rest (row of
+    ``compare_statistics``), and the effect of the first seed's strongest statistic."""
+    tables = [compare_statistics(image_statistics(images[: d.pc_scores.shape[1]]), d.top(k)) for d in dominances]
+    reference = tables[0][0]["statistic"]
+    return [{"seed": d.run.seed, "strongest": table[0]["statistic"], "cohen_d": table[0]["cohen_d"],
+             "p_bonferroni": table[0]["p_bonferroni"], "reference": reference,
+             "reference_d": next(row["cohen_d"] for row in table if row["statistic"] == reference)}
+            for d, table in zip(dominances, tables)]
+
+
+# -- removing them ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Removal:
+    run: Run
+    counts: list[int]
+    dominant: np.ndarray  # (C, L, L) heatmaps without the top counts[c] dominant images
+    random: np.ndarray  # (C, L, L) heatmaps without counts[c] random images
+    layers: list[str]
+
+
+def removal_key(run: Run, profile: Profile, data, threshold: float = 0.9) -> dict:
+    return run.key(profile, data, "heatmaps without dominant images", counts=list(profile.origins.removal_counts),
+                   dominance=dominance_key(run, profile, data, threshold)["settings"])
+
+
+def removal_heatmaps(run: Run, profile: Profile, data: ImageDataset, threshold: float = 0.9,
+                     store: Store | None = None, device=None) -> Removal:
+    """The run's heatmap (profile's CKA protocol) without its top-k dominant images, and
+    without k random ones (seeded by the run's seed), for each k of ``removal_counts``."""
+    store, device = store or Store(), device or profile.device
+    counts = list(profile.origins.removal_counts)
+
+    def compute():
+        ranked = dominance(run, profile, data, threshold, store, device).top(max(counts))
+        images = data.test_images[: profile.cka.examples]
+        shuffled = torch.randperm(len(images), generator=torch.Generator().manual_seed(run.seed)).numpy()
+        model, _ = train_run(run, profile, data, store, device)
+        cka = cka_without_images(model, images, [ranked[:k] for k in counts] + [shuffled[:k] for k in counts],
+                                 batch_size=profile.cka.batch_size, passes=profile.cka.passes, seed=run.seed,
+                                 device=device)
+        return {"dominant": cka[: len(counts)], "random": cka[len(counts) :]}, {"layers": layer_names(model)}
+
+    state, record = store.load_or_train(removal_key(run, profile, data, threshold), compute)
+    return Removal(run, counts, state["dominant"].numpy(), state["random"].numpy(), record["metrics"]["layers"])
+
+
+# -- summaries for the chapter -------------------------------------------------------------
+def block_overlap(block: Block, other: Block) -> float:
+    """Jaccard index of the layers of two blocks of one model (0 when either is empty)."""
+    union = max(block.stop, other.stop) - min(block.start, other.start)
+    inter = max(0, min(block.stop, other.stop) - max(block.start, other.start))
+    return inter / (block.size + other.size - inter) if block.size and other.size and union else 0.0
+
+
+def block_over_training(trajectories: Sequence[Trajectory | None], threshold: float) -> list[dict]:
+    """Rows (model, step, block, overlap, pc1, to_final, test_acc) per snapshot of each
+    trajectory: the block measure, the overlap of its block with the final model's
+    (``block_overlap``), PC1's mean share at the late block outputs, the mean CKA of the
+    final block's layers (all layers without one) with the final model's, and test accuracy."""
+    rows = []
+    for t in trajectories:
+        if t is None:
+            continue
+        final = find_block(t.final_cka, threshold)
+        span = slice(final.start, final.stop) if final.size else slice(None)
+        for s, step in enumerate(t.steps):
+            block = find_block(t.cka[s], threshold)
+            rows.append({"model": t.run.label, "step": int(step), "block": block.fraction,
+                         "overlap": block_overlap(block, final), "pc1": float(t.pc1_variance[s].mean()),
+                         "to_final": float(t.to_final[s, span].mean()), "test_acc": float(t.test_acc[s])})
+    return rows
+
+
+def describe_reproduction(t: Trajectory | None) -> str:
+    """How the snapshots came about, in words: with the run's first training, or by
+    retraining it (and whether that gave the stored model bit for bit)."""
+    if t is None:
+        return "pending"
+    return {True: "retrained, and the same model bit for bit", False: "retrained, with the same recipe but not the same bits",
+            None: "trained with its snapshots from the start"}[t.reproduces]
+
+
+def formation(t: Trajectory | None, threshold: float, share: float = 0.5) -> dict:
+    """When the block takes shape: the first snapshot from which every later one has a
+    block whose overlap with the final model's block (``block_overlap``) is at least
+    ``share`` (``step`` None if there is none, or if the final model has no block), with
+    the numbers at that step, at initialisation and at the end. All None if pending."""
+    keys = ("step", "total_steps", "fraction_of_training", "init_block", "init_overlap", "block", "overlap",
+            "final_block", "to_final", "test_acc", "final_acc", "pc1", "final_pc1", "reproduces")
+    if t is None:
+        return dict.fromkeys(keys)
+    final = find_block(t.final_cka, threshold)
+    blocks = [find_block(c, threshold) for c in t.cka]
+    overlaps = np.array([block_overlap(block, final) for block in blocks])
+    formed = overlaps >= share
+    later = np.flip(np.logical_and.accumulate(np.flip(formed)))  # formed here and at every later snapshot
+    index = int(np.argmax(later)) if later.any() else None
+    span = slice(final.start, final.stop) if final.size else slice(None)
+    at = (lambda values: float(values[index])) if index is not None else (lambda values: None)  # noqa: E731
+    return {"step": None if index is None else int(t.steps[index]), "total_steps": t.total_steps,
+            "fraction_of_training": None if index is None else float(t.steps[index] / t.total_steps),
+            "init_block": blocks[0].fraction, "init_overlap": float(overlaps[0]),
+            "block": at([block.fraction for block in blocks]), "overlap": at(overlaps), "final_block": final.fraction,
+            "to_final": at(t.to_final[:, span].mean(axis=1)), "test_acc": at(t.test_acc), "final_acc": t.final_acc,
+            "pc1": at(t.pc1_variance.mean(axis=1)), "final_pc1": float(t.pc1_variance[-1].mean()),
+            "reproduces": t.reproduces}
+
+
+def formation_words(formed: dict, formed_without: dict) -> dict[str, str]:
+    """The values chapter 7's prose quotes about when the block forms ("pending" while
+    the trajectory is, "-" or "never" where the block never forms)."""
+    missing = "pending" if formed["total_steps"] is None else "-"
+    return {
+        "formed_step": fmt(formed["step"], ",", "pending" if formed["total_steps"] is None else "never"),
+        "total_steps": fmt(formed["total_steps"], ","),
+        "formed_fraction": fmt(formed["fraction_of_training"], ".0%", missing),
+        "init_block": fmt(formed["init_block"], ".0%"), "init_overlap": fmt(formed["init_overlap"], ".2f"),
+        "formed_block": fmt(formed["block"], ".0%", missing), "final_block": fmt(formed["final_block"], ".0%"),
+        "formed_to_final": fmt(formed["to_final"], ".2f", missing), "formed_acc": fmt(formed["test_acc"], ".0%", missing),
+        "final_acc": fmt(formed["final_acc"], ".0%"), "formed_pc1": fmt(formed["pc1"], ".2f", missing),
+        "final_pc1": fmt(formed["final_pc1"], ".2f"), "without_init_block": fmt(formed_without["init_block"], ".0%"),
+        "without_final_block": fmt(formed_without["final_block"], ".0%"),
+    }
+
+
+def dominance_summary(d: Dominance | None, data: ImageDataset, k: int) -> dict:
+    """The top-k images' share of PC1's variance (and k/N, what k random images carry), and
+    the image statistic that separates them best from the others (``compare_statistics``)."""
+    keys = ("k", "n", "share", "random_share", "variance", "statistic", "chosen", "others", "cohen_d",
+            "p_bonferroni", "table", "top", "random")
+    if d is None:
+        return {**dict.fromkeys(keys), "k": k, "table": [], "top": np.zeros(0, dtype=int), "random": np.zeros(0, dtype=int)}
+    n = d.pc_scores.shape[1]
+    top = d.top(k)
+    table = compare_statistics(image_statistics(data.test_images[:n]), top)
+    random = torch.randperm(n, generator=torch.Generator().manual_seed(d.run.seed)).numpy()[:k]
+    strongest = table[0]
+    return {"k": k, "n": n, "share": pc1_share(d.pc_scores, top), "random_share": k / n,
+            "variance": float(d.variance_explained.mean()), "statistic": strongest["statistic"],
+            "chosen": strongest["chosen"], "others": strongest["others"], "cohen_d": strongest["cohen_d"],
+            "p_bonferroni": strongest["p_bonferroni"], "table": table, "top": top, "random": random}
+
+
+def seeds_summary(dominances: Sequence[Dominance | None], data: ImageDataset, k: int) -> dict:
+    """Overlap of the seeds' top-k sets against chance, and whether their strongest image
+    statistic is the same (pending seeds are left out; None values when fewer than two)."""
+    present = [d for d in dominances if d is not None]
+    if len(present) < 2:
+        return {**dict.fromkeys(("pairs", "jaccard", "chance_jaccard", "overlap", "chance_overlap", "max_p",
+                                 "same_statistic")), "overlaps": [], "statistics": [], "seeds": len(present)}
+    overlaps = seed_overlaps(present, k)
+    statistics = seed_statistics(present, data.test_images, k)
+    return {"pairs": len(overlaps), "jaccard": float(np.mean([r["jaccard"] for r in overlaps])),
+            "chance_jaccard": overlaps[0]["chance_jaccard"], "overlap": float(np.mean([r["overlap"] for r in overlaps])),
+            "chance_overlap": overlaps[0]["chance_overlap"], "max_p": max(r["p"] for r in overlaps),
+            "same_statistic": len({r["strongest"] for r in statistics}) == 1, "overlaps": overlaps,
+            "statistics": statistics, "seeds": len(present)}
+
+
+def removal_rows(removal: Removal | None, threshold: float) -> list[dict]:
+    """Rows (removed, images, block, block_cka) per heatmap: the block measure and the mean
+    CKA over the layers of the block with nothing removed."""
+    if removal is None:
+        return []
+    reference = find_block(removal.dominant[removal.counts.index(0)] if 0 in removal.counts else removal.dominant[0],
+                           threshold)
+    rows = []
+    for which, maps in (("dominant", removal.dominant), ("random", removal.random)):
+        for k, cka in zip(removal.counts, maps):
+            rows.append({"removed": k, "images": which, "block": find_block(cka, threshold).fraction,
+                         "block_cka": mean_within(cka, reference) if reference.size else float("nan")})
+    return rows
+
+
+def removal_summary(removal: Removal | None, threshold: float) -> dict:
+    """The block measure with nothing removed, and without the most dominant and the most
+    random images (the largest count), with the mean CKA over the original block."""
+    rows = removal_rows(removal, threshold)
+    if not rows:
+        return dict.fromkeys(("k", "before", "dominant", "random", "cka_before", "cka_dominant", "cka_random"))
+    k = max(removal.counts)
+    pick = {(r["removed"], r["images"]): r for r in rows}
+    before = pick[(min(removal.counts), "dominant")]
+    return {"k": k, "before": before["block"], "dominant": pick[(k, "dominant")]["block"],
+            "random": pick[(k, "random")]["block"], "cka_before": before["block_cka"],
+            "cka_dominant": pick[(k, "dominant")]["block_cka"], "cka_random": pick[(k, "random")]["block_cka"]}
+
+
+# -- against the follow-up ---------------------------------------------------------------
+EARLY = 0.25  # "early": within the first quarter of the SGD steps
+STILL_CHANGING = 0.9  # the block's layers then have CKA below this with the final model's
+CARRY = 5.0  # the top-k images carry at least 5 times their share (k/N) of PC1's variance
+LEVEL = 0.05  # significance of the image statistic (Bonferroni-corrected)
+DIFFERENT = 0.5  # top-k sets of two seeds "differ" when their Jaccard index is below this
+MARGIN = 0.05  # block measures closer than this count as equal
+
+
+def verdicts(formed: dict, dominant: dict, seeds: dict, removed: dict) -> list[dict]:
+    """Rows (claim, verdict, evidence), one per finding of the follow-up, from the
+    summaries ``formation``, ``dominance_summary``, ``seeds_summary`` and
+    ``removal_summary``. A claim of two parts agrees "only in part" when one holds."""
+    rows = []
+    claim = "The block forms early in training, while its representation keeps changing"
+    if formed["final_block"] is None:
+        rows.append(row(claim, "pending", "the snapshots are not computed yet"))
+    elif formed["final_block"] == 0:
+        rows.append(row(claim, "not measurable", "the final model has no block at this threshold"))
+    elif formed["step"] is None:
+        rows.append(row(claim, "does not agree", "no snapshot keeps a block over the final block's layers to the end"))
+    elif formed["step"] == 0:
+        rows.append(row(claim, "not measurable", f"a block over the same layers is there at initialisation (it covers "
+                         f"{formed['init_block']:.0%} of the layers, overlap {formed['init_overlap']:.2f} with the final "
+                         f"block), so training does not create it"))
+    else:
+        rows.append(row(claim, _combine([formed["fraction_of_training"] <= EARLY, formed["to_final"] < STILL_CHANGING]),
+                         f"formed by step {formed['step']:,} of {formed['total_steps']:,} "
+                         f"({formed['fraction_of_training']:.0%}); the block's layers then have CKA "
+                         f"{formed['to_final']:.2f} with the final model's; the block covers "
+                         f"{formed['init_block']:.0%} of the layers at initialisation, {formed['final_block']:.0%} at the end"))
+    claim = "A few dominant images, which share a simple image statistic, carry the block's first PC"
+    if dominant["share"] is None:
+        rows.append(row(claim, "pending", "the dominant images are not computed yet"))
+    else:
+        rows.append(row(claim, _combine([dominant["share"] >= CARRY * dominant["random_share"],
+                                          dominant["p_bonferroni"] < LEVEL]),
+                         f"the top {dominant['k']:,} of {dominant['n']:,} images carry {dominant['share']:.0%} of "
+                         f"PC1's variance (k/N = {dominant['random_share']:.1%}); {dominant['statistic']}: "
+                         f"d = {dominant['cohen_d']:+.2f}, p = {dominant['p_bonferroni']:.2g} (Bonferroni)"))
+    claim = "Different seeds pick different dominant images"
+    if seeds["jaccard"] is None:
+        rows.append(row(claim, "pending", "fewer than two seeds are computed"))
+    else:
+        same = "the same" if seeds["same_statistic"] else "not the same"
+        rows.append(row(claim, "agrees" if seeds["jaccard"] < DIFFERENT else "does not agree",
+                         f"mean Jaccard index {seeds['jaccard']:.2f} over {seeds['pairs']} pair(s) of seeds, "
+                         f"{seeds['chance_jaccard']:.3f} by chance (overlap p <= {seeds['max_p']:.2g}); "
+                         f"the strongest statistic is {same} in every seed"))
+    claim = "Removing the dominant images removes the block; removing as many random images does not"
+    if removed["before"] is None:
+        rows.append(row(claim, "pending", "the heatmaps without dominant images are not computed yet"))
+    elif removed["before"] == 0:
+        rows.append(row(claim, "not measurable", "the model has no block at this threshold"))
+    else:
+        rows.append(row(claim, _combine([removed["dominant"] <= removed["before"] / 2,
+                                          removed["dominant"] < removed["random"] - MARGIN]),
+                         f"block {removed['before']:.0%} of the layers; without the top {removed['k']:,} "
+                         f"{removed['dominant']:.0%}, without {removed['k']:,} random images {removed['random']:.0%}"))
+    return rows
+
+
+def _combine(conditions: Sequence[bool]) -> str:
+    held = sum(bool(c) for c in conditions)
+    return "agrees" if held == len(conditions) else "does not agree" if held == 0 else "agrees only in part"
+
+
+def fmt(value, spec: str = "", missing: str = "pending") -> str:
+    """``format(value, spec)``, or ``missing`` for None (a result not computed yet)."""
+    return missing if value is None else format(value, spec)
+
+
+def snapshot_panels(trajectories: Sequence[Trajectory | None], kinds: Sequence[str] = KINDS):
+    """(rows, titles, row labels) for ``plots.heatmap_grid``: each trajectory's snapshot
+    heatmaps, titled by step; pending trajectories are left out."""
+    present = [(t, kind) for t, kind in zip(trajectories, kinds) if t is not None]
+    return ([list(t.cka) for t, _ in present], [[f"step {step:,}" for step in t.steps] for t, _ in present],
+            [f"{t.run.model.name}\n({kind})" for t, kind in present])
+
+
+def removal_panels(removal: Removal | None):
+    """(rows, titles) for ``plots.heatmap_grid``: the heatmap with all images, without the
+    most dominant and without as many random ones (the largest count); empty if pending."""
+    if removal is None:
+        return [], []
+    k = max(removal.counts)
+    first = removal.counts.index(min(removal.counts))
+    return ([[removal.dominant[first], removal.dominant[-1], removal.random[-1]]],
+            [["all images" if removal.counts[first] == 0 else f"without {removal.counts[first]}",
+              f"without the top {k:,}", f"without {k:,} random"]])
+
+
+def seed_panels(dominances: Sequence[Dominance | None], images, k: int):
+    """(image sets, titles) for ``plots.image_panels``: each seed's top-k images."""
+    present = [d for d in dominances if d is not None]
+    return [images[d.top(k)] for d in present], [f"{d.run.name}: top {k}" for d in present]
+
+
+def pending_note(figure: str, results: Sequence, what: str = "models") -> str:
+    """"" when every result is there, else ``session.coverage``'s note on what is pending."""
+    return "" if all(r is not None for r in results) else coverage(figure, results, what)
