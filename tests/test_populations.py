@@ -59,9 +59,9 @@ def test_spread_with_error_is_zero_within_noise_for_one_architecture():
 def test_architecture_pairs_sort_pairs_into_depth_width_and_wide_vs_deep():
     r8, r8w, r14, r20 = ResNetConfig(8), ResNetConfig(8, 2), ResNetConfig(14), ResNetConfig(20)
     plain = ResNetConfig(14, 2, residual=False)
-    models = [(r20, 100), (r8w, 100), (r8, 100), (r14, 100), (plain, 100), (r14, 200)]
-    pairs = architecture_pairs(models)
-    names = {kind: sorted((x[0].name, y[0].name) for x, y in found) for kind, found in pairs.items()}
+    runs = [Run(r20, 100), Run(r8w, 100), Run(r8, 100), Run(r14, 100), Run(plain, 100), Run(r14, 200)]
+    pairs = architecture_pairs(runs)
+    names = {kind: sorted((x.model.name, y.model.name) for x, y in found) for kind, found in pairs.items()}
     assert names == {"depth": [("ResNet-14 (1x)", "ResNet-20 (1x)"), ("ResNet-8 (1x)", "ResNet-14 (1x)"),
                                ("ResNet-8 (1x)", "ResNet-20 (1x)")],
                      "width": [("ResNet-8 (1x)", "ResNet-8 (2x)")],
