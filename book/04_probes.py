@@ -172,11 +172,10 @@ plt.close(fig)
 # the blocks inside the measured block shaded) and without (right).
 # ```
 #
-# In the {glue:text}`with_model`, the probe accuracy after the add changes by
-# {glue:text}`gain_in` percentage points per residual block inside the block, against
-# {glue:text}`gain_out` per block elsewhere in the network; in the
-# {glue:text}`without_model` the average is {glue:text}`gain_none` points per block,
-# from {glue:text}`probe_first` on average over the first stage's adds to
+# {glue:md}`probe_gains`
+#
+# In the {glue:text}`without_model` the average is {glue:text}`gain_none` points per
+# block, from {glue:text}`probe_first` on average over the first stage's adds to
 # {glue:text}`probe_last` over the last stage's.
 #
 # ## Deleting blocks (Fig. 5)

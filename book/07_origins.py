@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -58,10 +60,10 @@ from repsim.origins import fmt
 from repsim.session import Session
 
 # %% [markdown]
-# The models are the profile's `origins` runs, by default taken from chapter 3's grid
-# (`repsim.origins.origin_runs`): the first architecture of Fig. D.1 (the paper's
-# models with a block, trained with several seeds) and the shallowest network on the
-# largest training set.
+# The models are the profile's `origins` runs, both from chapter 3's grid
+# (`repsim.origins.origin_runs`). A profile may name them; by default they are the first
+# architecture of Fig. D.1 (the paper's models with a block, trained with several seeds)
+# and the shallowest network on the largest training set. The table says which.
 
 # %%
 session = Session.open(profile, device, compute_missing)

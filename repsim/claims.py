@@ -129,9 +129,7 @@ def pc_claims(summary: dict) -> list[dict]:
             compare(s.get("d5_rho"), 0.0 if s.get("d5_rho") is not None else None, 0.1),
             _numbers("rho = {:.2f} over {} models", s.get("d5_rho"), s.get("d5_models"))),
         row("Probe accuracy improves less per residual block inside the block than outside it",
-            compare(s.get("gain_outside"), s.get("gain_inside"), 0.005),
-            _numbers("{:+.1f} against {:+.1f} percentage points per block", _points(s.get("gain_inside")),
-                     _points(s.get("gain_outside")))),
+            compare(s.get("gain_outside"), s.get("gain_inside"), 0.005), _gain_evidence(s)),
         row("Probe accuracy rises through the model without a block (last stage above the first)",
             compare(s.get("probe_last_stage"), s.get("probe_first_stage"), 0.0),
             _numbers("{:.1%} in the last stage, {:.1%} in the first", s.get("probe_last_stage"), s.get("probe_first_stage"))),
@@ -140,6 +138,15 @@ def pc_claims(summary: dict) -> list[dict]:
             _numbers("{:.1f} against {:.1f} percentage points", _points(s.get("drop_with_block")),
                      _points(s.get("drop_without_block")))),
     ]
+
+
+def _gain_evidence(s: dict) -> str:
+    inside, outside = s.get("gain_inside"), s.get("gain_outside")
+    if inside is not None and not np.isfinite(inside):
+        # gain_per_block needs two consecutive residual-block outputs inside the block.
+        return _numbers("no two consecutive residual blocks end inside this model's block; "
+                        "{:+.1f} percentage points per block outside it", _points(outside))
+    return _numbers("{:+.1f} against {:+.1f} percentage points per block", _points(inside), _points(outside))
 
 
 def _points(fraction):

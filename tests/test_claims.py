@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from repsim import claims
+from repsim.book import prose
 from repsim.models import ResNetConfig
 
 
@@ -66,6 +67,19 @@ def test_chapter_4_claims_wait_for_their_numbers():
                              "drop_with_block": 0.01, "drop_without_block": 0.2})
     assert [r["verdict"] for r in done] == ["agrees"] * 6
     assert "60.0% in the last stage, 30.0% in the first" in done[4]["evidence"]
+
+
+def test_a_block_too_short_for_a_probe_step_is_not_measurable_and_says_why():
+    rows = claims.pc_claims({"gain_inside": float("nan"), "gain_outside": 0.009})
+    assert rows[3]["verdict"] == "not measurable"
+    assert rows[3]["evidence"] == ("no two consecutive residual blocks end inside this model's block; "
+                                   "+0.9 percentage points per block outside it")
+    assert "nan" not in prose.probe_gains("ResNet-14 (1x)", float("nan"), 0.009)
+    assert "+0.9 percentage points per block" in prose.probe_gains("ResNet-14 (1x)", float("nan"), 0.009)
+    assert prose.probe_gains("R", 0.001, 0.02) == ("In the R, the probe accuracy after the add changes by +0.1 percentage "
+                                                   "points per residual block inside the block, against +2.0 per block "
+                                                   "elsewhere in the network.")
+    assert "pending" in prose.probe_gains("R", None, None)
 
 
 def test_prediction_and_seed_claims():

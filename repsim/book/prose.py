@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +52,17 @@ def probe_pooling(probes) -> str:
             "they have at most that many, which keeps the probes of the widest early layers affordable.")
 
 
+def probe_gains(model: str, inside: float | None, outside: float | None) -> str:
+    """How the probe accuracy after each residual add changes inside and outside the
+    block (fractions per block; NaN inside when no two consecutive blocks end in it)."""
+    if inside is not None and math.isnan(inside):
+        return (f"In the {model}, no two consecutive residual blocks end inside the block, so the probes cannot "
+                f"follow it from block to block there; elsewhere in the network the probe accuracy after the add "
+                f"changes by {points(outside)} percentage points per block.")
+    return (f"In the {model}, the probe accuracy after the add changes by {points(inside)} percentage points per "
+            f"residual block inside the block, against {points(outside)} per block elsewhere in the network.")
+
+
 def chapter4(summary: dict, runs: dict, maps: dict, profile, data) -> dict:
     """The values chapter 4's prose quotes ("pending" where not computed yet)."""
     s, p = summary, profile.probes
@@ -72,7 +84,7 @@ def chapter4(summary: dict, runs: dict, maps: dict, profile, data) -> dict:
         "d5_models": s.get("d5_models", 0), "d5_rho": number(s.get("d5_rho")),
         "probe_lrs": " and ".join(f"{lr:g}" for lr in p.probe_lrs), "probe_val": f"{p.probe_val_size:,}",
         "probe_train": f"{p.probe_train_size:,}", "probe_epochs": f"{p.probe_epochs} epoch{'s' if p.probe_epochs > 1 else ''}",
-        "gain_in": points(s.get("gain_inside")), "gain_out": points(s.get("gain_outside")),
+        "probe_gains": _markdown(probe_gains(runs["with a block"].label, s.get("gain_inside"), s.get("gain_outside"))),
         "gain_none": points(s.get("gain_no_block")),
         "probe_first": number(s.get("probe_first_stage"), "{:.1%}"), "probe_last": number(s.get("probe_last_stage"), "{:.1%}"),
         "probe_pooling": _markdown(probe_pooling(p)),
