@@ -11,7 +11,7 @@ import torch
 
 from repsim.book import terminal
 from repsim.book.coverage import Coverage
-from repsim.book.runner import ChapterRun
+from repsim.book.runner import ChapterRun, record_times
 from repsim.profiles import get_profile
 
 
@@ -26,6 +26,21 @@ def test_estimates_prefer_this_machines_last_run_of_the_profile(tmp_path):
     assert times["03_blocks"] == (terminal.RECORDED_SECONDS["smoke"]["03_blocks"], "recorded: 2-core CPU, empty store")
     assert times["07_new"] == (None, "no run recorded")
     assert terminal.estimates(tmp_path, "paper", ["02_cka"])["02_cka"][0] is None
+
+
+def test_each_profile_keeps_its_own_times_when_another_runs(tmp_path):
+    def run(stem, seconds):
+        return ChapterRun(stem, seconds, Coverage({}, {}, {}), tmp_path / f"{stem}.ipynb", "AMD EPYC")
+
+    record_times(tmp_path, "laptop", [run("02_cka", 210.0), run("03_blocks", 1791.0)])
+    record_times(tmp_path, "smoke", [run("02_cka", 23.4)])
+    laptop = terminal.estimates(tmp_path, "laptop", ["02_cka", "03_blocks"])
+    assert laptop["02_cka"][0] == 210.0 and laptop["03_blocks"][0] == 1791.0
+    assert terminal.estimates(tmp_path, "smoke", ["02_cka"])["02_cka"][0] == 23.4
+    record_times(tmp_path, "laptop", [run("02_cka", 190.0)])
+    times = terminal.recorded_times(tmp_path)
+    assert times["laptop"]["02_cka"]["seconds"] == 190.0 and times["laptop"]["03_blocks"]["seconds"] == 1791.0
+    assert times["laptop"]["02_cka"]["device"] == "AMD EPYC" and set(times) == {"laptop", "smoke"}
 
 
 def test_the_plan_names_chapters_profile_device_store_and_times(tmp_path, capsys):

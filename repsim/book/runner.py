@@ -229,13 +229,14 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
 
 
 def record_times(root: Path, profile: str, runs: list[ChapterRun]) -> None:
-    """Merge this run's chapter times into ``_build/execution.json``."""
+    """Merge this run's chapter times into ``_build/execution.json``, under its profile
+    (``terminal.recorded_times``), so a smoke run leaves the laptop times alone."""
     path = root / "_build" / "execution.json"
-    log = json.loads(path.read_text()) if path.exists() else {}
+    log = terminal.recorded_times(root)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     for run in runs:
-        log[run.stem] = {"profile": profile, "seconds": round(run.seconds, 1),
-                         "finished_at": now, "device": run.device}
+        log.setdefault(profile, {})[run.stem] = {"seconds": round(run.seconds, 1), "finished_at": now,
+                                                 "device": run.device}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(log, indent=2) + "\n")
 

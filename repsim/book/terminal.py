@@ -29,24 +29,37 @@ if TYPE_CHECKING:
     from repsim.profiles import Profile
 
 # Seconds per chapter measured with this runner on the 2-core development machine, no
-# GPU, from an empty model store (README's profile table, 2026-11-25). Chapter 6 of the
-# laptop profile is its two measured parts, 848 s + 3,142 s (the second under load).
+# GPU, from an empty model store (README's profile table): laptop on 2026-11-29, load
+# average 2.0 (the run alone); smoke on 2026-11-25, before chapter 7.
 RECORDED_SECONDS = {
     "smoke": {"02_cka": 23, "03_blocks": 59, "04_probes": 18, "05_across_models": 15, "06_predictions": 55},
-    "laptop": {"02_cka": 126, "03_blocks": 1793, "04_probes": 399, "05_across_models": 211,
-               "06_predictions": 848 + 3142},
+    "laptop": {"02_cka": 184, "03_blocks": 1709, "04_probes": 229, "05_across_models": 301,
+               "06_predictions": 759, "07_origins": 206},
 }
+
+
+def recorded_times(root: Path) -> dict[str, dict[str, dict]]:
+    """{profile: {chapter: {seconds, finished_at, device}}} from ``_build/execution.json``
+    (files written before it was keyed by profile held {chapter: {profile, ...}})."""
+    path = root / "_build" / "execution.json"
+    log = json.loads(path.read_text()) if path.exists() else {}
+    times: dict[str, dict[str, dict]] = {}
+    for name, value in log.items():
+        if "profile" in value:  # the old layout: one entry per chapter
+            times.setdefault(value["profile"], {})[name] = value
+        else:
+            times.setdefault(name, {}).update(value)
+    return times
 
 
 def estimates(root: Path, profile: str, chapters: list[str]) -> dict[str, tuple[float | None, str]]:
     """{chapter: (seconds or None, where the figure comes from)}: this machine's last run
     of the chapter with this profile (``_build/execution.json``), else the recorded table."""
-    path = root / "_build" / "execution.json"
-    last = json.loads(path.read_text()) if path.exists() else {}
+    last = recorded_times(root).get(profile, {})
     out = {}
     for stem in chapters:
         run = last.get(stem)
-        if run and run.get("profile") == profile:
+        if run:
             out[stem] = (run["seconds"], f"last run here, {run.get('finished_at', '?')[:10]}")
         elif stem in RECORDED_SECONDS.get(profile, {}):
             out[stem] = (RECORDED_SECONDS[profile][stem], "recorded: 2-core CPU, empty store")
