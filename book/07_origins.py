@@ -160,8 +160,9 @@ glue_all(origins.formation_words(formed, formed_without))
 # {glue:text}`init_overlap`; the final model's block measure is
 # {glue:text}`final_block`. The block has taken shape by step {glue:text}`formed_step`
 # of {glue:text}`total_steps` ({glue:text}`formed_fraction` of training), when it covers
-# {glue:text}`formed_block` of the layers and the test accuracy is
-# {glue:text}`formed_acc` (finally {glue:text}`final_acc`). At that step the block's
+# {glue:text}`formed_block` of the layers and the test accuracy on the snapshots'
+# {glue:text}`snapshot_examples` test images is {glue:text}`formed_acc` (finally
+# {glue:text}`final_acc`). At that step the block's
 # layers have a mean CKA of {glue:text}`formed_to_final` with the final model's, which
 # measures how much of its representation is still to change. PC1 explains
 # {glue:text}`formed_pc1` of the variance in the last two stages then, and
