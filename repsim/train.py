@@ -153,7 +153,8 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int | None = Non
     """Logits (N, classes) for uint8 images (N, 3, 32, 32), in eval mode, on ``device``.
 
     ``batch_size`` None: 1,000 on a GPU; 64 on a CPU, whose caches hold a small batch's
-    activations (ResNet-14 (1x) on 2 cores: 1,416 images/s against 600 at 1,000).
+    activations (ResNet-14 (1x) on 2 cores: 1,306 images/s against 599 at 1,000;
+    ``benchmarks/predict_batch.py``).
     """
     device = resolve_device(device)
     batch_size = batch_size or (64 if device.type == "cpu" else 1000)
