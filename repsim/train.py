@@ -157,14 +157,14 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int | None = Non
     ``benchmarks/predict_batch.py``).
     """
     device = resolve_device(device)
-    batch_size = batch_size or (64 if device.type == "cpu" else 1000)
+    if batch_size is None:
+        batch_size = 64 if device.type == "cpu" else 1000
     model.eval().to(device)
     outputs = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            batch = to_float(images[start : start + batch_size].to(device))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                outputs.append(model(batch).float())
+    for start in range(0, len(images), batch_size):
+        batch = to_float(images[start : start + batch_size].to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            outputs.append(model(batch).float())
     return torch.cat(outputs)
 
 
