@@ -148,7 +148,7 @@ def test_a_second_harvest_continues_without_retraining_anything(harvests):
     assert not set(first["entries"]) & set(second["entries"])
 
 
-def test_chapters_read_the_imported_bundles_train_nothing_and_mark_the_rest_pending(harvests, tmp_path):
+def test_chapters_read_the_imported_bundles_train_nothing_and_mark_the_rest_pending(harvests, tmp_path, monkeypatch):
     import jupytext
     import nbformat
     import papermill
@@ -158,22 +158,16 @@ def test_chapters_read_the_imported_bundles_train_nothing_and_mark_the_rest_pend
     assert summary["parts"] == 2 and summary["added"] > 0
     env = {**harvests["env"], "REPSIM_RESULTS": str(results), "REPSIM_HOME": str(home), "REPSIM_ACCESS_LOG": str(log)}
     # An empty REPSIM_HOME: no model store (and the data are decoded again into its cache).
-    old = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        texts = []
-        for stem in ("02_cka", "03_blocks", "04_probes", "05_across_models", "06_predictions"):
-            source = tmp_path / f"{stem}.ipynb"
-            jupytext.write(jupytext.read(ROOT / "book" / f"{stem}.py"), source)
-            papermill.execute_notebook(source, tmp_path / f"{stem}.out.ipynb", cwd=ROOT / "book", progress_bar=False,
-                                       parameters={"profile": "smoke", "compute_missing": False})
-            texts.append(json.dumps(nbformat.read(tmp_path / f"{stem}.out.ipynb", as_version=4)["cells"]))
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # The kernels papermill starts inherit the environment.
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    texts = []
+    for stem in ("02_cka", "03_blocks", "04_probes", "05_across_models", "06_predictions"):
+        source = tmp_path / f"{stem}.ipynb"
+        jupytext.write(jupytext.read(ROOT / "book" / f"{stem}.py"), source)
+        papermill.execute_notebook(source, tmp_path / f"{stem}.out.ipynb", cwd=ROOT / "book", progress_bar=False,
+                                   parameters={"profile": "smoke", "compute_missing": False})
+        texts.append(json.dumps(nbformat.read(tmp_path / f"{stem}.out.ipynb", as_version=4)["cells"]))
     lookups = [json.loads(line) for line in log.read_text().splitlines()]
     sources = {entry["source"] for entry in lookups}
     assert "computed" not in sources and "results" in sources and "pending" in sources
