@@ -2,15 +2,28 @@
 # One GPU window, as the device tool runs it from the repository root:
 #     bash benchmarks/gpu_window.sh "$OUT"        (carry: .data and .whl)
 # 1. the harvest of the paper profile, 480 s of budget, its bundle and log into OUT;
-# 2. CKA against pytorch-cka on the GPU (benchmarks/cka_peers.py), at most 60 s, into OUT.
+# 2. CKA against pytorch-cka on the GPU (benchmarks/cka_peers.py), only in the time left
+#    before the window's end (590 s from the script's start: a command has 600).
 # The GPU machine has torch but not pytorch-cka: its wheel travels in .whl (see README).
+# The tests rehearse this very script on the CPU through the same variables:
+#     HARVEST_PROFILE (paper), HARVEST_BUDGET (480), HARVEST_DEVICE (auto),
+#     WINDOW_SECONDS (590), REPSIM_DATA (.data/cifar10-jpeg.tar.gz).
 set -u
 out=${1:?usage: bash benchmarks/gpu_window.sh OUT_DIR}
-export PYTHONUNBUFFERED=1 REPSIM_DATA=.data/cifar10-jpeg.tar.gz
-python3 -m repsim.harvest --profile paper --budget "${HARVEST_BUDGET:-480}" --out "$out"
-status=$?
-if ls .whl/pytorch_cka-*.whl >/dev/null 2>&1 && python3 -m pip install -q --no-index --no-deps --target /tmp/peers .whl/*.whl; then
-    PYTHONPATH=/tmp/peers timeout 60 python3 -m benchmarks.cka_peers --device cuda --peers pytorch-cka \
-        > "$out/cka-peers-gpu.txt" 2>&1 || echo "cka_peers did not finish (see cka-peers-gpu.txt)"
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 REPSIM_DATA=${REPSIM_DATA:-.data/cifar10-jpeg.tar.gz}
+python=${PYTHON:-python3}
+"$python" -m repsim.harvest --profile "${HARVEST_PROFILE:-paper}" --budget "${HARVEST_BUDGET:-480}" \
+    --device "${HARVEST_DEVICE:-auto}" --out "$out" 2>&1 | tee "$out/harvest-stdout.txt"
+status=${PIPESTATUS[0]}
+left=$(( ${WINDOW_SECONDS:-590} - SECONDS ))
+if (( left < 20 )); then
+    echo "no time left for the peer benchmark (${left} s before the window's end)"
+elif ls .whl/pytorch_cka-*.whl >/dev/null 2>&1 && "$python" -m pip install -q --no-index --no-deps --target /tmp/peers .whl/pytorch_cka-*.whl; then
+    PYTHONPATH=/tmp/peers timeout "$(( left - 5 ))" "$python" -m benchmarks.cka_peers --device cuda --peers pytorch-cka \
+        > "$out/cka-peers-gpu.txt" 2>&1 || echo "cka_peers did not finish in ${left} s (see cka-peers-gpu.txt)"
+else
+    echo "no pytorch-cka wheel in .whl: the peer benchmark is skipped"
 fi
-exit $status
+echo "window script: ${SECONDS} s, harvest exit status ${status}"
+exit "$status"

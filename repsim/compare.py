@@ -103,16 +103,25 @@ def _grouped(batches: list[torch.Tensor], group: int) -> list[list[torch.Tensor]
 
 
 def collect_activations(
-    model: nn.Module, images: torch.Tensor, layers: Sequence[str], batch_size: int = 500, device=None
+    model: nn.Module, images: torch.Tensor, layers: Sequence[str], batch_size: int = 500, device=None,
+    keep_on_device: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Flattened activations {layer: (N, features)} of ``layers`` for all ``images``, on CPU."""
+    """Flattened float32 activations {layer: (N, features)} of ``layers`` for all
+    ``images``: on the CPU, or with ``keep_on_device`` where they were computed (no round
+    trip through host memory for a caller that goes on computing there). Each batch is
+    written into its rows of one preallocated tensor per layer, with no host sync."""
     device = resolve_device(device)
     capture = ActivationCapture(model.to(device), layers)
-    chunks: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    home = device if keep_on_device else torch.device("cpu")
+    out: dict[str, torch.Tensor] = {}
     for start in range(0, len(images), batch_size):
         for name, act in capture(to_float(images[start : start + batch_size].to(device))).items():
-            chunks[name].append(act.float().cpu())
-    return {name: torch.cat(parts) for name, parts in chunks.items()}
+            if name not in out:
+                out[name] = torch.empty(len(images), act.shape[1], dtype=torch.float32, device=home)
+            out[name][start : start + len(act)].copy_(act, non_blocking=home.type == "cpu" and device.type == "cuda")
+    if home.type == "cpu" and device.type == "cuda":
+        torch.cuda.synchronize(device)  # the non-blocking copies have landed
+    return out
 
 
 class GramCapture:

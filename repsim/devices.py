@@ -47,3 +47,14 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "cpu"
+
+
+def autocast_dtype(device: str | torch.device | None = None) -> torch.dtype | None:
+    """The reduced precision that training and prediction use on ``device``: bf16 on GPUs
+    with native bf16 (compute capability 8.0 and later: A100, H100, H200), float16 before
+    that (Colab's T4 has no bf16 units, and emulated bf16 runs several times slower),
+    None (float32) on a CPU. CKA and every analysis stay in float32 or float64."""
+    device = resolve(device)
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16

@@ -142,7 +142,9 @@ def cka_without_images(model: nn.Module, images: torch.Tensor, removed: Sequence
     for batch in minibatches(len(images), batch_size, passes, seed):
         grams = layer_grams(model.to(device), layers, to_float(images[batch].to(device)))
         stacked = torch.stack([grams[name] for name in layers])  # (L, n, n)
-        for mask, accumulator in zip(keep[:, batch].to(device), accumulators):
-            if mask.sum() >= 4:  # the unbiased estimator needs 4 images
-                accumulator.update_grams(dict(zip(layers, stacked[:, mask][:, :, mask])))
+        for mask, accumulator in zip(keep[:, batch], accumulators):  # masks on the CPU: no sync with the device
+            kept = mask.nonzero().squeeze(1)
+            if len(kept) >= 4:  # the unbiased estimator needs 4 images
+                kept = kept.to(device, non_blocking=True)
+                accumulator.update_grams(dict(zip(layers, stacked.index_select(1, kept).index_select(2, kept))))
     return torch.stack([accumulator.compute() for accumulator in accumulators])

@@ -114,13 +114,14 @@ def training_snapshots_key(run: Run, profile: Profile, data) -> dict:
 
 
 def training_snapshots(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
-                       device=None) -> Snapshots:
+                       device=None, graphs: bool = False, deadline: float | None = None) -> Snapshots:
     """The run trained with snapshots (weights at log-spaced steps), cached as one entry.
 
     Where the run's model is missing, it is stored from this training, so that nothing
     trains it again. Where it is stored already, the run is retrained: on the CPU with a
     fixed thread count training is deterministic, and whether the retrained model is the
-    stored one is recorded.
+    stored one is recorded. ``graphs`` and ``deadline`` are ``train_models``'s (a GPU
+    window trains this run as it trains every other).
     """
     store, device = store or Store(), device or profile.device
     key = run.key(profile, data)
@@ -133,7 +134,7 @@ def training_snapshots(run: Run, profile: Profile, data: ImageDataset, store: St
             kept.update({f"{step}/{name}": value.cpu() for name, value in states[0].items()})
 
         (model, metrics), = train_models(run.model, run.recipe(profile), data, [run.seed], device, progress=False,
-                                         snapshot_steps=steps, on_snapshot=keep)
+                                         graphs=graphs, deadline=deadline, snapshot_steps=steps, on_snapshot=keep)
         final = {name: value.cpu() for name, value in model.state_dict().items()}
         stored = store.load(key)
         reproduces = None if stored is None else all(torch.equal(value, stored[0][name]) for name, value in final.items())
@@ -171,14 +172,16 @@ def trajectory_key(run: Run, profile: Profile, data) -> dict:
                    batch_size=profile.cka.batch_size)
 
 
-def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> Trajectory:
+def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None,
+               graphs: bool = False, deadline: float | None = None) -> Trajectory:
     """Each snapshot's heatmap, its layers' CKA with the final model, PC1's share of
     variance at the late block outputs and its test accuracy, all on the first
-    ``snapshot_examples`` test images (one pass of the profile's CKA minibatches)."""
+    ``snapshot_examples`` test images (one pass of the profile's CKA minibatches).
+    ``graphs`` and ``deadline``: how the snapshots' run trains (``training_snapshots``)."""
     store, device = store or Store(), device or profile.device
 
     def compute():
-        snaps = training_snapshots(run, profile, data, store, device)
+        snaps = training_snapshots(run, profile, data, store, device, graphs=graphs, deadline=deadline)
         on = resolve_device(device)  # "auto" is not a torch device
         models = [_model(run.model, state) for state in snaps.states]
         final = _model(run.model, snaps.final)
@@ -189,9 +192,9 @@ def trajectory(run: Run, profile: Profile, data: ImageDataset, store: Store | No
         late = [name for name in layer_names(final) if stage_of(name) in (2, 3) and name.endswith(".relu2")]
         variance, scored = [], []
         for model in models + [final]:  # one forward pass each: the late layers and the logits
-            acts = collect_activations(model, images, late + ["fc"], device=device)
+            acts = collect_activations(model, images, late + ["fc"], device=device, keep_on_device=True)
             variance.append([pc1_variance(acts[name].to(on)) for name in late])
-            scored.append((acts["fc"].argmax(1) == labels).double().mean().item())
+            scored.append((acts["fc"].argmax(1).cpu() == labels).double().mean().item())
         state = {"steps": torch.tensor(snaps.steps), "test_acc": torch.tensor(scored[:-1]), "cka": cka,
                  "to_final": to_final, "final_cka": final_cka, "pc1_variance": torch.tensor(variance[:-1])}
         return state, {"layers": layer_names(final), "late_layers": late, "final_acc": scored[-1],

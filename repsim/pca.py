@@ -97,7 +97,7 @@ def layer_pcs(
         used += size
     pcs: dict[str, FirstPC] = {}
     for group in groups:
-        acts = collect_activations(model, images, group, batch_size=batch_size, device=device)
+        acts = collect_activations(model, images, group, batch_size=batch_size, device=device, keep_on_device=True)
         for name in group:
             pc = first_pc(acts.pop(name).to(device))
             pcs[name] = FirstPC(pc.mean.cpu(), pc.direction.cpu(), pc.scores.cpu(), pc.variance_explained)

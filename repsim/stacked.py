@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .data import to_float
+from .devices import autocast_dtype
 from .models import ResNet
 
 
@@ -109,7 +110,8 @@ def stacked_accuracies(model: StackedResNet, images: torch.Tensor, labels: torch
     correct = torch.zeros(model.members, device=device)
     for start in range(0, len(images), batch_size):
         x = to_float(images[start : start + batch_size].to(device)).repeat(1, model.members, 1, 1)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        dtype = autocast_dtype(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(x.contiguous(memory_format=torch.channels_last)).float()
         correct += (logits.argmax(2) == labels[start : start + batch_size].to(device)[:, None]).sum(0)
     return (correct / len(images)).cpu()

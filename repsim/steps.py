@@ -29,28 +29,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .devices import autocast_dtype
+
 
 class EagerStep:
     """``step(x, targets)``: one SGD step of every member on its own batch.
 
     x: (B, M*3, H, W) float, member m's images in channels [3m, 3m + 3); targets: (B, M).
     Returns the members' mean losses, (M,), as a tensor on the device (no sync).
+    Autocast follows the device (``devices.autocast_dtype``); float16 gradients go
+    through a gradient scaler, whose overflow check waits for the device.
     """
 
     graphed = False
+    fallback: str | None = None  # why a graph was asked for and not used
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         self.model, self.optimizer = model, optimizer
         self.device = next(model.parameters()).device
+        self.dtype = autocast_dtype(self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
 
     def _compute(self, x: torch.Tensor, targets: torch.Tensor, cache: bool = True) -> torch.Tensor:
-        cuda = self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cuda, cache_enabled=cache and cuda):
+        reduced = self.dtype is not None
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=reduced, cache_enabled=cache and reduced):
             logits = self.model(x)  # (B, M, classes)
             losses = F.cross_entropy(logits.permute(0, 2, 1).float(), targets, reduction="none").mean(0)
         self.optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()  # member m's gradient is that of its own mean loss
-        self.optimizer.step()
+        total = losses.sum()  # member m's gradient is that of its own mean loss
+        if self.scaler is None:
+            total.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return losses.detach()
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -67,22 +80,28 @@ class GraphedStep(EagerStep):
         super().__init__(model, optimizer)
         if self.device.type != "cuda":
             raise RuntimeError("CUDA graphs need a CUDA device")
+        if self.scaler is not None:
+            raise RuntimeError("float16 training scales its gradients, which waits for the device: no CUDA graph")
         saved_model = copy.deepcopy(model.state_dict())
         saved_optimizer = copy.deepcopy(optimizer.state_dict())
-        filler = torch.Generator(device=self.device).manual_seed(0)  # leaves every training stream alone
-        self.x = torch.rand(x_shape, device=self.device, generator=filler).contiguous(memory_format=torch.channels_last)
-        self.targets = torch.randint(0, classes, targets_shape, device=self.device, generator=filler)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                self._compute(self.x, self.targets, cache=False)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(self.graph):
-            self.losses = self._compute(self.x, self.targets, cache=False)
-        _restore_in_place(model, optimizer, saved_model, saved_optimizer)
+        try:
+            filler = torch.Generator(device=self.device).manual_seed(0)  # leaves every training stream alone
+            self.x = torch.rand(x_shape, device=self.device, generator=filler).contiguous(
+                memory_format=torch.channels_last)
+            self.targets = torch.randint(0, classes, targets_shape, device=self.device, generator=filler)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    self._compute(self.x, self.targets, cache=False)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.graph):
+                self.losses = self._compute(self.x, self.targets, cache=False)
+        finally:  # recorded or not, training starts from the state it was given
+            torch.cuda.synchronize(self.device)
+            _restore_in_place(model, optimizer, saved_model, saved_optimizer)
 
     def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.x.copy_(x)
@@ -112,7 +131,15 @@ def _restore_in_place(model: nn.Module, optimizer: torch.optim.Optimizer, model_
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_shape: tuple, targets_shape: tuple,
               classes: int, graphs: bool) -> EagerStep:
-    """A ``GraphedStep`` when ``graphs`` is true, else an ``EagerStep``."""
+    """A ``GraphedStep`` when ``graphs`` is true and this model's step can be recorded,
+    else an ``EagerStep``. A recording that fails (a real model can meet what the
+    self-check's small one did not) falls back to the eager step, whose ``fallback``
+    says why: the run goes on, only slower."""
     if graphs:
-        return GraphedStep(model, optimizer, x_shape, targets_shape, classes)
+        try:
+            return GraphedStep(model, optimizer, x_shape, targets_shape, classes)
+        except Exception as err:  # noqa: BLE001 -- any failed recording leaves the eager step
+            step = EagerStep(model, optimizer)
+            step.fallback = f"{type(err).__name__}: {err}"
+            return step
     return EagerStep(model, optimizer)

@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
+from .devices import autocast_dtype
 from .devices import resolve as resolve_device  # imported from here by many modules
 from .models import ResNet, ResNetConfig
 from .progress import report_epoch
@@ -163,7 +164,8 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int | None = Non
     outputs = []
     for start in range(0, len(images), batch_size):
         batch = to_float(images[start : start + batch_size].to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        dtype = autocast_dtype(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             outputs.append(model(batch).float())
     return torch.cat(outputs)
 
@@ -321,6 +323,8 @@ def train_models(
             "images_per_second": m * steps_per_epoch * config.batch_size * config.epochs / max(train_seconds, 1e-9),
             "device": str(device),
             "cuda_graphs": step.graphed,
+            "graph_fallback": step.fallback,  # why a requested graph was not used (None: not requested, or used)
+            "autocast": str(step.dtype).removeprefix("torch.") if step.dtype is not None else "float32",
             "stacked_with": m,
             "resumed_after_epochs": earlier["resumed"],  # epochs at which an interrupted run was picked up
         }

@@ -78,6 +78,56 @@ def test_cuda_graphs_are_refused_off_a_gpu():
         GraphedStep(model, optimizer, x.shape, targets.shape, 10)
 
 
+def test_a_graph_that_cannot_be_recorded_falls_back_to_the_eager_step_and_says_why():
+    model, optimizer, x, targets = _stack()
+    step = make_step(model, optimizer, x.shape, targets.shape, 10, graphs=True)  # no CUDA here: recording fails
+    assert type(step) is EagerStep and "CUDA device" in step.fallback
+    before = [p.detach().clone() for p in model.parameters()]
+    step(x, targets)
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # the eager step trains
+
+
+def test_a_run_asked_for_graphs_trains_eagerly_where_none_can_be_recorded():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (64,), generator=g)
+    data = ImageDataset(images, labels, images[:16], labels[:16], tuple("abcdefghij"), "cifar10", "memory")
+    _, metrics = train_model(ResNetConfig(8), TrainConfig(epochs=1, batch_size=32), data, seed=0, device="cpu",
+                             progress=False, graphs=True)
+    assert metrics["cuda_graphs"] is False and "CUDA device" in metrics["graph_fallback"]
+    assert metrics["autocast"] == "float32" and math.isfinite(metrics["history"][0]["train_loss"])
+
+
+@pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_training_precision_follows_the_gpu(monkeypatch, capability, dtype):
+    """bf16 where the GPU has it natively (A100 and later), float16 before (Colab's T4)."""
+    from repsim import devices
+
+    assert devices.autocast_dtype("cpu") is None  # float32 on a CPU
+    monkeypatch.setattr(devices, "resolve", lambda device=None: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert devices.autocast_dtype("cuda") == dtype
+
+
+def test_float16_steps_scale_their_gradients_and_refuse_a_graph(monkeypatch):
+    """The float16 path (a T4), run on the CPU: the gradient scaler unscales before the
+    update, so the step equals a float32 step up to float16 rounding."""
+    from repsim import steps
+
+    model, optimizer, x, targets = _stack()
+    reference, reference_optimizer, _, _ = _stack()
+    EagerStep(reference, reference_optimizer)(x, targets)
+    monkeypatch.setattr(steps, "autocast_dtype", lambda device: torch.float16)
+    step = EagerStep(model, optimizer)
+    assert step.scaler is not None and step.dtype == torch.float16
+    losses = step(x, targets)
+    assert torch.isfinite(losses).all()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=0.05, atol=2e-3)
+    fallback = make_step(model, optimizer, x.shape, targets.shape, 10, graphs=True)
+    assert type(fallback) is EagerStep and fallback.fallback
+
+
 def test_a_run_that_would_overrun_its_deadline_stops_after_an_epoch():
     import time
 

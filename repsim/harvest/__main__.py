@@ -134,38 +134,45 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
     from . import costs
     from .bundle import harvested
     from .execute import Measurements
-    from .plan import PRIORITIES, job_estimate, mark, plan_jobs
+    from .plan import PRIORITIES, job_estimate, mark, member_estimate, plan_jobs, plan_windows, population_stack
 
     rates = costs.device_rates("cuda" if profile.device == "cuda" else "cpu")
+    graphs = profile.device == "cuda"
     keys, names, records = harvested(results_root, profile.name, out)
     device = rates.name if profile.device == "cuda" else "cpu"
     measured = Measurements.from_records(records, device).lookup()
     jobs = mark(plan_jobs(profile), profile, data, keys, names)
-    rows = []
-    for job in jobs:
-        seconds = job_estimate(job, profile, rates, graphs=profile.device == "cuda", measured=measured)
-        rows.append({"name": job.name, "priority": job.priority, "figures": list(job.figures),
-                     "estimated_seconds": round(seconds, 1), "status": job.status})
+    estimates = [(member_estimate(job, profile, rates, graphs, measured,
+                                  population_stack(profile, job.runs[0], rates, graphs, measured)) if job.population
+                  else job_estimate(job, profile, rates, graphs, measured)).total() for job in jobs]
+    windows = plan_windows(jobs, estimates)
+    rows = [{"name": job.name, "priority": job.priority, "figures": list(job.figures),
+             "estimated_seconds": round(seconds, 1), "status": job.status,
+             "window": next((w["window"] for w in windows if index in w["jobs"]), None)}
+            for index, (job, seconds) in enumerate(zip(jobs, estimates))]
     pending = sum(row["estimated_seconds"] for row in rows if row["status"] != "harvested")
-    window = 480.0  # seconds of harvesting per GPU window (a 9-minute call, less its start)
-    windows = math.ceil(pending / window) if pending else 0
     summary = {"profile": profile.name, "device": rates.name, "runs": rows,
                "total_estimated_seconds": round(sum(row["estimated_seconds"] for row in rows), 1),
-               "pending_estimated_seconds": round(pending, 1), "windows": windows,
-               "device_minutes": round((pending + windows * rates.window_seconds) / 60, 1),
+               "pending_estimated_seconds": round(pending, 1), "windows": len(windows),
+               "window_plan": windows,
+               "device_minutes": round((sum(w["seconds"] for w in windows) + len(windows) * rates.window_seconds) / 60, 1),
                "estimates": "measured rates where this device has them, otherwise counted (repsim/harvest/costs.py)"}
     if as_json:
         print(json.dumps(summary, indent=1))
         return 0
     print(f"Plan for profile {profile.name!r} on {rates.name} ({summary['estimates']}):\n")
-    print(f"{'priority':<9}{'status':<11}{'seconds':>8}  job")
+    print(f"{'priority':<9}{'status':<11}{'window':>6}{'seconds':>9}  job")
     for row in rows:
-        print(f"{row['priority']:<9}{row['status']:<11}{row['estimated_seconds']:>8.1f}  {row['name']}")
+        window = "" if row["window"] is None else str(row["window"])
+        print(f"{row['priority']:<9}{row['status']:<11}{window:>6}{row['estimated_seconds']:>9.1f}  {row['name']}")
     done = sum(row["status"] == "harvested" for row in rows)
     print(f"\n{len(rows)} jobs: {done} harvested, {len(rows) - done} to do; "
           f"{summary['total_estimated_seconds']:.0f} s in all, {pending:.0f} s to do")
-    print(f"To do: about {windows} window(s) of {window:.0f} s, {summary['device_minutes']:.1f} device-minutes "
+    print(f"To do: {len(windows)} window(s) of {WINDOW_BUDGET:.0f} s, {summary['device_minutes']:.1f} device-minutes "
           f"with {rates.window_seconds:.0f} s to start each window")
+    for window in windows:
+        completes = ", ".join(window["completes"]) or "no figure complete yet"
+        print(f"  window {window['window']}: {len(window['jobs'])} jobs, {window['seconds']:.0f} s; completes {completes}")
     for priority, what in PRIORITIES.items():
         mine = [row for row in rows if row["priority"] == priority]
         if mine:
@@ -173,6 +180,9 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
             print(f"  {priority}. {what}: {sum(r['status'] == 'harvested' for r in mine)} of {len(mine)} jobs harvested, "
                   f"{left:.0f} s to do")
     return 0
+
+
+WINDOW_BUDGET = 480.0  # seconds of harvesting per GPU window (a 9-minute call, less its start)
 
 
 if __name__ == "__main__":

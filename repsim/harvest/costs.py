@@ -33,6 +33,8 @@ class DeviceRates:
     gram_flops: float  # FLOP/s of the float32 Gram products
     float64_flops: float  # FLOP/s of float64 matrix products (HSIC sums)
     window_seconds: float  # what each window spends before harvesting: start, data, self-check
+    job_seconds: float  # fixed cost of a job: its scratch entries, packing, saving the bundle
+    run_seconds: float  # fixed cost of training a run (or stack): set-up, data to the device, graph recording
 
     def scaled(self, factor: float) -> "DeviceRates":
         """Every rate divided by ``factor`` (a calibration: measured / estimated time)."""
@@ -47,12 +49,14 @@ class DeviceRates:
 # 4.3 TB/s; convolutions of a small ResNet reach a fraction of either. Eager PyTorch
 # spends about 10 us per op on the host. Float32 without TF32 is about 50 TFLOP/s.
 H200 = DeviceRates("NVIDIA H200", train_flops=250e12, train_bytes=1.5e12, launch=10e-6, graphed_launch=2e-6,
-                   forward_flops=40e12, gram_flops=40e12, float64_flops=40e12, window_seconds=120)
+                   forward_flops=40e12, gram_flops=40e12, float64_flops=40e12, window_seconds=120,
+                   job_seconds=2, run_seconds=5)
 # The 2-core development machine: float32 ResNet-14 trains at about 800 images/s
 # (0.17 GFLOP each), ResNet-56 at about 200 (0.75 GFLOP); small models and small
 # batches pay much more per image in dispatch, hence the launch cost.
 CPU = DeviceRates("2-core CPU", train_flops=120e9, train_bytes=20e9, launch=60e-6, graphed_launch=60e-6,
-                  forward_flops=100e9, gram_flops=50e9, float64_flops=15e9, window_seconds=30)
+                  forward_flops=100e9, gram_flops=50e9, float64_flops=15e9, window_seconds=30,
+                  job_seconds=0.5, run_seconds=1)
 
 BYTES_PER_TRAINING_ELEMENT = 12  # bf16: written and read forward, read, and its gradient written and read backward
 
@@ -84,14 +88,15 @@ def forward_seconds(model: ResNetConfig, images: int, rates: DeviceRates, batch:
 
 
 def cka_seconds(models: list[ResNetConfig], examples: int, batch: int, passes: int, rates: DeviceRates,
-                group: int = 8) -> float:
+                group: int = 8, accumulators: int = 1) -> float:
     """Estimated seconds of minibatch CKA over all layers of ``models`` (one: within a
-    model; two: across models): forward passes, one Gram per layer, the HSIC products;
-    ``group`` minibatches share each forward pass and each layer's launches."""
+    model; two: across models): forward passes, one Gram per layer, the HSIC products
+    of each of ``accumulators`` (one per set of images left out, say); ``group``
+    minibatches share each forward pass and each layer's launches."""
     batches = passes * math.ceil(examples / batch)
     features = [f for model in models for f in model_cost(model).layer_features]
     grams = sum(2 * batch * batch * f for f in features) / rates.gram_flops
-    products = 2 * len(features) ** 2 * batch * batch / rates.float64_flops
-    launches = 12 * len(features) * rates.launch  # centring and checks, per layer and group
+    products = accumulators * 2 * len(features) ** 2 * batch * batch / rates.float64_flops
+    launches = 12 * accumulators * len(features) * rates.launch  # centring and checks, per layer and group
     forward = sum(forward_seconds(m, passes * examples, rates, batch=batch * group) for m in models)
     return forward + batches * (grams + products) + math.ceil(batches / group) * launches

@@ -1,12 +1,15 @@
-"""Spend a budget of device-seconds on the next most valuable jobs; save after each one.
+"""Spend a budget of device-seconds on the next most valuable jobs; save after each analysis.
 
 The clock starts when the process does. A job is started only if its estimate (with a
-margin) fits in what is left, and a training run whose pace says it would overrun stops
-after an epoch (``train.DeadlineExceeded``), so the harvest ends inside its budget. Each
-finished job's entries go into the bundle at once, so a kill at any moment loses at most
-the job in progress. Estimates start as counts (``costs``) and are corrected as the
-harvest measures: by rates measured in earlier windows on the same device, and by the
-ratio of measured to estimated seconds of the jobs done so far.
+margin) fits in what is left, an analysis only if its own estimate does, and a training
+run whose pace says it would overrun stops after an epoch (``train.DeadlineExceeded``),
+so the harvest ends inside its budget. Each analysis's entry goes into the bundle, and
+the bundle is saved, the moment it is computed, so a kill at any moment loses at most
+the analysis in progress; a job whose analyses did not all finish is "partial", and a
+later window computes only what is missing. Estimates (``plan.Estimate``) keep fixed
+costs apart from counted and measured work: counted work is corrected by the median
+ratio of measured to counted seconds of the jobs done so far, and measured rates (of
+this window or earlier ones on the same device) replace counts wherever they exist.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from ..data import ImageDataset
 from ..profiles import Profile
 from ..results import ResultsArchive, pack_entry
 from ..store import Store, config_key
-from ..throughput import fastest_stack
+from ..throughput import fastest_stack, model_cost
 from ..train import DeadlineExceeded, train_models
 from . import costs
 from .bundle import TOTAL_BYTES, BundleWriter, harvested
-from .plan import Job, job_estimate, mark, plan_jobs
+from .plan import KINDS, Estimate, Job, job_estimate, mark, plan_jobs
 from .selfcheck import device_name, run_checks
 
 MARGIN = 1.25  # a job starts only if 1.25 x its estimate fits in the time left
@@ -108,6 +111,7 @@ class Harvest:
         self.log(f"harvest of profile {self.profile.name!r} on {device_name(self.device)}, budget {self.budget:.0f} s")
         report = run_checks(self.device, self.log)
         self.graphs = bool(report["cuda_graphs"]["use"])
+        self.matmul_flops = report["matmul_tflops"] * 1e12
         keys, names, records = harvested(self.results_root, self.profile.name, self.out)
         self.measured = Measurements.from_records(records, device_name(self.device))
         jobs = mark(plan_jobs(self.profile), self.profile, self.data, keys, names)
@@ -147,21 +151,15 @@ class Harvest:
         return self.writer.manifest
 
     # -- one job ---------------------------------------------------------------------
-    def _estimate(self, job: Job, stack: int = 1) -> tuple[float, float | None]:
-        """(seconds, counted): the job's estimate, and the part of it that was counted
-        rather than measured. The counted part is scaled by the median ratio of measured
-        to counted seconds of the jobs this harvest has done."""
-        lookup = self.measured.lookup()
-        if stack > 1:  # population members trained together: the measured rate per member in such a stack
-            run = job.runs[0]
-            batch = run.recipe(self.profile).batch_size
-            lookup = {**lookup, ("train", run.model.name, batch): lookup.get(("train", run.model.name, batch, stack))}
-        rates = costs.device_rates(self.device.type)
-        seconds = job_estimate(job, self.profile, rates, self.graphs, lookup)
-        measured = all(lookup.get(("train", run.model.name, run.recipe(self.profile).batch_size)) for run in job.runs)
-        if measured:
-            return seconds, None
-        return seconds * (statistics.median(self.ratios) if self.ratios else 1.0), seconds
+    def _estimate(self, job: Job, stack: int = 1) -> tuple[float, Estimate]:
+        """(seconds, parts): the job's estimate, its counted part scaled by the median
+        ratio of measured to counted seconds of the jobs this harvest has done."""
+        parts = job_estimate(job, self.profile, costs.device_rates(self.device.type), self.graphs,
+                             self.measured.lookup(), stack=stack)
+        return parts.total(self._ratio()), parts
+
+    def _ratio(self) -> float:
+        return statistics.median(self.ratios) if self.ratios else 1.0
 
     def _fits(self, job: Job, seconds: float) -> bool:
         if seconds * MARGIN + RESERVE <= self.left():
@@ -170,34 +168,74 @@ class Harvest:
         return False
 
     def _run_job(self, job: Job, stack: int = 1) -> bool:
-        """Train the job's runs (population members ``stack`` at a time), compute its
-        missing analyses and add them to the bundle; False when the job did not fit or
-        did not finish."""
-        estimate, counted = self._estimate(job, stack)
+        """Train the job's runs (population members ``stack`` at a time) and compute its
+        missing analyses, each added to the bundle, and the bundle saved, the moment it
+        is computed; False when the job did not fit or did not finish."""
+        estimate, parts = self._estimate(job, stack)
         if not self._fits(job, estimate):
             return False
         self.log(f"start (estimate {estimate:.0f} s): {job.name}")
         start = time.perf_counter()
+        done, errors, status = [], [], "harvested"
         try:
             for analysis in job.missing:  # these train their run themselves, keeping snapshots
-                if analysis.kind == "block over training":
-                    analysis.compute(self.profile, self.data, self.store, self.device)
-            groups = [job.runs] if stack > 1 else [[run] for run in job.runs]
+                if KINDS[analysis.kind].trains:
+                    self._compute(analysis, done, errors)
+            groups = [job.runs[i : i + stack] for i in range(0, len(job.runs), stack)]
             for runs in groups:
                 self._train(runs)
-            self._analyse(job)
+            for analysis in job.missing:
+                if analysis.name not in done and not KINDS[analysis.kind].trains:
+                    self._compute(analysis, done, errors)
+            if errors:
+                status = "partial"
         except DeadlineExceeded as err:
-            self._record(job, "abandoned", start, estimate, str(err))
-            return False
+            status = "abandoned"
+            errors.append(str(err))
         except Exception as err:  # noqa: BLE001 -- one failed job must not end the window
-            self._record(job, "failed", start, estimate, f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
-            return False
+            status = "failed"
+            errors.append(f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
         finally:
             self._forget(job)
-        if counted:
-            self.ratios.append((time.perf_counter() - start) / max(counted, 1e-9))
-        self._record(job, "harvested", start, estimate)
-        return True
+        if status == "harvested" and parts.counted > 1.0:  # a ratio of counted work, fixed costs apart
+            seconds = time.perf_counter() - start
+            self.ratios.append(max(seconds - parts.fixed - parts.measured, 0.0) / parts.counted)
+        self._record(job, status, start, estimate, parts, done, "\n".join(errors) or None)
+        return status == "harvested"
+
+    def _compute(self, analysis, done: list[str], errors: list[str]) -> None:
+        """Compute one analysis and put its entry in the bundle at once. One that would
+        overrun is not started and one that fails is recorded; either way the job goes
+        on to its other analyses (a later window computes what is missing)."""
+        rates = costs.device_rates(self.device.type)
+        left = self.left() - RESERVE
+        estimate = self.measured.lookup().get(("analysis", analysis.kind, analysis.run.model.name)) or (
+            analysis.estimate(self.profile, rates) * self._ratio())
+        if estimate > left:  # an analysis cannot stop half-way: do not start one that would overrun
+            errors.append(f"not started: {analysis.name}: about {estimate:.0f} s, {left:.0f} s left")
+            self.log(f"  not started (about {estimate:.0f} s, {left:.0f} s left): {analysis.name}")
+            return
+        start = time.perf_counter()
+        try:
+            analysis.compute(self.profile, self.data, self.store, self.device, graphs=self.graphs,
+                             deadline=self.deadline - RESERVE)
+            config = analysis.key(self.profile, self.data)
+            state, record = self.store.load(config)
+            packed = pack_entry(config, state, record, exact=analysis.exact)
+        except DeadlineExceeded:
+            raise
+        except Exception as err:  # noqa: BLE001 -- the job's other analyses still count
+            errors.append(f"{analysis.name}: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+            self.log(f"  failed: {analysis.name}: {type(err).__name__}: {err}")
+            return
+        seconds = time.perf_counter() - start
+        if seconds > 0.5 and not KINDS[analysis.kind].trains:  # training time is measured as a rate
+            self.measured.add({"kind": "analysis", "analysis": analysis.kind, "model": analysis.run.model.name,
+                               "seconds": seconds, "estimated_seconds": estimate})
+        self.writer.add(config_key(config), analysis.name, packed, device_name(self.device))
+        done.append(analysis.name)
+        self._save()
+        self.log(f"  saved {analysis.name} ({seconds:.1f} s, estimate {estimate:.1f} s)")
 
     def _train(self, runs) -> None:
         """Train ``runs`` (one architecture, one prefix; several seeds train as one stack)
@@ -208,35 +246,21 @@ class Harvest:
         recipe = runs[0].recipe(self.profile)
         trained = train_models(runs[0].model, recipe, self.data, [run.seed for run in runs], self.device,
                                progress=False, graphs=self.graphs, deadline=self.deadline - RESERVE)
-        for run, (model, metrics) in zip(runs, trained):
+        metrics = trained[0][1]
+        if metrics.get("graph_fallback"):
+            self.log(f"  CUDA graph not used for {runs[0].model.name}, trained eagerly: {metrics['graph_fallback']}")
+        # The share of the device's matrix rate (bf16 on a GPU) that the training step reaches.
+        share = metrics["images_per_second"] * model_cost(runs[0].model).training_flops / self.matmul_flops
+        for run, (model, member_metrics) in zip(runs, trained):
             state = {k: v.cpu() for k, v in model.state_dict().items()}
-            self.store.load_or_train(run.key(self.profile, self.data), lambda s=state, m=metrics: (s, m))
-            self.log(f"  trained {run.name}: test {metrics['best_test_acc']:.4f}, train {metrics['train_acc']:.4f}, "
-                     f"{metrics['images_per_second']:.0f} img/s")
+            self.store.load_or_train(run.key(self.profile, self.data), lambda s=state, m=member_metrics: (s, m))
+            self.log(f"  trained {run.name}: test {member_metrics['best_test_acc']:.4f}, "
+                     f"train {member_metrics['train_acc']:.4f}, {member_metrics['images_per_second']:.0f} img/s "
+                     f"({share:.1%} of the matrix rate), {member_metrics['train_seconds'] * len(runs):.1f} s")
         self.measured.add({"kind": "train", "model": runs[0].model.name, "batch": recipe.batch_size,
-                           "images_per_second": trained[0][1]["images_per_second"] / len(runs),
-                           "graphs": trained[0][1]["cuda_graphs"], "stacked": len(runs)})
-
-    def _analyse(self, job: Job) -> None:
-        rates = costs.device_rates(self.device.type)
-        scale = statistics.median(self.ratios) if self.ratios else 1.0
-        for analysis in job.missing:
-            left = self.left() - RESERVE
-            estimate = self.measured.lookup().get(("analysis", analysis.kind, analysis.run.model.name)) or (
-                analysis.estimate(self.profile, rates) * scale)
-            if estimate > left:  # an analysis cannot stop half-way: do not start one that would overrun
-                raise DeadlineExceeded(f"{analysis.name}: about {estimate:.0f} s, {left:.0f} s left")
-            start = time.perf_counter()
-            analysis.compute(self.profile, self.data, self.store, self.device)
-            seconds = time.perf_counter() - start
-            if seconds > 0.5:
-                self.measured.add({"kind": "analysis", "analysis": analysis.kind, "model": analysis.run.model.name,
-                                   "seconds": seconds})
-        for analysis in job.missing:
-            config = analysis.key(self.profile, self.data)
-            state, record = self.store.load(config)
-            packed = pack_entry(config, state, record, exact=analysis.exact)
-            self.writer.add(config_key(config), analysis.name, packed, device_name(self.device))
+                           "images_per_second": metrics["images_per_second"] / len(runs),
+                           "graphs": metrics["cuda_graphs"], "stacked": len(runs), "autocast": metrics["autocast"],
+                           "train_seconds": metrics["train_seconds"] * len(runs), "matmul_share": share})
 
     def _forget(self, job: Job) -> None:
         """Drop the job's models from the scratch store: their analyses are packed."""
@@ -245,15 +269,19 @@ class Harvest:
             for path in entry.glob("*") if entry.exists() else []:
                 path.unlink()
 
-    def _record(self, job: Job, status: str, start: float, estimate: float, error: str | None = None) -> None:
+    def _record(self, job: Job, status: str, start: float, estimate: float, parts: Estimate, done: list[str],
+                error: str | None = None) -> None:
         seconds = time.perf_counter() - start
         row = {"name": job.name, "priority": job.priority, "status": status, "seconds": round(seconds, 1),
-               "estimated_seconds": round(estimate, 1), "analyses": [a.name for a in job.missing]}
+               "estimated_seconds": round(estimate, 1),
+               "estimate_parts": {"fixed": round(parts.fixed, 1), "measured": round(parts.measured, 1),
+                                  "counted": round(parts.counted, 1), "ratio": round(self._ratio(), 3)},
+               "analyses": [a.name for a in job.missing], "saved": done}
         if error:
             row["error"] = error
         self.writer.manifest["jobs"].append(row)
-        self.log(f"{status} in {seconds:.0f} s (estimate {estimate:.0f} s): {job.name}"
-                 + (f"\n{error}" if error and status == "failed" else f" ({error})" if error else ""))
+        self.log(f"{status} in {seconds:.0f} s (estimate {estimate:.0f} s, {len(done)} of {len(job.missing)} "
+                 f"analyses saved): {job.name}" + (f"\n{error}" if error else ""))
         self._save()
 
     def _save(self) -> None:
@@ -263,6 +291,27 @@ class Harvest:
         log.write_text("\n".join(self.lines) + "\n")
 
     # -- populations -------------------------------------------------------------------
+    def _stack_size(self, run, recipe, members: int) -> int:
+        """The profile's stack size; else the fastest one measured on this device (in this
+        or an earlier window); else timed now. A timing that fails trains one at a time."""
+        if self.profile.predictions.stack is not None or members < 2:
+            return self.profile.predictions.stack or 1
+        earlier = [row for row in self.measured.rows if row["kind"] == "stacks" and row["model"] == run.model.name
+                   and row["batch"] == recipe.batch_size]
+        if earlier:
+            rates = {int(size): rate for size, rate in earlier[-1]["rates"].items()}
+            return min(max(rates, key=rates.get), members)
+        try:
+            stack, rates = fastest_stack(run.model, recipe, members, self.device, graphs=self.graphs)
+        except Exception as err:  # noqa: BLE001 -- a stack that cannot be timed is not used
+            self.log(f"stack sizes for {run.model.name} not timed ({type(err).__name__}: {err}): one at a time")
+            return 1
+        self.log(f"stack sizes for {run.model.name}: " + ", ".join(f"{size}: {rate:.0f} img/s per member"
+                                                                   for size, rate in rates.items()))
+        self.measured.add({"kind": "stacks", "model": run.model.name, "batch": recipe.batch_size,
+                           "rates": {str(k): v for k, v in rates.items()}})
+        return stack
+
     def _population_batch(self, todo: list[Job], index: int) -> list[Job]:
         """The population jobs from ``index`` on that share one architecture and prefix."""
         first = todo[index].runs[0]
@@ -281,16 +330,7 @@ class Harvest:
         recipe = run.recipe(self.profile)
         key = (run.model, run.train_size)
         if key not in self.stacks:
-            profile_stack = self.profile.predictions.stack
-            if profile_stack is not None or len(jobs) < 2:
-                self.stacks[key] = profile_stack or 1
-            else:
-                stack, rates = fastest_stack(run.model, recipe, len(jobs), self.device, graphs=self.graphs)
-                self.stacks[key] = stack
-                self.log(f"stack sizes for {run.model.name}: " + ", ".join(f"{size}: {rate:.0f} img/s per member"
-                                                                           for size, rate in rates.items()))
-                self.measured.add({"kind": "stacks", "model": run.model.name, "batch": recipe.batch_size,
-                                   "rates": {str(k): v for k, v in rates.items()}})
+            self.stacks[key] = self._stack_size(run, recipe, len(jobs))
         stack = self.stacks[key]
         for first in range(0, len(jobs), stack):
             chunk = jobs[first : first + stack]

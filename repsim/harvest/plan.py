@@ -61,9 +61,14 @@ class Analysis:
     def key(self, profile: Profile, data) -> dict:
         return KINDS[self.kind].key(self, profile, data)
 
-    def compute(self, profile: Profile, data, store, device) -> None:
-        """Compute (or find) this entry in ``store``; its models must be there already."""
-        KINDS[self.kind].compute(self, profile, data, store, device)
+    def compute(self, profile: Profile, data, store, device, graphs: bool = False, deadline: float | None = None) -> None:
+        """Compute (or find) this entry in ``store``; its models must be there already,
+        except for a kind that trains its run itself, with ``graphs`` and ``deadline``."""
+        kind = KINDS[self.kind]
+        if kind.trains:
+            kind.compute(self, profile, data, store, device, graphs=graphs, deadline=deadline)
+        else:
+            kind.compute(self, profile, data, store, device)
 
     def estimate(self, profile: Profile, rates: costs.DeviceRates) -> float:
         return KINDS[self.kind].estimate(self, profile, rates)
@@ -79,6 +84,7 @@ class Kind:
     key: Callable
     compute: Callable
     estimate: Callable
+    trains: bool = False  # computes by training its run (with the window's graphs and deadline)
 
 
 def _pcs_estimate(a: Analysis, p: Profile, rates) -> float:
@@ -96,6 +102,14 @@ def _probe_estimate(a: Analysis, p: Profile, rates) -> float:
     # Per minibatch: a capture and a stacking copy per layer, ~15 ops per width and rate.
     launches = images / 256 * (3 * layers + 3 * len(s.probe_lrs) * 15) * rates.launch
     return 1.5 * costs.forward_seconds(a.run.model, images, rates) + launches
+
+
+def _trajectory_estimate(a: Analysis, p: Profile, rates) -> float:
+    """Per snapshot: its heatmap and its CKA with the final model (one pass of two models'
+    layers), and one forward pass for the late PCs and the accuracy."""
+    examples = p.origins.snapshot_examples
+    per_snapshot = costs.cka_seconds([a.run.model, a.run.model], examples, p.cka.batch_size, 1, rates)
+    return p.origins.snapshots * per_snapshot + (p.origins.snapshots + 1) * costs.forward_seconds(a.run.model, examples, rates)
 
 
 KINDS = {
@@ -126,9 +140,8 @@ KINDS = {
         lambda a, p, r: costs.forward_seconds(a.run.model, min(p.predictions.test_examples or 10_000, 10_000), r)),
     "block over training": Kind(  # trains its run with snapshots: a job computes it before training the others
         lambda a, p, d: origins.trajectory_key(a.run, p, d),
-        lambda a, p, d, s, dev: origins.trajectory(a.run, p, d, s, dev),
-        lambda a, p, r: p.origins.snapshots * costs.cka_seconds([a.run.model], p.origins.snapshot_examples,
-                                                                 p.cka.batch_size, 1, r)),
+        lambda a, p, d, s, dev, **training: origins.trajectory(a.run, p, d, s, dev, **training),
+        _trajectory_estimate, trains=True),
     "dominant images": Kind(
         lambda a, p, d: origins.dominance_key(a.run, p, d, CHAPTER_THRESHOLD),
         lambda a, p, d, s, dev: origins.dominance(a.run, p, d, CHAPTER_THRESHOLD, store=s, device=dev),
@@ -136,7 +149,8 @@ KINDS = {
     "heatmaps without dominant images": Kind(
         lambda a, p, d: origins.removal_key(a.run, p, d, CHAPTER_THRESHOLD),
         lambda a, p, d, s, dev: origins.removal_heatmaps(a.run, p, d, CHAPTER_THRESHOLD, store=s, device=dev),
-        lambda a, p, r: costs.cka_seconds([a.run.model], min(p.cka.examples or 10_000, 10_000), p.cka.batch_size, 1, r)),
+        lambda a, p, r: costs.cka_seconds([a.run.model], min(p.cka.examples or 10_000, 10_000), p.cka.batch_size,
+                                          p.cka.passes, r, accumulators=2 * len(p.origins.removal_counts))),
     "cross-model CKA": Kind(
         lambda a, p, d: analyses.cross_cka_key(a.run, a.other, p, d),
         lambda a, p, d, s, dev: analyses.cross_cka(a.run, a.other, p, d, s, dev),
@@ -146,6 +160,7 @@ KINDS = {
 
 
 CHAPTER_THRESHOLD = 0.9  # chapter 7's block_threshold parameter, part of its keys
+FIG1_DEPTH, FIG1_WIDTH = "Fig. 1 (depth row)", "Fig. 1 (width row)"
 
 
 @dataclass(frozen=True)
@@ -169,10 +184,10 @@ def chapter_requests(profile: Profile) -> list[Request]:
     ask(1, "Ch. 2", figures.background_run(profile), "weights", "training", "heatmap")
 
     b = profile.blocks
-    fig1 = set(figures.flatten(figures.fig1_rows(b)))
+    depth_row, width_row = figures.fig1_rows(b)
     for run in grid.block_runs(b):
-        if run in fig1:
-            priority, figure = 1, "Fig. 1"
+        if run in depth_row or run in width_row:
+            priority, figure = 1, FIG1_DEPTH if run in depth_row else FIG1_WIDTH
         elif run.seed != 0:
             priority, figure = 7, "Fig. D.1"
         elif not run.model.residual:
@@ -259,10 +274,23 @@ def plan_jobs(profile: Profile) -> list[Job]:
     for members in groups.values():
         job_figures = list(dict.fromkeys(f for run in members for f in figures[run]))
         job = Job(priority=min(priority[run] for run in members), runs=tuple(members),
-                  analyses=tuple(a for run in members for a in wanted.get(run, [])), figures=tuple(job_figures))
+                  analyses=tuple(sorted((a for run in members for a in wanted.get(run, [])), key=_analysis_order)),
+                  figures=tuple(job_figures))
         job.name = f"{', '.join(job_figures)}: {_describe(members)}"
         jobs.append(job)
-    return sorted(jobs, key=lambda job: (job.priority, order[job.runs[0]]))
+    # Fig. 1's depth row before its width row: the first window should complete a row.
+    return sorted(jobs, key=lambda job: (job.priority, FIG1_DEPTH not in job.figures, order[job.runs[0]]))
+
+
+# The order a job computes its analyses in: the one that trains its run first (it keeps
+# snapshots while training), then the cheap entries every chapter reads, then the rest.
+ANALYSIS_ORDER = ("block over training", "weights", "training", "heatmap", "cross-model CKA",
+                  "late principal components", "test predictions", "block deletion", "principal components",
+                  "linear probes", "dominant images", "heatmaps without dominant images")
+
+
+def _analysis_order(analysis: Analysis) -> int:
+    return ANALYSIS_ORDER.index(analysis.kind)
 
 
 def _describe(runs: list[Run]) -> str:
@@ -274,24 +302,76 @@ def _describe(runs: list[Run]) -> str:
                      for label, seeds in by_label.items())
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A job's estimated seconds in three parts: ``fixed`` costs of the job and of each
+    run (set-up, graph recording, packing and saving), ``measured`` (from rates this
+    device measured in a window) and ``counted`` (from ``costs``' counts). A harvest
+    corrects only the counted part, by the ratio its jobs measure for counted work."""
+
+    fixed: float
+    measured: float
+    counted: float
+
+    def total(self, ratio: float = 1.0) -> float:
+        return self.fixed + self.measured + self.counted * ratio
+
+
 def job_estimate(job: Job, profile: Profile, rates: costs.DeviceRates, graphs: bool,
-                 measured: dict | None = None, analyses_only: bool = False) -> float:
-    """Estimated seconds of ``job`` on a device with ``rates``; ``measured`` (from
-    ``Measurements.lookup``) replaces the counted estimate wherever it has a number."""
+                 measured: dict | None = None, stack: int = 1) -> Estimate:
+    """Estimated seconds of ``job`` on a device with ``rates``. Its runs train ``stack``
+    at a time (population members; one stack costs one training, at the measured
+    per-member rate of such a stack where there is one); ``measured`` (from
+    ``Measurements.lookup``) replaces a counted estimate wherever it has a number."""
     measured = measured or {}
-    seconds = 0.0
-    if not analyses_only:
-        for run in job.runs:
-            recipe = run.recipe(profile)
-            rate = measured.get(("train", run.model.name, recipe.batch_size))
-            if rate:
-                images = recipe.epochs * ((recipe.train_size or 50_000) // recipe.batch_size) * recipe.batch_size
-                seconds += images / rate + costs.forward_seconds(run.model, 5_000, rates)
-            else:
-                seconds += costs.training_seconds(run.model, recipe, rates, graphs)
+    fixed = rates.job_seconds
+    by_rate = counted = 0.0
+    for first in range(0, len(job.runs), stack):
+        group = job.runs[first : first + stack]
+        recipe = group[0].recipe(profile)
+        key = ("train", group[0].model.name, recipe.batch_size) + ((len(group),) if len(group) > 1 else ())
+        fixed += rates.run_seconds
+        if measured.get(key):  # images per second of one member, alone or in such a stack
+            steps = recipe.epochs * ((recipe.train_size or 50_000) // recipe.batch_size)
+            by_rate += steps * recipe.batch_size / measured[key]
+            by_rate += len(recipe.scored_epochs()) * costs.forward_seconds(
+                group[0].model, len(group) * min(recipe.eval_size or 10_000, 10_000), rates)
+        else:
+            counted += costs.training_seconds(group[0].model, recipe, rates, graphs, members=len(group))
     for analysis in job.analyses:
-        seconds += measured.get(("analysis", analysis.kind, analysis.run.model.name)) or analysis.estimate(profile, rates)
-    return seconds
+        seconds = measured.get(("analysis", analysis.kind, analysis.run.model.name))
+        if seconds:
+            by_rate += seconds
+        else:
+            counted += analysis.estimate(profile, rates)
+    return Estimate(fixed, by_rate, counted)
+
+
+def population_stack(profile: Profile, run: Run, rates: costs.DeviceRates, graphs: bool,
+                     measured: dict | None = None) -> int:
+    """How many members of ``run``'s population a harvest trains at once: the profile's
+    stack size; else the fastest this device measured; else the counted fastest of 1, 2,
+    4, ... members."""
+    if profile.predictions.stack is not None:
+        return profile.predictions.stack
+    recipe = run.recipe(profile)
+    members = profile.predictions.members
+    found = {(key[3] if len(key) == 4 else 1): rate for key, rate in (measured or {}).items()
+             if key[:3] == ("train", run.model.name, recipe.batch_size) and rate}
+    if len(found) > 1:
+        return min(max(found, key=found.get), members)
+    sizes = sorted({min(2**k, members) for k in range(members.bit_length() + 1)})
+    return min(sizes, key=lambda size: costs.training_seconds(run.model, recipe, rates, graphs, members=size) / size)
+
+
+def member_estimate(job: Job, profile: Profile, rates: costs.DeviceRates, graphs: bool, measured: dict | None,
+                    stack: int) -> Estimate:
+    """A population member's share of a stack of ``stack`` members like it."""
+    seeds = [job.runs[0].seed + k for k in range(stack)]
+    stacked = Job(job.priority, tuple(job.runs[0].with_seed(seed) for seed in seeds),
+                  tuple(Analysis(a.kind, a.run.with_seed(seed)) for seed in seeds for a in job.analyses), job.figures)
+    whole = job_estimate(stacked, profile, rates, graphs, measured, stack=stack)
+    return Estimate(whole.fixed / stack, whole.measured / stack, whole.counted / stack)
 
 
 def mark(jobs: list[Job], profile: Profile, data, available: set[str], names: dict[str, str]) -> list[Job]:
@@ -307,3 +387,35 @@ def mark(jobs: list[Job], profile: Profile, data, available: set[str], names: di
         else:
             job.status = "pending"
     return jobs
+
+
+def plan_windows(jobs: list[Job], estimates: list[float], budget: float = 480.0, start: float = 20.0,
+                 margin: float = 1.25, reserve: float = 10.0) -> list[dict]:
+    """The windows a harvest of ``budget`` seconds each would need for the jobs not yet
+    harvested, taken as the harvest takes them (in order, each started only if ``margin``
+    times its estimate fits, smaller later jobs filling what is left; ``start``: the
+    data and self-check of each window). Per window: the indices of its jobs, its
+    seconds, and the figures complete once it is done (every job listing them done)."""
+    todo = [i for i, job in enumerate(jobs) if job.status != "harvested"]
+    done = {i for i, job in enumerate(jobs) if job.status == "harvested"}
+    windows = []
+    while todo:
+        left, taken = budget - start, []
+        for i in todo:
+            if estimates[i] * margin + reserve <= left:
+                taken.append(i)
+                left -= estimates[i]
+        if not taken:  # a job larger than any window: the harvest would never start it
+            break
+        todo = [i for i in todo if i not in taken]
+        before = _complete(jobs, done)
+        done |= set(taken)
+        windows.append({"window": len(windows) + 1, "jobs": taken, "seconds": round(sum(estimates[i] for i in taken), 1),
+                        "completes": [f for f in _complete(jobs, done) if f not in before]})
+    return windows
+
+
+def _complete(jobs: list[Job], done: set[int]) -> list[str]:
+    """The figures all of whose jobs are in ``done``, in the plan's order."""
+    figures = list(dict.fromkeys(f for job in jobs for f in job.figures))
+    return [f for f in figures if all(i in done for i, job in enumerate(jobs) if f in job.figures)]
