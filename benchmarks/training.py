@@ -165,11 +165,11 @@ def main(argv=None) -> None:
     rates = stack_throughput(args.population_model, TrainConfig(batch_size=args.population_batch), sizes, device,
                              rounds=args.rounds)
     print(f"\npopulations of {args.population_model.name}, batch {args.population_batch}: "
-          "images per second per member, and speed-up over one at a time\n")
-    print("| models at once | img/s per member | speed-up |")
+          "images per second per member, and of all members together against one at a time\n")
+    print("| models at once | img/s per member | all members together, against one alone |")
     print("|---|---|---|")
     for size in sizes:
-        print(f"| {size} | {rates[size]:,.0f} | {rates[size] / rates[1]:.2f}x |")
+        print(f"| {size} | {rates[size]:,.0f} | {size * rates[size] / rates[1]:.2f}x |")
 
 
 if __name__ == "__main__":

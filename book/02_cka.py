@@ -46,13 +46,12 @@ from myst_nb import glue
 # %% tags=["remove-cell"]
 from repsim import plots
 from repsim.blocks import find_block
-from repsim.compare import collect_activations
 from repsim.figures import background_run
 from repsim.grid import heatmap, train_run
-from repsim.models import layer_names
+from repsim.models import ResNet, layer_names
 from repsim.profiles import differences_from_paper
-from repsim.properties import demo_layers, estimator_curves, invariance_rows, minibatch_against_full, off_diagonal
-from repsim.book.prose import glue_all
+from repsim.properties import demo_activations, demo_layers, estimator_curves, invariance_rows, minibatch_against_full
+from repsim.book.prose import background_model, background_values, glue_all
 from repsim.session import Session
 
 # %% [markdown]
@@ -129,14 +128,14 @@ from repsim.session import Session
 session = Session.open(profile, device, compute_missing)
 P, data = session.profile, session.data
 run = background_run(P, seed)
-model, record = session.require(train_run, run)  # trained once, then read from the store
-layers, metrics, recipe = layer_names(model), record["metrics"], run.recipe(P)
-print(f"{run.model.name}: {len(layers)} layers, best test accuracy {metrics['best_test_acc']:.3f} "
-      f"at epoch {metrics['best_epoch']} of {recipe.epochs}")
+model, record = session.get(train_run, run) or (None, None)  # trained once, then read; None while pending
+layers, recipe = layer_names(ResNet(run.model)), run.recipe(P)
+about = background_model(run, record, recipe, data, layers)
+print(f"{run.model.name}: {len(layers)} layers, best test accuracy {about['test_acc']} "
+      f"at epoch {about['best_epoch']} of {recipe.epochs}")
 
 # %% tags=["remove-cell"]
-glue_all({"model_name": run.model.name, "train_images": f"{run.train_size or len(data.train_labels):,}",
-          "epochs": recipe.epochs, "test_acc": f"{100 * metrics['best_test_acc']:.1f}", "n_layers": len(layers)})
+glue_all(about)
 
 # %% [markdown]
 # The profile shortens the paper's recipe to fit its hardware. Every setting that
@@ -157,7 +156,7 @@ pd.DataFrame(differences_from_paper(P, run.train_size, changed_only=True)).set_i
 
 # %% [markdown]
 # The model is a {glue:text}`model_name` trained on {glue:text}`train_images`
-# CIFAR-10 images for {glue:text}`epochs` epochs; it reaches {glue:text}`test_acc`%
+# CIFAR-10 images for {glue:text}`epochs` epochs; it reaches {glue:text}`test_acc`
 # test accuracy (on the test images used to select the epoch). We analyse the output
 # of each of its {glue:text}`n_layers` sub-layers: every convolution, batch norm,
 # ReLU and residual add, the global pool and the logits.
@@ -178,14 +177,12 @@ pd.DataFrame(differences_from_paper(P, run.train_size, changed_only=True)).set_i
 # %%
 x_name, y_name = demo_layers(layers)
 probe_images = data.test_images[-P.background.probe_examples:]  # not used by the heatmaps below
-acts = collect_activations(model, probe_images, [x_name, y_name], device=session.device)
-x, y = acts[x_name].double(), acts[y_name].double()
+x, y = demo_activations(model, probe_images, (x_name, y_name), session.device)  # None while pending
 invariance = pd.DataFrame(invariance_rows(x, y, seed)).set_index("transform")
-invariance.style.format({"CKA(T(X), Y)": "{:.6f}", "change": "{:+.1e}"})
+invariance.style.format({"CKA(T(X), Y)": "{:.6f}", "change": "{:+.1e}"}, na_rep="pending")
 
 # %% tags=["remove-cell"]
-glue_all({"inv_base": f"{invariance.iloc[0, 0]:.3f}", "inv_max_invariant": f"{invariance['change'].iloc[1:4].abs().max():.1e}",
-          "inv_general": f"{invariance.iloc[4, 0]:.3f}", "x_name": x_name, "y_name": y_name})
+glue_all({"x_name": x_name, "y_name": y_name})
 
 # %% [markdown]
 # Between {glue:text}`x_name` and {glue:text}`y_name` the unbiased CKA is
@@ -209,9 +206,6 @@ fig = plots.estimator_panels(sizes, aligned, shuffled, title=f"{x_name} vs {y_na
 glue("fig_estimators", fig, display=False)
 plt.close(fig)
 
-# %% tags=["remove-cell"]
-glue_all({"bias_small_n": f"{shuffled['biased'][0].mean():.2f}", "unbiased_small_n": f"{shuffled['unbiased'][0].mean():.2f}",
-          "small_n": sizes[0]})
 
 # %% [markdown]
 # ```{glue:figure} fig_estimators
@@ -244,8 +238,7 @@ glue("fig_minibatch", ax.figure, display=False)
 plt.close(ax.figure)
 
 # %% tags=["remove-cell"]
-glue_all({"mb_max_diff": f"{(minibatch - full).abs().max():.3f}", "mb_mean_diff": f"{(minibatch - full).abs().mean():.4f}",
-          "mb_examples": len(probe_images), "mb_batch": P.cka.batch_size})
+glue_all({"mb_examples": len(probe_images)})
 
 # %% [markdown]
 # ```{glue:figure} fig_minibatch
@@ -269,18 +262,15 @@ glue_all({"mb_max_diff": f"{(minibatch - full).abs().max():.3f}", "mb_mean_diff"
 # over the test set with the profile's minibatch protocol.
 
 # %%
-within = session.require(heatmap, run)  # the profile's CKA protocol, cached in the store
-block = find_block(within.cka, threshold=block_threshold)
-ax = plots.cka_heatmap(within.cka, layers=within.layers, title=run.model.name)
+within = session.get(heatmap, run)  # the profile's CKA protocol, cached in the store; None while pending
+block = find_block(within.cka, threshold=block_threshold) if within is not None else None
+ax = plots.cka_heatmap(within.cka if within is not None else None, layers=layers, title=run.model.name)
 glue("fig_heatmap", ax.figure, display=False)
 plt.close(ax.figure)
 
 # %% tags=["remove-cell"]
-glue_all({"heatmap_examples": f"{P.cka.examples or len(data.test_labels):,}", "heatmap_passes": P.cka.passes,
-          "heatmap_mean": f"{off_diagonal(within.cka).mean():.2f}", "heatmap_min": f"{within.cka.min():.2f}",
-          "block_threshold": block_threshold, "block_size": block.size, "block_percent": f"{100 * block.fraction:.0f}",
-          "block_first": within.layers[block.start] if block.size else "none",
-          "block_last": within.layers[block.stop - 1] if block.size else "none"})
+glue_all(background_values(invariance, sizes, shuffled, full, minibatch, within, block,
+                           P.cka.examples or len(data.test_labels), P.cka.batch_size, P.cka.passes, block_threshold))
 
 # %% [markdown]
 # ```{glue:figure} fig_heatmap
@@ -301,7 +291,7 @@ glue_all({"heatmap_examples": f"{P.cka.examples or len(data.test_labels):,}", "h
 # The paper reads *block structure* off such heatmaps by eye. To put a number on it,
 # `repsim.blocks.find_block` finds the longest run of consecutive layers in which every
 # pair has CKA of at least {glue:text}`block_threshold`. Here that run holds
-# {glue:text}`block_size` layers ({glue:text}`block_percent`% of them), from
+# {glue:text}`block_size` layers ({glue:text}`block_percent` of them), from
 # {glue:text}`block_first` to {glue:text}`block_last`. The next chapter follows this
 # measure as networks get wider and deeper and as the training set shrinks, which is
 # where the paper finds large blocks in the later stages.

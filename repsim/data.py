@@ -22,7 +22,8 @@ import os
 import tarfile
 import warnings
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,8 +253,9 @@ def _read_folder(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-def _decode_image_folder(files: dict[str, bytes], name: str, origin: str) -> dict:
-    """Decode train/<class>/<file> and test/<class>/<file> into shuffled uint8 tensors."""
+def _decode_image_folder(files: dict[str, bytes], name: str, origin: str, workers: int | None = None) -> dict:
+    """Decode train/<class>/<file> and test/<class>/<file> into shuffled uint8 tensors,
+    in ``workers`` processes (default: one per core, at most 16; 1 decodes here)."""
     by_split: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
     for rel in sorted(files):
         parts = Path(rel).parts
@@ -271,16 +273,34 @@ def _decode_image_folder(files: dict[str, bytes], name: str, origin: str) -> dic
     for split, per_class in by_split.items():
         paths = [p for c in classes for p in per_class[c]]
         labels = torch.tensor([i for i, c in enumerate(classes) for _ in per_class[c]], dtype=torch.int64)
-        # Pillow releases the GIL while decoding: a thread pool uses every core (16 on a GPU machine).
-        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-            images = torch.stack(list(pool.map(lambda p: _decode(files[p], p, origin), paths, chunksize=256)))
+        images = torch.from_numpy(_decode_all([(p, files[p]) for p in paths], origin, workers)).permute(0, 3, 1, 2)
         order = torch.randperm(len(paths), generator=generator)
         out[f"{split}_images"], out[f"{split}_labels"] = images[order].contiguous(), labels[order]
     return out
 
 
-def _decode(data: bytes, rel: str, origin: str) -> torch.Tensor:
-    """One image file to a (3, 32, 32) uint8 tensor (Pillow: torchvision.io's codecs are
+def _decode_all(items: list[tuple[str, bytes]], origin: str, workers: int | None = None) -> np.ndarray:
+    """(N, 32, 32, 3) uint8 pixels of the image files ``items`` ((name, bytes), in order).
+
+    A 32x32 JPEG decodes in tens of microseconds, so Python's per-image work dominates
+    and threads only contend for the GIL (2 threads: 0.69x one, ``benchmarks/decode.py``):
+    chunks go to forked processes instead, where the platform forks; the pixels are
+    Pillow's either way, so the data fingerprint does not depend on the worker count.
+    """
+    workers = workers or min(16, os.cpu_count() or 1)
+    chunks = [items[i : i + 2_000] for i in range(0, len(items), 2_000)]
+    if workers > 1 and len(chunks) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return np.concatenate(list(pool.map(_decode_chunk, chunks, [origin] * len(chunks))))
+    return np.concatenate([_decode_chunk(chunk, origin) for chunk in chunks]) if chunks else np.empty((0, 32, 32, 3), np.uint8)
+
+
+def _decode_chunk(items: list[tuple[str, bytes]], origin: str) -> np.ndarray:
+    return np.stack([_decode(data, rel, origin) for rel, data in items])
+
+
+def _decode(data: bytes, rel: str, origin: str) -> np.ndarray:
+    """One image file to (32, 32, 3) uint8 pixels (Pillow: torchvision.io's codecs are
     deprecated)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -290,7 +310,7 @@ def _decode(data: bytes, rel: str, origin: str) -> torch.Tensor:
     if pixels.shape != (32, 32, 3):
         shape = (3, *pixels.shape[:2])
         raise ValueError(f"image {rel} in {origin} has shape {shape}, expected (3, 32, 32)")
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)
+    return pixels
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -116,6 +116,8 @@ def block_table(maps: Sequence[Heatmap | None], threshold: float):
     import pandas as pd
 
     table = pd.DataFrame(block_summary(maps, threshold), columns=list(BLOCK_COLUMNS))
+    # Typed even when empty: an untyped empty "residual" column would select columns, not rows.
+    table = table.astype({"depth": int, "width": int, "residual": bool, "classes": int, "train_size": int, "seed": int})
     return table.sort_values(["classes", "residual", "train_size", "width", "depth", "seed"]).reset_index(drop=True)
 
 

@@ -27,8 +27,11 @@ def cka_heatmap(
     ylabel: str = "layer",
 ) -> Axes:
     """Layer-by-layer CKA as in the paper's figures: layer 0 at the bottom left, magma
-    colours from 0 to 1. With ``layers``, thin lines mark the stage boundaries."""
+    colours from 0 to 1. With ``layers``, thin lines mark the stage boundaries. None:
+    a pending panel."""
     ax = _axes(ax)
+    if cka is None:
+        return pending_panel(ax, title or "pending")
     cka = np.asarray(cka, dtype=float)
     image = ax.imshow(cka, origin="lower", cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest")
     if layers is not None:
@@ -65,8 +68,11 @@ def estimate_vs_sample_size(
 
 
 def agreement(reference, estimate, ax: Axes | None = None, xlabel: str = "reference", ylabel: str = "estimate") -> Axes:
-    """Scatter of two estimates of the same quantities, with the identity line."""
+    """Scatter of two estimates of the same quantities, with the identity line (a pending
+    panel while either is None)."""
     ax = _axes(ax, size=(3.6, 3.4))
+    if reference is None or estimate is None:
+        return pending_panel(ax, "")
     reference, estimate = np.ravel(reference), np.ravel(estimate)
     ax.scatter(reference, estimate, s=4, alpha=0.5, lw=0)
     low, high = min(reference.min(), estimate.min()), max(reference.max(), estimate.max())
@@ -220,10 +226,14 @@ def block_trends(table, base_depth: int):
 def estimator_panels(sizes: Sequence[int], aligned: Mapping[str, np.ndarray], shuffled: Mapping[str, np.ndarray],
                      title: str):
     """Chapter 2: biased and unbiased CKA against n, for a pair of layers as they are
-    (left) and with the rows of one shuffled (right). Returns the Figure."""
+    (left) and with the rows of one shuffled (right); pending panels while they are None.
+    Returns the Figure."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained", sharey=True)
-    estimate_vs_sample_size(sizes, aligned, ax=axes[0], title=title)
-    estimate_vs_sample_size(sizes, shuffled, ax=axes[1], title=f"{title} (rows shuffled)")
+    for ax, curves, name in ((axes[0], aligned, title), (axes[1], shuffled, f"{title} (rows shuffled)")):
+        if curves is None:
+            pending_panel(ax, name)
+        else:
+            estimate_vs_sample_size(sizes, curves, ax=ax, title=name)
     return fig
 
 

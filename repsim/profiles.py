@@ -184,7 +184,7 @@ def _at(size: int | None, *configs: ResNetConfig) -> tuple[Run, ...]:
 R = ResNetConfig
 
 # One GPU in windows of minutes (repsim.harvest): the paper's architectures and CKA
-# protocol with a fast recipe, and a grid thinned to fit about 30 H200-minutes.
+# protocol with a fast recipe, and a grid thinned for short windows (the plan: python -m repsim.harvest --plan).
 # The recipe changes only what leaves representations alone (batch, warm-up, decay per
 # step, Nesterov, peak learning rate, weight decay, epochs); no label smoothing, no
 # special initialisation, no architecture change.

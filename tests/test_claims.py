@@ -58,6 +58,15 @@ def test_block_claims_count_each_comparison_and_name_what_is_pending():
     assert rows[7]["claim"] == "Every seed of ResNet-8 (4x) has a block" and verdicts[7] == claims.PENDING
 
 
+def test_block_claims_from_nothing_harvested_are_all_pending():
+    """The table of a paper-scale chapter before any window: every heatmap pending."""
+    from repsim.grid import block_table
+
+    table = block_table([None, None], threshold=0.9)
+    rows = claims.block_claims(table[table["classes"] == 10], 26, 0, [ResNetConfig(164)], None)
+    assert len(rows) == 7 and all(r["verdict"] == claims.PENDING for r in rows)
+
+
 def test_chapter_4_claims_wait_for_their_numbers():
     pending = claims.pc_claims({"d5_rho": None, "d5_models": 0})
     assert all(r["verdict"] == claims.PENDING for r in pending)

@@ -331,3 +331,26 @@ def test_an_archive_named_for_another_data_set_is_refused(cifar_source):
     assert not is_available("cifar100", cifar_source)
     with pytest.raises(DataUnavailableError, match="holds cifar10, not cifar100"):
         load_dataset("cifar100", source=cifar_source)
+
+
+def test_decoding_in_worker_processes_gives_the_same_pixels_and_names_a_broken_file():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from repsim.data import _decode_image_folder
+
+    rng = np.random.default_rng(0)
+    files = {}
+    for split, count in (("train", 2_500), ("test", 100)):  # two chunks of the training split
+        for i in range(count):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, format="JPEG")
+            files[f"{split}/{'ab'[i % 2]}/{i:05d}.jpg"] = buffer.getvalue()
+    here = _decode_image_folder(files, "cifar10", "memory", workers=1)
+    pooled = _decode_image_folder(files, "cifar10", "memory", workers=2)
+    assert all(torch.equal(here[key], pooled[key]) for key in ("train_images", "train_labels", "test_images"))
+    files["train/b/02401.jpg"] = b"not a jpeg"  # in the second chunk, decoded by a worker
+    with pytest.raises(ValueError, match="02401.jpg"):
+        _decode_image_folder(files, "cifar10", "memory", workers=2)

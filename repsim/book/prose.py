@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..properties import off_diagonal
+
 
 def glue_all(values: Mapping[str, Any]) -> None:
     """``myst_nb.glue(name, value, display=False)`` for every entry: the values a
@@ -24,6 +26,39 @@ def number(value, template: str = "{:.2f}", missing: str = "pending") -> str:
 def points(fraction, template: str = "{:+.1f}") -> str:
     """A difference of two accuracies in percentage points ("pending" when None)."""
     return number(None if fraction is None else 100 * fraction, template)
+
+
+def background_model(run, record: dict | None, recipe, data, layers: list[str]) -> dict:
+    """Chapter 2's values about its model ("pending" while it is)."""
+    metrics = record["metrics"] if record is not None else {}
+    return {"model_name": run.model.name, "train_images": f"{run.train_size or len(data.train_labels):,}",
+            "epochs": recipe.epochs, "n_layers": len(layers),
+            "test_acc": number(metrics.get("best_test_acc"), "{:.1%}"),
+            "best_epoch": number(metrics.get("best_epoch"), "{}")}
+
+
+def background_values(invariance, sizes: list[int], shuffled: dict | None, full, minibatch, within, block,
+                      examples: int, batch: int, passes: int, threshold: float) -> dict:
+    """Chapter 2's values about CKA on its model ("pending" while the model is)."""
+    change = invariance["change"].iloc[1:4]
+    base, general = invariance["CKA(T(X), Y)"].iloc[0], invariance["CKA(T(X), Y)"].iloc[4]
+    difference = (minibatch - full).abs() if full is not None else None
+    found = block is not None and block.size > 0
+    return {
+        "inv_base": number(base, "{:.3f}"), "inv_general": number(general, "{:.3f}"),
+        "inv_max_invariant": number(None if base is None else change.abs().max(), "{:.1e}"),
+        "small_n": sizes[0], "bias_small_n": number(None if shuffled is None else shuffled["biased"][0].mean()),
+        "unbiased_small_n": number(None if shuffled is None else shuffled["unbiased"][0].mean()),
+        "mb_max_diff": number(None if difference is None else difference.max(), "{:.3f}"),
+        "mb_mean_diff": number(None if difference is None else difference.mean(), "{:.4f}"),
+        "mb_batch": batch, "heatmap_examples": f"{examples:,}", "heatmap_passes": passes, "block_threshold": threshold,
+        "heatmap_mean": number(None if within is None else off_diagonal(within.cka).mean()),
+        "heatmap_min": number(None if within is None else within.cka.min()),
+        "block_size": number(None if block is None else block.size, "{}"),
+        "block_percent": number(None if block is None else 100 * block.fraction, "{:.0f}%"),
+        "block_first": within.layers[block.start] if found else "pending" if block is None else "none",
+        "block_last": within.layers[block.stop - 1] if found else "pending" if block is None else "none",
+    }
 
 
 def thinning(profile) -> str:

@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from traitlets.config import Config
 from repsim import devices, progress
 from repsim.book import provenance, terminal, toc
 from repsim.book.coverage import Coverage, read_access_log
+from repsim.book.paper_page import paper_page
 from repsim.book.toc import toc_chapters
 from repsim.profiles import chapter_device, get_profile
 from repsim.results import default_root, read_manifest
@@ -212,7 +212,7 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
         # a part of the book that says so, until the whole chapter is harvested.
         page = book / "paper" / f"{stem}.ipynb"
         page.parent.mkdir(exist_ok=True)
-        shutil.copyfile(kept, page)
+        nbformat.write(paper_page(nbformat.read(kept, as_version=4)), page)  # its own labels beside the chapter's
         toc.add_to_part(root, toc.PAPER_PART, f"book/paper/{stem}")
         reason = f"{pending} result(s) pending; what is harvested is in book/paper/{stem}.ipynb"
         print(f"{stem}: paper scale, {pending} result(s) pending: published in book/paper/{stem}.ipynb "

@@ -1,7 +1,7 @@
 """python -m repsim.harvest: plan, harvest and import paper-scale results.
 
     python -m repsim.harvest --plan --profile paper [--json]
-    python -m repsim.harvest --profile paper --budget 480 --out DIR
+    python -m repsim.harvest --profile paper --budget 540 --out DIR
     python -m repsim.harvest --import DIR
 
 ``--plan`` lists every job of the profile with its estimated device-seconds and its
@@ -134,7 +134,8 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
     from . import costs
     from .bundle import harvested
     from .execute import Measurements
-    from .plan import PRIORITIES, job_estimate, mark, member_estimate, plan_jobs, plan_windows, population_stack
+    from .plan import (PRIORITIES, WINDOW_CALLS, complete_figures, job_estimate, mark, member_estimate, plan_jobs,
+                       plan_windows, population_stack)
 
     rates = costs.device_rates("cuda" if profile.device == "cuda" else "cpu")
     graphs = profile.device == "cuda"
@@ -142,20 +143,24 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
     device = rates.name if profile.device == "cuda" else "cpu"
     measured = Measurements.from_records(records, device).lookup()
     jobs = mark(plan_jobs(profile), profile, data, keys, names)
-    estimates = [(member_estimate(job, profile, rates, graphs, measured,
-                                  population_stack(profile, job.runs[0], rates, graphs, measured)) if job.population
-                  else job_estimate(job, profile, rates, graphs, measured)).total() for job in jobs]
-    windows = plan_windows(jobs, estimates)
+    parts = [member_estimate(job, profile, rates, graphs, measured,
+                             population_stack(profile, job.runs[0], rates, graphs, measured)) if job.population
+             else job_estimate(job, profile, rates, graphs, measured) for job in jobs]
+    windows = plan_windows(jobs, parts)
+    too_large = [w for w in windows if w["window"] is None]
+    windows = [w for w in windows if w["window"] is not None]
     rows = [{"name": job.name, "priority": job.priority, "figures": list(job.figures),
-             "estimated_seconds": round(seconds, 1), "status": job.status,
+             "estimated_seconds": round(estimate.total(), 1), "status": job.status,
              "window": next((w["window"] for w in windows if index in w["jobs"]), None)}
-            for index, (job, seconds) in enumerate(zip(jobs, estimates))]
+            for index, (job, estimate) in enumerate(zip(jobs, parts))]
     pending = sum(row["estimated_seconds"] for row in rows if row["status"] != "harvested")
     summary = {"profile": profile.name, "device": rates.name, "runs": rows,
                "total_estimated_seconds": round(sum(row["estimated_seconds"] for row in rows), 1),
                "pending_estimated_seconds": round(pending, 1), "windows": len(windows),
                "window_plan": windows,
-               "device_minutes": round((sum(w["seconds"] for w in windows) + len(windows) * rates.window_seconds) / 60, 1),
+               "complete": complete_figures(jobs, {i for i, job in enumerate(jobs) if job.status == "harvested"}), "too_large": [jobs[i].name for w in too_large for i in w["jobs"]],
+               # a lease is spent whole: its calls' budgets and its start
+               "device_minutes": round(len(windows) * (sum(b for b, _ in WINDOW_CALLS) + rates.window_seconds) / 60, 1),
                "estimates": "measured rates where this device has them, otherwise counted (repsim/harvest/costs.py)"}
     if as_json:
         print(json.dumps(summary, indent=1))
@@ -168,11 +173,16 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
     done = sum(row["status"] == "harvested" for row in rows)
     print(f"\n{len(rows)} jobs: {done} harvested, {len(rows) - done} to do; "
           f"{summary['total_estimated_seconds']:.0f} s in all, {pending:.0f} s to do")
-    print(f"To do: {len(windows)} window(s) of {WINDOW_BUDGET:.0f} s, {summary['device_minutes']:.1f} device-minutes "
-          f"with {rates.window_seconds:.0f} s to start each window")
+    calls = " + ".join(f"{budget:.0f} s" for budget, _ in WINDOW_CALLS)
+    print(f"To do: {len(windows)} window(s) of {calls} (two calls of the window script), "
+          f"{summary['device_minutes']:.1f} device-minutes with {rates.window_seconds:.0f} s to start each window")
+    complete = complete_figures(jobs, {i for i, job in enumerate(jobs) if job.status == "harvested"})
+    print(f"  complete now: {', '.join(complete) or 'no figure yet'}")
     for window in windows:
-        completes = ", ".join(window["completes"]) or "no figure complete yet"
+        completes = ", ".join(window["completes"]) or "no figure yet"
         print(f"  window {window['window']}: {len(window['jobs'])} jobs, {window['seconds']:.0f} s; completes {completes}")
+    for name in summary["too_large"]:
+        print(f"  too large for any call of a window (never started): {name}")
     for priority, what in PRIORITIES.items():
         mine = [row for row in rows if row["priority"] == priority]
         if mine:
@@ -181,8 +191,6 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
                   f"{left:.0f} s to do")
     return 0
 
-
-WINDOW_BUDGET = 480.0  # seconds of harvesting per GPU window (a 9-minute call, less its start)
 
 
 if __name__ == "__main__":

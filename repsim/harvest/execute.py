@@ -30,14 +30,13 @@ from ..data import ImageDataset
 from ..profiles import Profile
 from ..results import ResultsArchive, pack_entry
 from ..store import Store, config_key
-from ..throughput import fastest_stack, model_cost
+from ..throughput import fastest, fastest_stack, model_cost
 from ..train import DeadlineExceeded, train_models
 from . import costs
 from .bundle import TOTAL_BYTES, BundleWriter, harvested
-from .plan import KINDS, Estimate, Job, job_estimate, mark, plan_jobs
+from .plan import KINDS, Estimate, Job, job_estimate, mark, plan_jobs, runs_to_train
 from .selfcheck import device_name, run_checks
 
-MARGIN = 1.25  # a job starts only if 1.25 x its estimate fits in the time left
 RESERVE = 10.0  # seconds kept for writing the bundle at the end
 
 
@@ -114,6 +113,7 @@ class Harvest:
         self.matmul_flops = report["matmul_tflops"] * 1e12
         keys, names, records = harvested(self.results_root, self.profile.name, self.out)
         self.measured = Measurements.from_records(records, device_name(self.device))
+        self.earlier = len(self.measured.rows)  # rows of earlier bundles: used, not written again
         jobs = mark(plan_jobs(self.profile), self.profile, self.data, keys, names)
         todo = [job for job in jobs if job.status != "harvested"]
         self.log(f"plan: {len(jobs)} jobs, {len(jobs) - len(todo)} harvested, {len(todo)} to do")
@@ -123,7 +123,7 @@ class Harvest:
             "code": {"sha256": code_fingerprint(), "repsim": _version()},
             "device": {"name": device_name(self.device), "torch": torch.__version__,
                        "cuda": torch.version.cuda, "python": platform.python_version()},
-            "selfcheck": report, "budget_seconds": self.budget, "jobs": [], "measurements": self.measured.rows,
+            "selfcheck": report, "budget_seconds": self.budget, "jobs": [], "measurements": [],
         })
         self._save()
         with tempfile.TemporaryDirectory(prefix="repsim-harvest-") as scratch:
@@ -161,10 +161,11 @@ class Harvest:
     def _ratio(self) -> float:
         return statistics.median(self.ratios) if self.ratios else 1.0
 
-    def _fits(self, job: Job, seconds: float) -> bool:
-        if seconds * MARGIN + RESERVE <= self.left():
+    def _fits(self, job: Job, parts: Estimate) -> bool:
+        """Whether the job, with its margin (``Estimate.with_margin``), fits in what is left."""
+        if parts.with_margin(self._ratio()) + RESERVE <= self.left():
             return True
-        self.log(f"skip (estimate {seconds:.0f} s, {self.left():.0f} s left): {job.name}")
+        self.log(f"skip (estimate {parts.total(self._ratio()):.0f} s, {self.left():.0f} s left): {job.name}")
         return False
 
     def _run_job(self, job: Job, stack: int = 1) -> bool:
@@ -172,7 +173,7 @@ class Harvest:
         missing analyses, each added to the bundle, and the bundle saved, the moment it
         is computed; False when the job did not fit or did not finish."""
         estimate, parts = self._estimate(job, stack)
-        if not self._fits(job, estimate):
+        if not self._fits(job, parts):
             return False
         self.log(f"start (estimate {estimate:.0f} s): {job.name}")
         start = time.perf_counter()
@@ -181,7 +182,8 @@ class Harvest:
             for analysis in job.missing:  # these train their run themselves, keeping snapshots
                 if KINDS[analysis.kind].trains:
                     self._compute(analysis, done, errors)
-            groups = [job.runs[i : i + stack] for i in range(0, len(job.runs), stack)]
+            runs = runs_to_train(job)  # a job done in part trains only what its missing analyses need
+            groups = [runs[i : i + stack] for i in range(0, len(runs), stack)]
             for runs in groups:
                 self._train(runs)
             for analysis in job.missing:
@@ -285,7 +287,7 @@ class Harvest:
         self._save()
 
     def _save(self) -> None:
-        self.writer.manifest["measurements"] = self.measured.rows if hasattr(self, "measured") else []
+        self.writer.manifest["measurements"] = self.measured.rows[self.earlier:] if hasattr(self, "measured") else []
         self.writer.save()
         log = self.out / f"harvest-{self.writer.manifest['id']}.log"
         log.write_text("\n".join(self.lines) + "\n")
@@ -300,7 +302,7 @@ class Harvest:
                    and row["batch"] == recipe.batch_size]
         if earlier:
             rates = {int(size): rate for size, rate in earlier[-1]["rates"].items()}
-            return min(max(rates, key=rates.get), members)
+            return min(fastest(rates), members)
         try:
             stack, rates = fastest_stack(run.model, recipe, members, self.device, graphs=self.graphs)
         except Exception as err:  # noqa: BLE001 -- a stack that cannot be timed is not used

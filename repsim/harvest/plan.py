@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from .. import analyses, figures, grid, origins, populations
 from ..profiles import Profile
 from ..runs import Run
+from ..throughput import fastest
 from ..store import config_key
 from . import costs
 
@@ -232,6 +233,9 @@ class Job:
     status: str = "pending"  # "harvested", "pending" or "stale"
     estimated_seconds: float = 0.0
     missing: tuple[Analysis, ...] = field(default_factory=tuple)
+    # Who asked for each analysis: ((priority, figure), ...). Once part of a job is
+    # harvested, the job's priority is that of the most urgent analysis still missing.
+    requests: dict[Analysis, tuple[tuple[int, str], ...]] = field(default_factory=dict)
 
     @property
     def population(self) -> bool:
@@ -246,6 +250,7 @@ def plan_jobs(profile: Profile) -> list[Job]:
     priority: dict[Run, int] = {}
     figures: dict[Run, list[str]] = {}
     wanted: dict[Run, list[Analysis]] = {}
+    asked: dict[Analysis, list[tuple[int, str]]] = {}
     parent: dict[Run, Run] = {}
 
     def root(run: Run) -> Run:
@@ -261,6 +266,7 @@ def plan_jobs(profile: Profile) -> list[Job]:
             priority[run] = min(priority.get(run, 99), request.priority)
             figures.setdefault(run, [])
         run = request.analysis.run
+        asked.setdefault(request.analysis, []).append((request.priority, request.figure))
         if request.figure not in figures[run]:
             figures[run].append(request.figure)
         if request.analysis not in wanted.setdefault(run, []):
@@ -277,9 +283,21 @@ def plan_jobs(profile: Profile) -> list[Job]:
                   analyses=tuple(sorted((a for run in members for a in wanted.get(run, [])), key=_analysis_order)),
                   figures=tuple(job_figures))
         job.name = f"{', '.join(job_figures)}: {_describe(members)}"
+        job.requests = {a: tuple(asked[a]) for a in job.analyses}
         jobs.append(job)
-    # Fig. 1's depth row before its width row: the first window should complete a row.
-    return sorted(jobs, key=lambda job: (job.priority, FIG1_DEPTH not in job.figures, order[job.runs[0]]))
+    return _in_order(jobs, order)
+
+
+def _in_order(jobs: list[Job], order: dict | None = None) -> list[Job]:
+    """By priority; within it, jobs with Fig. 1's depth row before its width row (a first
+    window should complete a row); then in the chapters' order (or the order given)."""
+    rank = {id(job): order[job.runs[0]] if order else i for i, job in enumerate(jobs)}
+    return sorted(jobs, key=lambda job: (job.priority, FIG1_DEPTH not in _wanted_figures(job), rank[id(job)]))
+
+
+def _wanted_figures(job: Job) -> set[str]:
+    """The figures of the analyses the job still has to compute (all, before marking)."""
+    return {figure for a in (job.missing or job.analyses) for _, figure in job.requests.get(a, ())} or set(job.figures)
 
 
 # The order a job computes its analyses in: the one that trains its run first (it keeps
@@ -302,6 +320,12 @@ def _describe(runs: list[Run]) -> str:
                      for label, seeds in by_label.items())
 
 
+def runs_to_train(job: Job) -> tuple[Run, ...]:
+    """The runs a job must train: those its missing analyses need (all, before marking)."""
+    needed = {run for a in (job.missing or job.analyses) for run in a.runs}
+    return tuple(run for run in job.runs if run in needed)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A job's estimated seconds in three parts: ``fixed`` costs of the job and of each
@@ -316,6 +340,15 @@ class Estimate:
     def total(self, ratio: float = 1.0) -> float:
         return self.fixed + self.measured + self.counted * ratio
 
+    def with_margin(self, ratio: float = 1.0) -> float:
+        """Seconds to keep free before starting the job: a margin of ``MEASURED_MARGIN``
+        on what rates measured on this device predict, ``COUNTED_MARGIN`` on counts."""
+        return self.fixed + MEASURED_MARGIN * self.measured + COUNTED_MARGIN * self.counted * ratio
+
+
+MEASURED_MARGIN = 1.1  # rates measured on the device repeat within a few per cent (benchmarks/README.md)
+COUNTED_MARGIN = 1.25
+
 
 def job_estimate(job: Job, profile: Profile, rates: costs.DeviceRates, graphs: bool,
                  measured: dict | None = None, stack: int = 1) -> Estimate:
@@ -326,8 +359,9 @@ def job_estimate(job: Job, profile: Profile, rates: costs.DeviceRates, graphs: b
     measured = measured or {}
     fixed = rates.job_seconds
     by_rate = counted = 0.0
-    for first in range(0, len(job.runs), stack):
-        group = job.runs[first : first + stack]
+    runs = runs_to_train(job)
+    for first in range(0, len(runs), stack):
+        group = runs[first : first + stack]
         recipe = group[0].recipe(profile)
         key = ("train", group[0].model.name, recipe.batch_size) + ((len(group),) if len(group) > 1 else ())
         fixed += rates.run_seconds
@@ -338,7 +372,7 @@ def job_estimate(job: Job, profile: Profile, rates: costs.DeviceRates, graphs: b
                 group[0].model, len(group) * min(recipe.eval_size or 10_000, 10_000), rates)
         else:
             counted += costs.training_seconds(group[0].model, recipe, rates, graphs, members=len(group))
-    for analysis in job.analyses:
+    for analysis in job.missing or job.analyses:  # a job done in part computes only what is missing
         seconds = measured.get(("analysis", analysis.kind, analysis.run.model.name))
         if seconds:
             by_rate += seconds
@@ -359,7 +393,7 @@ def population_stack(profile: Profile, run: Run, rates: costs.DeviceRates, graph
     found = {(key[3] if len(key) == 4 else 1): rate for key, rate in (measured or {}).items()
              if key[:3] == ("train", run.model.name, recipe.batch_size) and rate}
     if len(found) > 1:
-        return min(max(found, key=found.get), members)
+        return min(fastest(found), members)
     sizes = sorted({min(2**k, members) for k in range(members.bit_length() + 1)})
     return min(sizes, key=lambda size: costs.training_seconds(run.model, recipe, rates, graphs, members=size) / size)
 
@@ -386,36 +420,57 @@ def mark(jobs: list[Job], profile: Profile, data, available: set[str], names: di
             job.status = "stale"
         else:
             job.status = "pending"
-    return jobs
+        asked = [priority for a in job.missing for priority, _ in job.requests.get(a, ())]
+        if asked:  # a job done in part waits behind what is more urgent than its rest
+            job.priority = min(asked)
+    return _in_order(jobs)
 
 
-def plan_windows(jobs: list[Job], estimates: list[float], budget: float = 480.0, start: float = 20.0,
-                 margin: float = 1.25, reserve: float = 10.0) -> list[dict]:
-    """The windows a harvest of ``budget`` seconds each would need for the jobs not yet
-    harvested, taken as the harvest takes them (in order, each started only if ``margin``
-    times its estimate fits, smaller later jobs filling what is left; ``start``: the
-    data and self-check of each window). Per window: the indices of its jobs, its
-    seconds, and the figures complete once it is done (every job listing them done)."""
+# A GPU lease (15 device-minutes) is two calls of the window script: 540 s of harvest in
+# the first (a command may run 600 s), then at once, on the machine still warm, what is
+# left of the lease (README, "A GPU window, step by step"). Each call spends its first
+# seconds on imports, data and the self-check: 35 s cold, 6 s warm (measured 2026-12-04).
+WINDOW_CALLS = ((540.0, 40.0), (220.0, 10.0))  # (harvest budget, start) of each call of a lease
+
+
+def plan_windows(jobs: list[Job], estimates: list[Estimate], calls=WINDOW_CALLS, reserve: float = 10.0) -> list[dict]:
+    """The windows (GPU leases) a harvest would need for the jobs not yet harvested,
+    taken call by call as the harvest takes them: in order, each job started only if its
+    estimate with its margin fits in what is left of the call, smaller later jobs
+    filling the rest. Per window: the indices of its jobs, their seconds, and the
+    figures complete once it is done (every job listing them done). A last entry with
+    window None lists the jobs too large for any call, which no harvest would start."""
     todo = [i for i, job in enumerate(jobs) if job.status != "harvested"]
     done = {i for i, job in enumerate(jobs) if job.status == "harvested"}
     windows = []
     while todo:
-        left, taken = budget - start, []
-        for i in todo:
-            if estimates[i] * margin + reserve <= left:
-                taken.append(i)
-                left -= estimates[i]
-        if not taken:  # a job larger than any window: the harvest would never start it
+        taken = []
+        for budget, start in calls:
+            left = budget - start
+            for i in todo:
+                if i not in taken and estimates[i].with_margin() + reserve <= left:
+                    taken.append(i)
+                    left -= estimates[i].total()
+        if not taken:  # jobs larger than any call: the harvest would never start them
+            windows.append({"window": None, "jobs": todo, "seconds": round(sum(estimates[i].total() for i in todo), 1),
+                            "completes": []})
             break
         todo = [i for i in todo if i not in taken]
-        before = _complete(jobs, done)
+        before = complete_figures(jobs, done)
         done |= set(taken)
-        windows.append({"window": len(windows) + 1, "jobs": taken, "seconds": round(sum(estimates[i] for i in taken), 1),
-                        "completes": [f for f in _complete(jobs, done) if f not in before]})
+        windows.append({"window": len(windows) + 1, "jobs": taken,
+                        "seconds": round(sum(estimates[i].total() for i in taken), 1),
+                        "completes": [f for f in complete_figures(jobs, done) if f not in before]})
     return windows
 
 
-def _complete(jobs: list[Job], done: set[int]) -> list[str]:
-    """The figures all of whose jobs are in ``done``, in the plan's order."""
-    figures = list(dict.fromkeys(f for job in jobs for f in job.figures))
-    return [f for f in figures if all(i in done for i, job in enumerate(jobs) if f in job.figures)]
+def complete_figures(jobs: list[Job], done: set[int]) -> list[str]:
+    """The figures all of whose analyses are harvested (or in the jobs ``done``), in the
+    plan's order."""
+    status: dict[str, bool] = {}
+    for i, job in enumerate(jobs):
+        for a in job.analyses:
+            finished = i in done or (bool(job.missing) and a not in job.missing)
+            for _, figure in job.requests.get(a, ()) or [(job.priority, f) for f in job.figures]:
+                status[figure] = status.get(figure, True) and finished
+    return [figure for figure, finished in status.items() if finished]
