@@ -9,12 +9,16 @@ A *job* is what one window must do in one go: train some runs and compute every 
 any chapter needs of them while they are on the device, since no weights come back.
 Runs joined by a cross-model comparison (Fig. 6's seed pairs, Fig. E.1's pairs) are one
 job, so both models are on the device at once. A job takes the priority of its most
-urgent run:
+urgent run (once part of it is harvested, of its most urgent missing analysis):
 
-1. Fig. 1 (depth and width rows) and chapter 2's model; 2. chapter 4's models;
-3. Fig. 6's second seeds; 4. Figs. 2 and D.2 (smaller training sets); 5. Fig. C.1;
-6. Fig. E.1; 7. Figs. D.1 and D.5 (seeds); 8. populations, member by member;
-9. chapter 7, beyond the paper.
+1. Fig. 1 (the depth row's jobs first, then the width row's) and chapter 2's model;
+2. chapter 4's models; 3. Fig. 6's seed pairs; 4. Figs. 2 and D.2 (smaller training
+sets); 5. Fig. C.1; 6. Fig. E.1; 7. Figs. D.1 and D.5 (seeds); 8. populations, member
+by member; 9. chapter 7, beyond the paper.
+
+``job_estimate`` gives a job's seconds (``Estimate``: fixed, measured and counted parts)
+and ``plan_windows`` the GPU windows the plan still needs, with the figures each
+completes.
 """
 
 from __future__ import annotations
