@@ -370,7 +370,7 @@ display(Markdown(origins.verdict_list(origins.verdicts(formed, summary, seeds, r
 # %% [markdown]
 # ## Exercises
 #
-# Solutions are folded under each exercise; `python -m repsim.student` writes copies of
+# Solutions are folded under each exercise; `python -m repsim.book.student` writes copies of
 # the notebooks without them, and without outputs, for a class.
 
 # %% [markdown]

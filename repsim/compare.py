@@ -110,7 +110,7 @@ def collect_activations(
     """Flattened float32 activations {layer: (N, features)} of ``layers`` for all
     ``images``: on the CPU, or with ``keep_on_device`` where they were computed (no round
     trip through host memory for a caller that goes on computing there). Each batch is
-    written into its rows of one preallocated tensor per layer, with no host sync."""
+    written into its rows of one preallocated tensor per layer."""
     device = resolve_device(device)
     capture = ActivationCapture(model.to(device), layers)
     home = device if keep_on_device else torch.device("cpu")
@@ -120,9 +120,7 @@ def collect_activations(
         for name, act in capture(to_float(images[start : start + batch_size])).items():
             if name not in out:
                 out[name] = torch.empty(len(images), act.shape[1], dtype=torch.float32, device=home)
-            out[name][start : start + len(act)].copy_(act, non_blocking=home.type == "cpu" and device.type == "cuda")
-    if home.type == "cpu" and device.type == "cuda":
-        torch.cuda.synchronize(device)  # the non-blocking copies have landed
+            out[name][start : start + len(act)].copy_(act)
     return out
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import multiprocessing
 import os
 import tarfile
 import warnings
 import zlib
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path

@@ -58,3 +58,8 @@ def autocast_dtype(device: str | torch.device | None = None) -> torch.dtype | No
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How records name an autocast dtype: "bfloat16", "float16", or "float32" for None."""
+    return str(dtype).removeprefix("torch.") if dtype is not None else "float32"

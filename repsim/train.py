@@ -34,7 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
-from .devices import autocast_dtype
+from .devices import autocast_dtype, precision_name
 from .devices import resolve as resolve_device  # imported from here by many modules
 from .models import ResNet, ResNetConfig
 from .progress import report_epoch
@@ -161,10 +161,9 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int | None = Non
     if batch_size is None:
         batch_size = 64 if device.type == "cpu" else 1000
     model.eval().to(device)
-    outputs = []
+    outputs, dtype = [], autocast_dtype(device)
     for start in range(0, len(images), batch_size):
         batch = to_float(images[start : start + batch_size].to(device))
-        dtype = autocast_dtype(device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             outputs.append(model(batch).float())
     return torch.cat(outputs)
@@ -324,7 +323,7 @@ def train_models(
             "device": str(device),
             "cuda_graphs": step.graphed,
             "graph_fallback": step.fallback,  # why a requested graph was not used (None: not requested, or used)
-            "autocast": str(step.dtype).removeprefix("torch.") if step.dtype is not None else "float32",
+            "autocast": precision_name(step.dtype),
             "stacked_with": m,
             "resumed_after_epochs": earlier["resumed"],  # epochs at which an interrupted run was picked up
         }

@@ -158,7 +158,8 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
                "total_estimated_seconds": round(sum(row["estimated_seconds"] for row in rows), 1),
                "pending_estimated_seconds": round(pending, 1), "windows": len(windows),
                "window_plan": windows,
-               "complete": complete_figures(jobs, {i for i, job in enumerate(jobs) if job.status == "harvested"}), "too_large": [jobs[i].name for w in too_large for i in w["jobs"]],
+               "complete": complete_figures(jobs, {i for i, job in enumerate(jobs) if job.status == "harvested"}),
+               "too_large": [jobs[i].name for w in too_large for i in w["jobs"]],
                # a lease is spent whole: its calls' budgets and its start
                "device_minutes": round(len(windows) * (sum(b for b, _ in WINDOW_CALLS) + rates.window_seconds) / 60, 1),
                "estimates": "measured rates where this device has them, otherwise counted (repsim/harvest/costs.py)"}
@@ -176,8 +177,7 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
     calls = " + ".join(f"{budget:.0f} s" for budget, _ in WINDOW_CALLS)
     print(f"To do: {len(windows)} window(s) of {calls} (two calls of the window script), "
           f"{summary['device_minutes']:.1f} device-minutes with {rates.window_seconds:.0f} s to start each window")
-    complete = complete_figures(jobs, {i for i, job in enumerate(jobs) if job.status == "harvested"})
-    print(f"  complete now: {', '.join(complete) or 'no figure yet'}")
+    print(f"  complete now: {', '.join(summary['complete']) or 'no figure yet'}")
     for window in windows:
         completes = ", ".join(window["completes"]) or "no figure yet"
         print(f"  window {window['window']}: {len(window['jobs'])} jobs, {window['seconds']:.0f} s; completes {completes}")

@@ -14,7 +14,7 @@ import torch
 
 from ..cka import MinibatchCKA
 from ..compare import GramCapture
-from ..devices import autocast_dtype
+from ..devices import autocast_dtype, precision_name
 from ..activations import ActivationCapture
 from ..cka import batch_gram
 from ..models import ResNet, ResNetConfig, layer_names
@@ -37,8 +37,7 @@ def set_numerics(device: torch.device) -> dict:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
-    return {"tf32": False, "cudnn_benchmark": True,
-            "autocast": str(autocast_dtype(device)).removeprefix("torch.") if autocast_dtype(device) else "float32"}
+    return {"tf32": False, "cudnn_benchmark": True, "autocast": precision_name(autocast_dtype(device))}
 
 
 def run_checks(device: torch.device, log=print) -> dict:
