@@ -47,7 +47,8 @@ from myst_nb import glue
 from repsim import plots
 from repsim.blocks import find_block
 from repsim.figures import background_run
-from repsim.grid import heatmap, train_run
+from repsim.heatmaps import heatmap
+from repsim.trained import train_run
 from repsim.models import ResNet, layer_names
 from repsim.profiles import differences_from_paper
 from repsim.properties import demo_activations, demo_layers, estimator_curves, invariance_rows, minibatch_against_full

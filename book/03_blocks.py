@@ -54,7 +54,7 @@ from repsim.claims import block_claims, markdown
 from repsim.data import is_available, load_dataset
 from repsim.figures import (fig1_rows, fig2_rows, figc1_row, figd1_rows, figd2_rows, flatten, seed_labels, size_label,
                             size_labels)
-from repsim.grid import block_table, extremes, heatmap, panels, schedule, seed_title
+from repsim.heatmaps import block_table, extremes, heatmap, panels, schedule, seed_title
 from repsim.profiles import grid_vs_paper
 from repsim.book.prose import full_size_note, glue_all, thinning
 from repsim.session import Session, coverage

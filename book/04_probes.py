@@ -49,11 +49,11 @@ from myst_nb import glue
 
 # %% tags=["remove-cell"]
 from repsim import plots
-from repsim.analyses import (D5_COLUMNS, chapter4_summary, deletion_accuracy, deletion_panels, first_pcs, late_pc_rows,
+from repsim.run_analyses import (D5_COLUMNS, chapter4_summary, deletion_accuracy, deletion_panels, first_pcs, late_pc_rows,
                              pc_panels, probe_accuracy, probe_panels, spearman)
 from repsim.claims import markdown, pc_claims
 from repsim.figures import chapter4_runs, residual
-from repsim.grid import block_runs, heatmap
+from repsim.heatmaps import block_runs, heatmap
 from repsim.book.prose import chapter4, glue_all
 from repsim.session import Session
 

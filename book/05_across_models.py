@@ -48,10 +48,10 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repsim import plots
-from repsim.analyses import architecture_panels, architecture_rows, cross_cka, seed_pair_panels, seed_rows
+from repsim.run_analyses import architecture_panels, architecture_rows, cross_cka, seed_pair_panels, seed_rows
 from repsim.claims import markdown, seed_claims
 from repsim.figures import fig6_pairs, fige1_pairs, firsts, seconds
-from repsim.grid import heatmap
+from repsim.heatmaps import heatmap
 from repsim.book.prose import glue_all
 from repsim.session import Session
 

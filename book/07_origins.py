@@ -61,14 +61,14 @@ from repsim.session import Session
 
 # %% [markdown]
 # The models are the profile's `origins` runs, both from chapter 3's grid
-# (`repsim.origins.origin_runs`). A profile may name them; by default they are the first
+# (`Profile.followed_runs`). A profile may name them; by default they are the first
 # architecture of Fig. D.1 (the paper's models with a block, trained with several seeds)
 # and the shallowest network on the largest training set. The table says which.
 
 # %%
 session = Session.open(profile, device, compute_missing)
 P, O = session.profile, session.profile.origins
-runs = origins.origin_runs(P, seed)
+runs = P.followed_runs(seed)
 pd.DataFrame(origins.run_table(runs, P)).set_index("model")
 
 # %% [markdown]

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .data import train_count
+
 PENDING = "pending (not computed yet)"
 
 
@@ -72,7 +74,7 @@ def _list(values) -> str:
 def block_claims(table, base_depth: int, seed: int, seed_architectures: Sequence, full_size: int | None) -> list[dict]:
     """Sec. 3 (chapter 3): wider / deeper / less data gives a larger block, also without
     residual connections; the block sits in the last two stages; it appears in every
-    seed. ``table``: a DataFrame of ``grid.block_summary`` rows (train_size as images)."""
+    seed. ``table``: a DataFrame of ``heatmaps.block_summary`` rows (train_size as images)."""
     residual = table[table["residual"] & (table["seed"] == seed)]
     by_width = residual[residual["depth"] == base_depth]
     by_depth = residual[residual["width"] == 1]
@@ -99,7 +101,7 @@ def block_claims(table, base_depth: int, seed: int, seed_architectures: Sequence
         row("The block starts in one of the last two stages",
             f"{late} of {len(with_block)} residual networks with a block" if len(with_block) else PENDING, ""),
     ]
-    size = full_size or 50_000
+    size = train_count(full_size)
     for config in seed_architectures:
         seeds = table[(table["depth"] == config.depth) & (table["width"] == config.width) & table["residual"]
                       & (table["train_size"] == size)]

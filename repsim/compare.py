@@ -21,8 +21,8 @@ from tqdm import tqdm
 from .activations import ActivationCapture
 from .cka import MinibatchCKA, NonFiniteGramError, batch_gram
 from .data import to_float
+from .devices import resolve as resolve_device
 from .models import layer_names
-from .train import resolve_device
 
 
 def model_cka(

@@ -32,13 +32,20 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .store import file_lock, load_checked, remove_stale_temporaries, repsim_home, save_checked
+from .files import (
+    file_lock,
+    load_checked,
+    remove_stale_temporaries,
+    repsim_home,
+    save_checked,
+)
 
 # SHA-256 of archives whose content is known; others are checked against SHA256SUMS.
 KNOWN_SHA256 = {
     "cifar10-jpeg.tar.gz": "5bbd2193f3b9982b20b3e62de1fcb9691706d5884e1bfe2840596f4c5f9b9bec",
 }
 SPLIT_SIZES = {"cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+CIFAR_TRAIN_IMAGES, CIFAR_TEST_IMAGES = SPLIT_SIZES["cifar10"]
 TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 ORDER_SEED = 0
 DECODER_VERSION = "pil-1"  # part of the cache key: a new decoder invalidates old caches
@@ -80,6 +87,21 @@ class ImageDataset:
         if not 0 < size <= len(self.train_labels):
             raise ValueError(f"train size must be in 1..{len(self.train_labels)}, got {size}")
         return self.train_images[:size], self.train_labels[:size]
+
+
+def train_count(size: int | None, data=None) -> int:
+    """Images in the training-set prefix ``size`` (None: all of them) of ``data``, an
+    ``ImageDataset`` or just its fingerprint (then CIFAR's 50,000 are all)."""
+    if size is not None:
+        return size
+    return len(data.train_labels) if isinstance(data, ImageDataset) else CIFAR_TRAIN_IMAGES
+
+
+def test_count(data=None, limit: int | None = None) -> int:
+    """Test images of ``data`` (an ``ImageDataset``, or its fingerprint: CIFAR's 10,000),
+    at most ``limit`` (None: all)."""
+    available = len(data.test_labels) if isinstance(data, ImageDataset) else CIFAR_TEST_IMAGES
+    return available if limit is None else min(limit, available)
 
 
 def load_dataset(name: str = "cifar10", source: str | os.PathLike | None = None) -> ImageDataset:

@@ -25,6 +25,12 @@ def resolve(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def device_type(device: str | torch.device | None = None) -> str:
+    """The type ("cpu", "cuda") a computation on ``device`` runs on: "auto" and None as
+    ``resolve`` picks, others as named, whether or not this machine has them."""
+    return resolve(device).type if device is None or device == "auto" else torch.device(device).type
+
+
 def describe(device: str | torch.device | None = None) -> str:
     """The hardware behind ``device`` (resolved as ``resolve`` does): the GPU's name, or
     the CPU's model; other device types by their type."""

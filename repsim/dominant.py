@@ -27,8 +27,8 @@ from torch import nn
 from .cka import MinibatchCKA
 from .compare import GramCapture, minibatches
 from .data import to_float
+from .devices import resolve as resolve_device
 from .models import layer_names
-from .train import resolve_device
 
 
 def layer_grams(model: nn.Module, layers: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ of runs in the order the figure shows them.
 
 from __future__ import annotations
 
+from .data import train_count
 from .models import ResNetConfig
 from .profiles import AcrossChapter, BlockChapter, ProbeChapter
 from .runs import Run
@@ -25,7 +26,7 @@ def fig1_rows(blocks: BlockChapter, seed: int = 0, num_classes: int = 10) -> lis
 
 
 def sizes_largest_first(blocks: BlockChapter) -> list[int | None]:
-    return sorted(blocks.train_sizes, key=lambda n: n or 10**9, reverse=True)
+    return sorted(blocks.train_sizes, key=train_count, reverse=True)
 
 
 def size_label(size: int | None) -> str:

@@ -5,15 +5,12 @@
 changing; that it is carried by *dominant images*, a few test images with very large
 projections on the block's first principal component, which share a simple image
 statistic; and that different seeds pick different dominant images. This module
-measures each on runs of the Sec. 3 grid (``grid.block_runs``); every expensive result
-is a store entry with a ``*_key`` function beside it, as in ``analyses``.
+measures each on runs of the Sec. 3 grid (``heatmaps.block_runs``); every expensive result
+is a store entry with a ``*_key`` function beside it, as in ``run_analyses``.
 
-- **Snapshots.** The run trained with ``train.train_models(snapshot_steps=...)``, which
-  keeps its weights at log-spaced SGD steps (0 is the initialisation) and leaves the
-  model as it would be without. ``grid.train_run`` trains the two runs this chapter
-  follows that way the first time (chapter 3 does); a run stored without snapshots is
-  retrained, which on the CPU gives chapter 3's model bit for bit
-  (``Snapshots.reproduces`` says whether it did).
+- **Snapshots** (``repsim.snapshots``): the run's weights at log-spaced SGD steps, 0
+  being the initialisation; each snapshot's heatmap, its layers' CKA with the final
+  model and PC1's share of variance make the run's ``Trajectory``.
 - **Dominant images** are scored on the PC1 of the block's layers, compared on simple
   image statistics, matched across seeds against chance, and left out of the heatmap,
   with the functions of ``dominant``.
@@ -32,38 +29,39 @@ import torch
 from torch import nn
 
 from .blocks import Block, find_block, mean_within
-from .claims import markdown as verdict_list, row
 from .cka import MinibatchCKA, cka_from_hsic
+from .claims import row
 from .compare import collect_activations
-from .data import ImageDataset, to_float
-from .dominant import (chance_overlap, cka_without_images, compare_statistics, dominance_scores, image_statistics,
-                       jaccard, layer_grams, minibatches, overlap_p_value, pc1_share, pc1_variance, top_images)
-from .grid import block_runs, heatmap, train_run
+from .data import ImageDataset, test_count, to_float
+from .devices import resolve as resolve_device
+from .dominant import (
+    chance_overlap,
+    cka_without_images,
+    compare_statistics,
+    dominance_scores,
+    image_statistics,
+    jaccard,
+    layer_grams,
+    minibatches,
+    overlap_p_value,
+    pc1_share,
+    pc1_variance,
+    top_images,
+)
+from .heatmaps import block_runs, heatmap
 from .models import ResNet, ResNetConfig, layer_names, stage_of
 from .pca import layer_pcs
 from .profiles import Profile
 from .runs import Run
 from .session import coverage
+from .snapshots import total_steps, training_snapshots, training_snapshots_key
 from .store import Store
-from .train import resolve_device, train_models
+from .trained import train_run
 
 KINDS = ("with a block", "without a block")
 
 
 # -- which runs --------------------------------------------------------------------------
-def origin_runs(profile: Profile, seed: int = 0) -> list[Run]:
-    """[with a block, without a block]: the profile's ``origins`` runs, or by default the
-    first seed architecture (else the deepest 1x network) on ``full_size`` and the
-    shallowest 1x network on the largest training-set prefix of the Sec. 3 grid (so
-    chapter 3 has trained both); ``seed`` is added to their seeds."""
-    o, b = profile.origins, profile.blocks
-    largest = max(b.train_sizes, key=lambda size: float("inf") if size is None else size, default=b.full_size)
-    deepest = b.seed_architectures[0] if b.seed_architectures else ResNetConfig(max(b.depths))
-    with_block = o.with_block or Run(deepest, b.full_size)
-    without_block = o.without_block or Run(ResNetConfig(min(b.depths)), largest)
-    return [with_block.with_seed(with_block.seed + seed), without_block.with_seed(without_block.seed + seed)]
-
-
 def run_table(runs: Sequence[Run], profile: Profile, kinds: Sequence[str] = KINDS) -> list[dict]:
     """Rows (model, run, from chapter 3): whether each run is one of the Sec. 3 grid."""
     grid_runs = set(block_runs(profile.blocks, runs[0].seed))
@@ -74,80 +72,8 @@ def run_table(runs: Sequence[Run], profile: Profile, kinds: Sequence[str] = KIND
 def seed_runs(profile: Profile, seed: int = 0) -> list[Run]:
     """The with-block run at its seed and the next ones (``blocks.seed_count`` of them, at
     least two): Fig. D.1's seeds when it is a seed architecture."""
-    run = origin_runs(profile, seed)[0]
+    run = profile.followed_runs(seed)[0]
     return [run.with_seed(run.seed + s) for s in range(max(profile.blocks.seed_count, 2))]
-
-
-# -- snapshots over training ---------------------------------------------------------------
-def snapshot_steps(total: int, count: int) -> list[int]:
-    """0 and up to ``count - 1`` log-spaced SGD steps from 1 to ``total`` (both included)."""
-    if total < 1 or count < 2:
-        raise ValueError(f"need total >= 1 steps and count >= 2 snapshots, got {total} and {count}")
-    return [0] + np.unique(np.rint(np.geomspace(1, total, count - 1)).astype(int)).tolist()
-
-
-def total_steps(run: Run, profile: Profile, data) -> int:
-    """SGD steps of the run's training: epochs times full batches per epoch. ``data``: an
-    ``ImageDataset`` or its fingerprint (then CIFAR's 50,000 training images)."""
-    recipe = run.recipe(profile)
-    images = len(data.train_prefix(recipe.train_size)[1]) if hasattr(data, "train_prefix") else recipe.train_size or 50_000
-    return recipe.epochs * (images // recipe.batch_size)
-
-
-def _test_size(data) -> int:
-    """Test images of ``data`` (CIFAR's 10,000 when only a fingerprint is at hand)."""
-    return len(data.test_labels) if hasattr(data, "test_labels") else 10_000
-
-
-@dataclass(frozen=True)
-class Snapshots:
-    run: Run
-    steps: list[int]
-    states: list[dict]  # state dict after each step count
-    final: dict  # the retrained run's analysed checkpoint (its best test-accuracy epoch)
-    reproduces: bool | None  # retrained model == the stored one, bit for bit (None: none was stored)
-
-
-def training_snapshots_key(run: Run, profile: Profile, data) -> dict:
-    steps = snapshot_steps(total_steps(run, profile, data), profile.origins.snapshots)
-    return run.key(profile, data, "training snapshots", steps=steps)
-
-
-def training_snapshots(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None,
-                       device=None, graphs: bool = False, deadline: float | None = None) -> Snapshots:
-    """The run trained with snapshots (weights at log-spaced steps), cached as one entry.
-
-    Where the run's model is missing, it is stored from this training, so that nothing
-    trains it again. Where it is stored already, the run is retrained: on the CPU with a
-    fixed thread count training is deterministic, and whether the retrained model is the
-    stored one is recorded. ``graphs`` and ``deadline`` are ``train_models``'s (a GPU
-    window trains this run as it trains every other).
-    """
-    store, device = store or Store(), device or profile.device
-    key = run.key(profile, data)
-
-    def compute():
-        steps = training_snapshots_key(run, profile, data)["settings"]["steps"]
-        kept: dict[str, torch.Tensor] = {}
-
-        def keep(step: int, states: list[dict]) -> None:
-            kept.update({f"{step}/{name}": value.cpu() for name, value in states[0].items()})
-
-        (model, metrics), = train_models(run.model, run.recipe(profile), data, [run.seed], device, progress=False,
-                                         graphs=graphs, deadline=deadline, snapshot_steps=steps, on_snapshot=keep)
-        final = {name: value.cpu() for name, value in model.state_dict().items()}
-        stored = store.load(key)
-        reproduces = None if stored is None else all(torch.equal(value, stored[0][name]) for name, value in final.items())
-        if stored is None:
-            store.load_or_train(key, lambda: (final, metrics))
-        kept.update({f"final/{name}": value for name, value in final.items()})
-        return kept, {"steps": steps, "reproduces": reproduces, "test_acc": metrics["best_test_acc"]}
-
-    state, record = store.load_or_train(training_snapshots_key(run, profile, data), compute)
-    steps = record["metrics"]["steps"]
-    split = {part: {name.partition("/")[2]: value for name, value in state.items() if name.partition("/")[0] == part}
-             for part in [str(step) for step in steps] + ["final"]}
-    return Snapshots(run, steps, [split[str(step)] for step in steps], split["final"], record["metrics"]["reproduces"])
 
 
 @dataclass(frozen=True)
@@ -168,7 +94,7 @@ class Trajectory:
 
 def trajectory_key(run: Run, profile: Profile, data) -> dict:
     return run.key(profile, data, "block over training", snapshots=training_snapshots_key(run, profile, data)["settings"],
-                   examples=min(profile.origins.snapshot_examples, _test_size(data)),
+                   examples=test_count(data, profile.origins.snapshot_examples),
                    batch_size=profile.cka.batch_size)
 
 
@@ -268,7 +194,7 @@ class Dominance:
 
 def dominance_key(run: Run, profile: Profile, data, threshold: float = 0.9) -> dict:
     return run.key(profile, data, "dominant images", threshold=threshold, max_layers=profile.origins.max_layers,
-                   examples=min(profile.cka.examples or 10**9, _test_size(data)), cka=profile.cka)
+                   examples=test_count(data, profile.cka.examples), cka=profile.cka)
 
 
 def dominance(run: Run, profile: Profile, data: ImageDataset, threshold: float = 0.9, store: Store | None = None,

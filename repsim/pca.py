@@ -23,7 +23,7 @@ from torch import nn
 from .activations import ActivationCapture
 from .compare import collect_activations, model_cka
 from .data import to_float
-from .train import resolve_device
+from .devices import resolve as resolve_device
 
 
 @dataclass(frozen=True)

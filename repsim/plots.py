@@ -120,7 +120,7 @@ def heatmap_grid(rows: Sequence[Sequence], titles: Sequence[Sequence[str]], row_
 def block_trend(table, x: str, hue: str, ax: Axes | None = None, title: str | None = None,
                 legend_title: str | None = None) -> Axes:
     """Block size (fraction of layers) against ``x``, one line per value of ``hue``.
-    ``table``: a DataFrame with a ``block_fraction`` column, as from grid.block_summary."""
+    ``table``: a DataFrame with a ``block_fraction`` column, as from heatmaps.block_summary."""
     ax = _axes(ax, size=(4.0, 3.2))
     sns.lineplot(data=table, x=x, y="block_fraction", hue=hue, marker="o", palette="viridis", ax=ax,
                  errorbar=None)
@@ -211,7 +211,7 @@ def per_example_counts(correct_x, correct_y, ax: Axes | None = None, xlabel: str
 
 def block_trends(table, base_depth: int):
     """Block size against width (at ``base_depth``) and against depth (at 1x), one line
-    per training-set size; ``table``: ``grid.block_summary`` rows of residual networks
+    per training-set size; ``table``: ``heatmaps.block_summary`` rows of residual networks
     of one seed. Returns the Figure."""
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.3), layout="constrained", sharey=True)
     for ax, frame, x, title in ((axes[0], table[table["depth"] == base_depth], "width", f"ResNet-{base_depth}, wider"),
@@ -240,7 +240,7 @@ def estimator_panels(sizes: Sequence[int], aligned: Mapping[str, np.ndarray], sh
 def pc_figure(models: Sequence[dict]):
     """Paper Fig. 3, one row per model: PC1 cosine similarity between layers, PC1's share
     of variance per layer (the block shaded), the CKA heatmap, and the heatmap without
-    PC1. ``models``: dicts with ``name``, ``pcs`` (``analyses.PCAnalysis`` or None),
+    PC1. ``models``: dicts with ``name``, ``pcs`` (``run_analyses.PCAnalysis`` or None),
     ``cka`` ((L, L) or None) and ``block`` ((start, stop) or None). Returns the Figure."""
     fig, axes = plt.subplots(len(models), 4, figsize=(12.5, 3.0 * len(models)), layout="constrained", squeeze=False)
     for row, model in zip(axes, models):

@@ -12,7 +12,6 @@ per-model class accuracies).
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,15 +20,16 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from .analyses import training_metrics
-from .data import ImageDataset, load_dataset
-from .grid import train_run
+from .data import ImageDataset, load_dataset, test_count, train_count
+from .files import repsim_home
 from .models import ResNetConfig
 from .profiles import PredictionChapter, Profile
+from .run_analyses import training_metrics
 from .runs import Run
-from .store import PendingResult, Store, as_config, repsim_home
+from .store import PendingResult, Store
 from .throughput import fastest_stack
-from .train import predict, train_models
+from .train import predict
+from .trained import train_missing, train_run
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def class_tests(correct: dict, labels, classes: Sequence[str], alpha: float) -> 
 
 
 def predictions_key(run: Run, profile: Profile, data) -> dict:
-    examples = min(profile.predictions.test_examples or 10**9, len(data.test_labels) if hasattr(data, "test_labels") else 10_000)
+    examples = test_count(data, profile.predictions.test_examples)
     return run.key(profile, data, "test predictions", examples=examples)
 
 
@@ -138,7 +138,7 @@ def train_members_stacked(population: Population, profile: Profile, data: ImageD
     store = store or Store()
     device = device or profile.device
     missing = [run for run in population.runs
-               if store.load(predictions_key(run, profile, data)) is None and store.load(run.key(profile, data)) is None]
+               if predictions_key(run, profile, data) not in store and run.key(profile, data) not in store]
     if not store.compute:
         return {"stack": None, "rates": None, "trained": 0}
     stack = stack or profile.predictions.stack
@@ -148,22 +148,7 @@ def train_members_stacked(population: Population, profile: Profile, data: ImageD
             population.model, profile.training(population.train_size), len(missing), device)
     if stack < 1:
         raise ValueError(f"stack must be >= 1, got {stack}")
-    if stack > 1:
-        config = profile.training(population.train_size)
-        chunks = [missing[i : i + stack] for i in range(0, len(missing), stack)]
-        for chunk in tqdm(chunks, desc=f"{population.model.name}, {stack} at once", disable=not progress, leave=False):
-            seeds = [run.seed for run in chunk]
-            # Under a lock of its own, a stack checkpoints every epoch: a killed run resumes.
-            stack_key = as_config(population.model, config, seeds=seeds, data=data.fingerprint, analysis="stacked training")
-            with store.lock(stack_key):
-                if all(store.load(run.key(profile, data)) is not None for run in chunk):
-                    continue  # another process trained this stack meanwhile
-                trained = train_models(population.model, config, data, seeds, device, progress=False,
-                                       checkpoint=store.partial(stack_key) / "checkpoint.pt")
-                for run, (model, metrics) in zip(chunk, trained):
-                    state = {k: v.cpu() for k, v in model.state_dict().items()}
-                    store.load_or_train(run.key(profile, data), lambda state=state, metrics=metrics: (state, metrics))
-                shutil.rmtree(store.partial(stack_key), ignore_errors=True)
+    train_missing(missing, profile, data, store, device, stack=stack, progress=progress)
     return {"stack": stack, "rates": rates, "trained": len(missing)}
 
 
@@ -197,8 +182,7 @@ def population_predictions(population: Population, profile: Profile, data: Image
                            device=None, progress: bool = True, stack: int | None = None) -> torch.Tensor:
     """Predictions (members, N) of every member, training those not yet in the store.
 
-    Missing members are trained ``stack`` at a time (see ``train_members_stacked``);
-    with a stack of 1 each trains on its own through ``grid.train_run``.
+    Missing members are trained ``stack`` at a time (see ``train_members_stacked``).
     """
     store = store or Store()
     train_members_stacked(population, profile, data, store, device, stack, progress)
@@ -235,7 +219,7 @@ def population_table(populations: dict[str, Population], correct: dict[str, np.n
     for name, population in populations.items():
         c = correct.get(name)
         rows.append({"population": name, "model": population.model.name,
-                     "training images": f"{population.train_size or 50_000:,}",
+                     "training images": f"{train_count(population.train_size):,}",
                      "models": f"{0 if c is None else len(c)} of {len(population.seeds)}",
                      "mean test accuracy": c.mean() if c is not None else float("nan"),
                      "s.d. across models": c.mean(1).std(ddof=1) if c is not None else float("nan"),

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from .activations import ActivationCapture
 from .data import ImageDataset, to_float
+from .devices import resolve as resolve_device
 from .models import ResNet
-from .train import resolve_device
 
 
 def probe_layers(model: ResNet) -> list[str]:
@@ -168,7 +168,7 @@ def _accuracies(probes: _Probes, features, images, labels, batch_size) -> dict[s
 
 def block_span(rows: Sequence[dict], block_layers) -> tuple[int, int] | None:
     """(first, last) residual block, counted over the probed adds of ``rows`` (from
-    ``analyses.probe_accuracy``), whose add is one of ``block_layers``; None if none is."""
+    ``run_analyses.probe_accuracy``), whose add is one of ``block_layers``; None if none is."""
     inside = set(block_layers)
     adds = [row["layer"] for row in rows if row["layer"].endswith(".add")]
     hits = [i for i, name in enumerate(adds) if name in inside]

@@ -12,6 +12,8 @@ import math
 import sys
 from dataclasses import dataclass
 
+from .data import train_count
+from .devices import device_type
 from .models import ResNetConfig
 from .runs import Run
 from .train import TrainConfig
@@ -113,8 +115,8 @@ class PredictionChapter:
 class OriginsChapter:
     """Chapter 7: how the block arises (Nguyen, Raghu & Kornblith 2022), beyond the paper."""
 
-    # The runs followed through training, both from the Sec. 3 grid (grid.block_runs).
-    # None picks them there (origins.origin_runs): the first of blocks.seed_architectures
+    # The runs followed through training, both from the Sec. 3 grid (heatmaps.block_runs).
+    # None picks them there (Profile.followed_runs): the first of blocks.seed_architectures
     # on blocks.full_size (whose other seeds serve "across seeds"), and the shallowest
     # depth (1x) on the largest training-set prefix.
     with_block: Run | None = None
@@ -154,19 +156,27 @@ class Profile:
         few even for BatchNorm's running statistics (momentum 0.01) to settle, so the
         epochs grow until the run takes at least ``min_steps`` steps.
         """
-        steps_per_epoch = (train_size or 50_000) // self.train.batch_size
+        steps_per_epoch = train_count(train_size) // self.train.batch_size
         epochs = max(self.train.epochs, math.ceil(self.min_steps / max(steps_per_epoch, 1)))
         return dataclasses.replace(self.train, train_size=train_size, epochs=epochs)
 
     def may_compute(self, device: str | None) -> bool:
         """Whether chapters run on ``device`` ("cpu", "cuda", "auto" or None: the
         profile's) train and analyse what neither the store nor the results hold."""
-        import torch
+        return device_type(device or self.device) in self.compute_on
 
-        device = device or self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.device(device).type in self.compute_on
+    def followed_runs(self, seed: int = 0) -> list[Run]:
+        """Chapter 7's runs followed through training, [with a block, without a block]:
+        ``origins``' runs, or by default the first seed architecture (else the deepest 1x
+        network) on ``blocks.full_size`` and the shallowest 1x network on the largest
+        training-set prefix of the Sec. 3 grid (so chapter 3 trains both); ``seed`` is
+        added to their seeds."""
+        o, b = self.origins, self.blocks
+        largest = max(b.train_sizes, key=lambda size: float("inf") if size is None else size, default=b.full_size)
+        deepest = b.seed_architectures[0] if b.seed_architectures else ResNetConfig(max(b.depths))
+        with_block = o.with_block or Run(deepest, b.full_size)
+        without_block = o.without_block or Run(ResNetConfig(min(b.depths)), largest)
+        return [with_block.with_seed(with_block.seed + seed), without_block.with_seed(without_block.seed + seed)]
 
     def with_overrides(self, **overrides) -> "Profile":
         """A copy with top-level fields replaced; unknown names raise a clear error."""

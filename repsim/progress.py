@@ -32,13 +32,6 @@ def report_epoch(name: str, seeds: Sequence[int], images: int, done: int, epochs
            f"{seconds_per_epoch:.1f} s per epoch, {left} left")
 
 
-def report_computing(config: dict) -> None:
-    """Report that the store entry keyed by ``config`` is missing and being computed."""
-    what = config.get("analysis")
-    model = _run_name(config)
-    report(f"computing {what} of {model}" if what else f"training {model}")
-
-
 def duration(seconds: float) -> str:
     """"41 s", "12 min", "1.5 h"."""
     if seconds < 90:
@@ -53,17 +46,3 @@ def _seeds(seeds: Sequence[int]) -> str:
     if seeds == list(range(seeds[0], seeds[0] + len(seeds))):
         return f"seeds {seeds[0]} to {seeds[-1]}"
     return f"seeds {', '.join(map(str, seeds))}" if len(seeds) <= 5 else f"{len(seeds)} seeds"
-
-
-def _run_name(config: dict) -> str:
-    """"ResNet-56 (1x) on 1,000 images, seed 0" for a key built by ``runs.Run.key``; the
-    key's hash for any other configuration."""
-    from .models import ResNetConfig  # late: only a computing entry needs the model classes
-    from .runs import Run
-    from .store import config_key
-
-    try:
-        model = ResNetConfig(**config["ResNetConfig"])
-        return Run(model, config["TrainConfig"]["train_size"], config["seed"]).name
-    except (KeyError, TypeError, ValueError):
-        return f"store entry {config_key(config)}"

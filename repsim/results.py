@@ -20,11 +20,10 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from .store import atomic_write_bytes, config_key
+from .files import atomic_write_bytes, config_key
 
 RESULTS_FORMAT = "repsim-results-1"
 ENTRY_FORMAT = "repsim-entry-1"
@@ -141,7 +140,3 @@ class ResultsArchive:
     def __contains__(self, config: dict) -> bool:
         return config_key(config) in self.index()
 
-
-def json_ready(value: Any) -> Any:
-    """``value`` as it comes back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(value))

@@ -15,8 +15,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from .files import as_config, config_key
 from .models import ResNetConfig
-from .store import as_config
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,13 @@ def model_key(model: ResNetConfig, recipe, seed: int, data) -> dict:
     """The store key of one trained model: architecture, recipe, seed and data."""
     fingerprint = data if isinstance(data, str) else data.fingerprint
     return as_config(model, recipe, seed=int(seed), data=fingerprint)
+
+
+def describe_key(config: dict) -> str:
+    """"ResNet-56 (1x) on 1,000 images, seed 0" for a key built by ``Run.key``; the
+    key's hash for any other configuration."""
+    try:
+        model = ResNetConfig(**config["ResNetConfig"])
+        return Run(model, config["TrainConfig"]["train_size"], config["seed"]).name
+    except (KeyError, TypeError, ValueError):
+        return f"store entry {config_key(config)}"

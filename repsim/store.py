@@ -16,8 +16,6 @@ is complete.
 
 from __future__ import annotations
 
-import dataclasses
-import fcntl
 import hashlib
 import io
 import json
@@ -25,115 +23,26 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import devices
-from .progress import report_computing
-
-
-def repsim_home() -> Path:
-    """Root for data caches and the model store: ``$REPSIM_HOME`` or ``~/.cache/repsim``."""
-    return Path(os.environ.get("REPSIM_HOME", Path.home() / ".cache" / "repsim")).expanduser()
-
-
-def atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)  # make the rename itself survive a power cut
-
-
-def _fsync_directory(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on directories; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Delete temporary files left by a writer that was killed mid-write. Only call this
-    while holding the lock that serialises writers to ``folder``."""
-    if folder.is_dir():
-        for tmp in folder.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
-def _torch_bytes(obj: Any) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to ``path`` through a temporary file and an atomic rename."""
-    atomic_write_bytes(_torch_bytes(obj), Path(path))
-
-
-# Files that carry their own checksum: this header line, then the torch.save bytes.
-_CHECKED_MAGIC = b"repsim-sha256:"
-
-
-def save_checked(obj: Any, path: Path) -> None:
-    """Atomically ``torch.save`` ``obj`` behind a SHA-256 header, for ``load_checked``."""
-    data = _torch_bytes(obj)
-    atomic_write_bytes(_CHECKED_MAGIC + hashlib.sha256(data).hexdigest().encode() + b"\n" + data, Path(path))
-
-
-def load_checked(path: Path) -> Any | None:
-    """What ``save_checked`` wrote to ``path``; None if the file is missing, truncated,
-    altered, or not in this format (so the caller rebuilds it rather than trusting it)."""
-    try:
-        raw = Path(path).read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        return None
-    header, _, data = raw.partition(b"\n")
-    if not header.startswith(_CHECKED_MAGIC) or header[len(_CHECKED_MAGIC):] != hashlib.sha256(data).hexdigest().encode():
-        return None
-    return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-
-
-def _as_json(config: dict) -> dict:
-    return json.loads(json.dumps(config))
-
-
-def config_key(config: dict) -> str:
-    """A stable 20-hex-digit key for a JSON-serialisable configuration."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def as_config(*parts: Any, **named: Any) -> dict:
-    """Merge dataclass configs and plain values into one JSON-ready dict: a positional
-    dataclass goes under its type's name, a named one is turned into a dict too."""
-    out = {}
-    for part in parts:
-        out[type(part).__name__] = dataclasses.asdict(part)
-    for name, value in named.items():
-        out[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
-    return out
+from .files import (
+    as_json,
+    atomic_write_bytes,
+    config_key,
+    file_lock,
+    remove_stale_temporaries,
+    repsim_home,
+    torch_bytes,
+)
+from .progress import report
+from .results import ResultsArchive, default_root
+from .runs import describe_key
 
 
 def provenance() -> dict:
@@ -159,23 +68,6 @@ def provenance() -> dict:
         "numpy": numpy.__version__,
         "device": devices.describe(),
     }
-
-
-@contextmanager
-def file_lock(path: Path):
-    """An exclusive ``flock`` on ``path`` (created if missing), held for the ``with`` body.
-
-    The lock file is never deleted: removing it would let a waiter and a newcomer lock
-    two different files of the same name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _log_access(config: dict, source: str, device: str | None) -> None:
@@ -218,8 +110,6 @@ class Store:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, compute: bool = True, results=None) -> None:
-        from .results import ResultsArchive, default_root
-
         self.root = Path(root) if root is not None else repsim_home() / "store"
         self.compute = compute
         self.results = results if results is not None else ResultsArchive(default_root())
@@ -238,10 +128,36 @@ class Store:
     def load(self, config: dict) -> tuple[dict, dict] | None:
         """(state_dict, record) of a complete, intact entry here or among the committed
         results, else None."""
-        return self._load_local(config) or self.results.load(_as_json(config))
+        return self._load_local(config) or self.results.load(as_json(config))
+
+    def __contains__(self, config: dict) -> bool:
+        """Whether ``config`` has an entry here or among the committed results, told from
+        the record alone (no weights are read or hashed: ``load`` checks those)."""
+        config = as_json(config)
+        try:
+            record = json.loads((self.entry(config) / "record.json").read_bytes())
+        except (FileNotFoundError, IsADirectoryError, ValueError):
+            record = None
+        if (isinstance(record, dict) and record.get("config") == config and (self.entry(config) / "model.pt").is_file()
+                and record.get("record_sha256") == _record_digest(record)):
+            return True
+        return config in self.results
+
+    def put(self, config: dict, state: dict, metrics: dict, seconds: float = 0.0) -> dict:
+        """Store ``state`` computed elsewhere (one member of a stack, say) under ``config``,
+        unless an entry is there already; the entry's record either way."""
+        config = as_json(config)
+        with self.lock(config):
+            found = self._found(config)
+            if found is not None:
+                return found[1]
+            remove_stale_temporaries(self.entry(config))
+            record = self._write(config, state, metrics, seconds)
+            _log_access(config, "computed", record["provenance"]["device"])
+            return record
 
     def _load_local(self, config: dict) -> tuple[dict, dict] | None:
-        config = _as_json(config)
+        config = as_json(config)
         entry = self.entry(config)
         try:
             record = json.loads((entry / "record.json").read_bytes())
@@ -264,7 +180,7 @@ class Store:
         wall time and ``provenance()``. ``train`` runs while this process holds the key's
         lock, so it may checkpoint into ``self.partial(config)``.
         """
-        config = _as_json(config)  # tuples become lists, as they come back from record.json
+        config = as_json(config)  # tuples become lists, as they come back from record.json
         found = self._found(config)
         if found is not None:
             return found
@@ -278,7 +194,8 @@ class Store:
                 return found
             remove_stale_temporaries(entry)
             remove_stale_temporaries(self.partial(config))
-            report_computing(config)
+            report(f"computing {config['analysis']} of {describe_key(config)}" if "analysis" in config
+                   else f"training {describe_key(config)}")
             start = time.perf_counter()
             state, metrics = train()
             record = self._write(config, state, metrics, time.perf_counter() - start)
@@ -298,14 +215,14 @@ class Store:
 
     def _write(self, config: dict, state: Any, metrics: dict, seconds: float) -> dict:
         """Write the entry for ``config``; the caller holds the key's lock."""
-        config = _as_json(config)
+        config = as_json(config)
         entry = self.entry(config)
-        weights = _torch_bytes(state)
+        weights = torch_bytes(state)
         # The old record goes first: from here until the new record lands, the entry
         # reads as missing rather than as a mismatched pair.
         (entry / "record.json").unlink(missing_ok=True)
         atomic_write_bytes(weights, entry / "model.pt")
-        record = _as_json({
+        record = as_json({
             "config": config,
             "metrics": metrics,
             "train_seconds": seconds,

@@ -20,7 +20,13 @@ from torch import nn
 from .models import ResNet, ResNetConfig, layer_names
 from .stacked import StackedResNet
 from .steps import make_step
-from .train import TrainConfig, _new_member, make_optimizer, resolve_device, set_learning_rate
+from .train import (
+    TrainConfig,
+    _new_member,
+    make_optimizer,
+    resolve_device,
+    set_learning_rate,
+)
 
 
 def stack_throughput(model_config: ResNetConfig, config: TrainConfig, stack_sizes, device=None,

@@ -35,13 +35,14 @@ from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
 from .devices import autocast_dtype, precision_name
-from .devices import resolve as resolve_device  # imported from here by many modules
+from .devices import resolve as resolve_device
+from .files import as_config, load_checked, save_checked
 from .models import ResNet, ResNetConfig
 from .progress import report_epoch
 from .runs import model_key
 from .stacked import StackedResNet, stacked_accuracies
 from .steps import make_step
-from .store import Store, as_config, load_checked, save_checked
+from .store import Store
 
 _OPTIONAL = ("train_size", "eval_size", "evaluations")
 LR_STEPS = ("epoch", "step")

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_data import TINY_CLASSES, check_tiny, make_archive, make_image_folder
 from torch import nn
 
 import repsim.data as data
@@ -19,7 +20,6 @@ from repsim.data import DataUnavailableError, is_available, load_dataset
 from repsim.models import ResNet, ResNetConfig, delete_blocks
 from repsim.profiles import get_profile
 from repsim.train import TrainConfig, train_model
-from test_data import TINY_CLASSES, check_tiny, make_archive, make_image_folder
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from repsim.book.toc import toc_chapters
 from repsim.book.sitecheck import check_links
+from repsim.book.toc import toc_chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -60,7 +60,7 @@ def test_block_claims_count_each_comparison_and_name_what_is_pending():
 
 def test_block_claims_from_nothing_harvested_are_all_pending():
     """The table of a paper-scale chapter before any window: every heatmap pending."""
-    from repsim.grid import block_table
+    from repsim.heatmaps import block_table
 
     table = block_table([None, None], threshold=0.9)
     rows = claims.block_claims(table[table["classes"] == 10], 26, 0, [ResNetConfig(164)], None)

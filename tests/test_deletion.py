@@ -64,7 +64,7 @@ def test_networks_without_residuals_are_refused():
 
 
 def test_deletion_drop_reads_the_stage_rows():
-    from repsim.analyses import deletion_drop
+    from repsim.run_analyses import deletion_drop
 
     rows = [{"stage": 3, "deleted": k, "test_acc": acc} for k, acc in enumerate([0.5, 0.48, 0.40, 0.2, 0.1])]
     rows += [{"stage": 2, "deleted": 0, "test_acc": 0.5}, {"stage": 2, "deleted": 1, "test_acc": 0.45}]

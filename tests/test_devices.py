@@ -7,7 +7,7 @@ import torch
 
 from repsim import devices
 from repsim.book import provenance
-from repsim.train import resolve_device
+from repsim.devices import resolve as resolve_device
 
 
 def test_resolve_and_describe():

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from repsim.store import Store, _record_digest, load_checked, save_checked
+from repsim.files import load_checked, save_checked
+from repsim.store import Store, _record_digest
 
 CONFIG = {"ResNetConfig": {"depth": 8, "width": 1}, "seed": 0, "data": "abc"}
 TIMEOUT = 240  # seconds; generous for a loaded 2-core machine

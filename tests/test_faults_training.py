@@ -22,8 +22,9 @@ import torch
 
 import repsim.train as train_module
 from repsim.data import ImageDataset
+from repsim.files import as_config, load_checked, save_checked
 from repsim.models import ResNetConfig
-from repsim.store import Store, as_config, load_checked, save_checked
+from repsim.store import Store
 from repsim.train import TrainConfig, train_model, trained_model
 
 MODEL = ResNetConfig(depth=8)

@@ -18,13 +18,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from repsim.files import config_key
 from repsim.harvest import costs
 from repsim.harvest.bundle import BundleError, BundleWriter, import_bundles, read_bundle
-from repsim.harvest.plan import (FIG1_DEPTH, FIG1_WIDTH, Job, chapter_requests, complete_figures, job_estimate, mark,
-                                 plan_jobs, plan_windows, runs_to_train)
+from repsim.harvest.plan import (
+    FIG1_DEPTH,
+    FIG1_WIDTH,
+    Job,
+    chapter_requests,
+    complete_figures,
+    job_estimate,
+    mark,
+    plan_jobs,
+    plan_windows,
+    runs_to_train,
+)
 from repsim.profiles import get_profile
 from repsim.results import pack_entry, read_manifest
-from repsim.store import config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 

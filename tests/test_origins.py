@@ -16,13 +16,19 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from repsim import dominant, grid, origins, plots  # noqa: E402
+from repsim import dominant, heatmaps, origins, plots, snapshots, trained  # noqa: E402
 from repsim.blocks import find_block  # noqa: E402
 from repsim.compare import collect_activations, model_cka  # noqa: E402
 from repsim.data import ImageDataset  # noqa: E402
 from repsim.models import ResNet, ResNetConfig  # noqa: E402
 from repsim.pca import first_pc  # noqa: E402
-from repsim.profiles import CKASettings, OriginsChapter, ProbeChapter, Profile, get_profile  # noqa: E402
+from repsim.profiles import (  # noqa: E402
+    CKASettings,
+    OriginsChapter,
+    ProbeChapter,
+    Profile,
+    get_profile,
+)
 from repsim.runs import Run  # noqa: E402
 from repsim.store import Store  # noqa: E402
 from repsim.train import TrainConfig, train_models  # noqa: E402
@@ -53,14 +59,14 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 # -- snapshots ------------------------------------------------------------------------------
 def test_snapshot_steps_are_log_spaced_from_initialisation_to_the_end():
-    steps = origins.snapshot_steps(400, 8)
+    steps = snapshots.snapshot_steps(400, 8)
     assert steps[0] == 0 and steps[1] == 1 and steps[-1] == 400 and len(steps) == 8
     assert all(b > a for a, b in zip(steps, steps[1:]))
     ratios = np.diff(np.log(steps[1:]))
     np.testing.assert_allclose(ratios, ratios.mean(), rtol=0.2)  # evenly spaced in log step
-    assert origins.snapshot_steps(3, 10) == [0, 1, 2, 3]  # duplicates collapse
+    assert snapshots.snapshot_steps(3, 10) == [0, 1, 2, 3]  # duplicates collapse
     with pytest.raises(ValueError):
-        origins.snapshot_steps(0, 4)
+        snapshots.snapshot_steps(0, 4)
 
 
 def test_snapshots_leave_the_trained_model_unchanged_and_come_at_the_requested_steps(tiny_data):
@@ -86,27 +92,27 @@ def test_snapshots_leave_the_trained_model_unchanged_and_come_at_the_requested_s
 
 def test_retraining_with_snapshots_reproduces_the_stored_run_and_is_cached(tmp_path, tiny_data, tiny_profile, monkeypatch):
     store = Store(tmp_path)
-    stored, _ = grid.train_run(RUN, tiny_profile, tiny_data, store)  # as chapter 3 trains it
-    snaps = origins.training_snapshots(RUN, tiny_profile, tiny_data, store)
+    stored, _ = trained.train_run(RUN, tiny_profile, tiny_data, store)  # as chapter 3 trains it
+    snaps = snapshots.training_snapshots(RUN, tiny_profile, tiny_data, store)
     assert snaps.reproduces is True  # the CPU loop is deterministic
-    assert snaps.steps == origins.snapshot_steps(origins.total_steps(RUN, tiny_profile, tiny_data), 4) == [0, 1, 2, 4]
+    assert snaps.steps == snapshots.snapshot_steps(snapshots.total_steps(RUN, tiny_profile, tiny_data), 4) == [0, 1, 2, 4]
     assert _states_equal(snaps.final, stored.state_dict()) and _states_equal(snaps.states[-1], snaps.final)
-    monkeypatch.setattr(origins, "train_models", lambda *a, **k: pytest.fail("retrained instead of loading"))
-    assert origins.training_snapshots(RUN, tiny_profile, tiny_data, store).steps == snaps.steps
+    monkeypatch.setattr(snapshots, "train_models", lambda *a, **k: pytest.fail("retrained instead of loading"))
+    assert snapshots.training_snapshots(RUN, tiny_profile, tiny_data, store).steps == snaps.steps
 
 
 def test_snapshot_training_stores_a_missing_run_so_nothing_trains_it_again(tmp_path, tiny_data, tiny_profile, monkeypatch):
     store = Store(tmp_path)
-    snaps = origins.training_snapshots(RUN, tiny_profile, tiny_data, store)
+    snaps = snapshots.training_snapshots(RUN, tiny_profile, tiny_data, store)
     assert snaps.reproduces is None
     monkeypatch.setattr("repsim.train.train_model", lambda *a, **k: pytest.fail("trained twice"))
-    model, _ = grid.train_run(RUN, tiny_profile, tiny_data, store)
+    model, _ = trained.train_run(RUN, tiny_profile, tiny_data, store)
     assert _states_equal(model.state_dict(), snaps.final)
 
 
 def test_keys_need_only_the_data_fingerprint(tiny_data, tiny_profile):
     # The harvest plans with keys built from a fingerprint; they must be the chapter's.
-    for key in (origins.training_snapshots_key, origins.trajectory_key, origins.dominance_key, origins.removal_key):
+    for key in (snapshots.training_snapshots_key, origins.trajectory_key, origins.dominance_key, origins.removal_key):
         assert key(RUN, tiny_profile, tiny_data.fingerprint) == key(RUN, tiny_profile, tiny_data)
     assert origins.trajectory_key(RUN, tiny_profile, tiny_data) != origins.trajectory_key(RUN.with_seed(1), tiny_profile,
                                                                                           tiny_data)
@@ -115,13 +121,13 @@ def test_keys_need_only_the_data_fingerprint(tiny_data, tiny_profile):
 def test_the_followed_runs_keep_their_snapshots_when_first_trained(tmp_path, tiny_data, tiny_profile, monkeypatch):
     followed = dataclasses.replace(tiny_profile, origins=dataclasses.replace(tiny_profile.origins, with_block=RUN))
     store = Store(tmp_path)
-    model, _ = grid.train_run(RUN, followed, tiny_data, store)  # as chapter 3 trains it
-    monkeypatch.setattr(origins, "train_models", lambda *a, **k: pytest.fail("trained twice"))
-    snaps = origins.training_snapshots(RUN, followed, tiny_data, store)
+    model, _ = trained.train_run(RUN, followed, tiny_data, store)  # as chapter 3 trains it
+    monkeypatch.setattr(snapshots, "train_models", lambda *a, **k: pytest.fail("trained twice"))
+    snaps = snapshots.training_snapshots(RUN, followed, tiny_data, store)
     assert snaps.reproduces is None and _states_equal(snaps.final, model.state_dict())
     other = Run(ResNetConfig(depth=8), train_size=32)  # not followed: trained without snapshots
-    grid.train_run(other, followed, tiny_data, store)
-    assert store.load(origins.training_snapshots_key(other, followed, tiny_data)) is None
+    trained.train_run(other, followed, tiny_data, store)
+    assert store.load(snapshots.training_snapshots_key(other, followed, tiny_data)) is None
 
 
 def test_trajectory_ends_at_the_final_model(tmp_path, tiny_data, tiny_profile):
@@ -259,7 +265,7 @@ def test_dominance_and_removal_are_cached_and_start_from_the_chapter_3_heatmap(t
     d = origins.dominance(RUN, tiny_profile, tiny_data, 0.9, store)
     assert d.pc_scores.shape == (len(d.layers), 40) and 1 <= len(d.layers) <= tiny_profile.origins.max_layers
     removal = origins.removal_heatmaps(RUN, tiny_profile, tiny_data, 0.9, store)
-    np.testing.assert_allclose(removal.dominant[0], grid.heatmap(RUN, tiny_profile, tiny_data, store).cka, atol=1e-6)
+    np.testing.assert_allclose(removal.dominant[0], heatmaps.heatmap(RUN, tiny_profile, tiny_data, store).cka, atol=1e-6)
     np.testing.assert_allclose(removal.random[0], removal.dominant[0])
     assert removal.dominant.shape == (3, len(removal.layers), len(removal.layers))
     monkeypatch.setattr(origins, "cka_without_images", lambda *a, **k: pytest.fail("recomputed"))
@@ -329,8 +335,8 @@ def test_verdicts_one_row_per_finding():
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
 def test_origin_runs_come_from_the_block_grid(name):
     profile = get_profile(name)
-    grid_runs = set(grid.block_runs(profile.blocks))
-    with_block, without_block = origins.origin_runs(profile)
+    grid_runs = set(heatmaps.block_runs(profile.blocks))
+    with_block, without_block = profile.followed_runs()
     assert with_block in grid_runs and without_block in grid_runs and with_block != without_block
     assert set(origins.seed_runs(profile)) <= grid_runs and origins.seed_runs(profile)[0] == with_block
     assert origins.fmt(None) == "pending" and origins.fmt(0.25, ".0%") == "25%"

@@ -24,7 +24,7 @@ BROUGHT_BY = {"sphinx": "jupyter-book", "docutils": "jupyter-book", "myst_nb": "
 
 def test_the_science_imports_none_of_the_books_tools():
     # A fresh interpreter: this test session has imported the book's tools already.
-    code = ("import sys, repsim.cka, repsim.models, repsim.train, repsim.store, repsim.analyses, repsim.populations; "
+    code = ("import sys, repsim.cka, repsim.models, repsim.train, repsim.store, repsim.run_analyses, repsim.populations; "
             f"print([m for m in {BOOK_TOOLS!r} if m in sys.modules])")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -5,7 +5,6 @@ the windows so far (what is there, the rest pending). Never an error."""
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import jupytext

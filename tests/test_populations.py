@@ -6,11 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from repsim import grid, populations
+from repsim import populations
 from repsim.data import ImageDataset
 from repsim.models import ResNetConfig
-from repsim.populations import (Population, architecture_pairs, class_accuracies, per_example_accuracy, spread,
-                                spread_excess, spread_with_error, welch_per_class)
+from repsim.populations import (
+    Population,
+    architecture_pairs,
+    class_accuracies,
+    per_example_accuracy,
+    spread,
+    spread_excess,
+    spread_with_error,
+    welch_per_class,
+)
 from repsim.profiles import PredictionChapter, Profile
 from repsim.runs import Run
 from repsim.store import Store

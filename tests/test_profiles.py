@@ -117,7 +117,7 @@ def test_grid_vs_paper_shows_both_grids():
 
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
 def test_chapter_4_analyses_models_of_chapter_3(name):
-    from repsim.grid import block_runs
+    from repsim.heatmaps import block_runs
 
     profile = get_profile(name)
     runs = block_runs(profile.blocks)
@@ -127,7 +127,7 @@ def test_chapter_4_analyses_models_of_chapter_3(name):
 
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
 def test_chapter_5_compares_models_of_chapter_3(name):
-    from repsim.grid import block_runs
+    from repsim.heatmaps import block_runs
 
     profile = get_profile(name)
     runs = block_runs(profile.blocks)

@@ -7,8 +7,16 @@ import json
 import pytest
 import torch
 
-from repsim.results import (ResultsArchive, pack_entry, read_manifest, sha256, unpack_entry, write_manifest)
-from repsim.store import PendingResult, Store, config_key
+from repsim.files import config_key
+from repsim.results import (
+    ResultsArchive,
+    pack_entry,
+    read_manifest,
+    sha256,
+    unpack_entry,
+    write_manifest,
+)
+from repsim.store import PendingResult, Store
 
 
 def _entry(config: dict, state: dict, record: dict, folder, exact: bool = False) -> None:

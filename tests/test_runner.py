@@ -8,13 +8,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 import torch
+import yaml
 
 from repsim.book import provenance
 from repsim.book.runner import main
 from repsim.book.toc import toc_chapters
-from repsim.store import config_key
+from repsim.files import config_key
 
 ROOT = Path(__file__).resolve().parents[1]
 

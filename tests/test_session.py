@@ -26,7 +26,7 @@ def _session(tmp_path, compute: bool) -> Session:
 
 
 def test_a_pending_result_comes_back_as_none_and_is_noted(tmp_path):
-    from repsim.grid import heatmap
+    from repsim.heatmaps import heatmap
 
     run = Run(ResNetConfig(8), 64)
     reading = _session(tmp_path, compute=False)

@@ -8,7 +8,6 @@ import torch
 
 from repsim import populations
 from repsim.data import ImageDataset
-from repsim.grid import train_run
 from repsim.models import ResNet, ResNetConfig
 from repsim.populations import Population, train_members_stacked
 from repsim.profiles import PredictionChapter, Profile
@@ -16,6 +15,7 @@ from repsim.stacked import StackedResNet
 from repsim.store import Store
 from repsim.throughput import fastest_stack
 from repsim.train import TrainConfig, train_model, train_models
+from repsim.trained import train_run
 
 
 def _tiny_data(n_train: int = 128, n_test: int = 40) -> ImageDataset:

@@ -12,7 +12,14 @@ from repsim.models import ResNetConfig
 from repsim.stacked import StackedResNet
 from repsim.steps import EagerStep, GraphedStep, _restore_in_place, make_step
 from repsim.throughput import model_cost
-from repsim.train import DeadlineExceeded, TrainConfig, _new_member, make_optimizer, set_learning_rate, train_model
+from repsim.train import (
+    DeadlineExceeded,
+    TrainConfig,
+    _new_member,
+    make_optimizer,
+    set_learning_rate,
+    train_model,
+)
 
 
 def test_the_papers_schedule_is_cosine_stepped_per_epoch():

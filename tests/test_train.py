@@ -16,9 +16,17 @@ from torch import nn
 import repsim
 import repsim.store as store_module
 import repsim.train as train_module
+from repsim.files import as_config, atomic_write_bytes, config_key, torch_bytes
 from repsim.models import ResNet, ResNetConfig
-from repsim.store import Store, as_config, atomic_save, config_key
-from repsim.train import TrainConfig, _param_groups, accuracy, predict, resolve_device, trained_model
+from repsim.store import Store
+from repsim.train import (
+    TrainConfig,
+    _param_groups,
+    accuracy,
+    predict,
+    resolve_device,
+    trained_model,
+)
 
 TINY_MODEL = ResNetConfig(depth=8, width=1)
 # 2,000 images, 3 epochs: about 15 s on 2 CPU cores. Batch 16 gives 375 SGD steps, enough
@@ -258,7 +266,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         store.load_or_train({**CONFIG, "seed": 6}, broken)
     assert not store.entry({**CONFIG, "seed": 6}).exists()
 
-    atomic_save({"x": torch.ones(2)}, tmp_path / "deep" / "file.pt")
+    atomic_write_bytes(torch_bytes({"x": torch.ones(2)}), tmp_path / "deep" / "file.pt")
     assert torch.equal(torch.load(tmp_path / "deep" / "file.pt")["x"], torch.ones(2))
     assert not list(tmp_path.rglob("*.tmp"))
 

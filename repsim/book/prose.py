@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..data import train_count
 from ..properties import off_diagonal
 
 
@@ -150,7 +151,7 @@ def chapter6(chapter, correct: dict, excess: dict | None, tests, pair_table, dat
         "excess": f"{excess['excess']:.4f} ± {excess['standard_error']:.4f}" if excess else "pending",
         "z": number(excess["z"] if excess else None, "{:.1f}"),
         "f_models": ", ".join(run.model.name for run in chapter.architectures)
-        + f" (on {chapter.architectures[0].train_size or 50_000:,} training images)",
+        + f" (on {train_count(chapter.architectures[0].train_size):,} training images)",
         "f_pairs": len(pair_table), "f_positive": int((pair_table["z"] > 2).sum()) if len(pair_table) else 0,
         "class_data": f"{DATA_NAMES[data.name]} ({data.num_classes} classes)",
         "significant": f"{significant} of {len(tests)}" if significant is not None else "pending",

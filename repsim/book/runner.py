@@ -44,9 +44,9 @@ from repsim.book import provenance, terminal, toc
 from repsim.book.coverage import Coverage, read_access_log
 from repsim.book.paper_page import paper_page
 from repsim.book.toc import toc_chapters
+from repsim.files import repsim_home
 from repsim.profiles import chapter_device, get_profile
 from repsim.results import default_root, read_manifest
-from repsim.store import repsim_home
 
 
 def parse_param(text: str) -> tuple[str, Any]:

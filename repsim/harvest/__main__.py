@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -51,8 +50,8 @@ def main(argv=None) -> int:
         print("error: --profile is required (smoke, laptop or paper)", file=sys.stderr)
         return 2
     from ..data import load_dataset
+    from ..devices import resolve as resolve_device
     from ..profiles import get_profile
-    from ..train import resolve_device
 
     try:
         profile = get_profile(args.profile)
@@ -134,8 +133,17 @@ def _plan(profile, data, results_root: Path | None, out: Path | None, as_json: b
     from . import costs
     from .bundle import harvested
     from .execute import Measurements
-    from .plan import (PRIORITIES, WINDOW_CALLS, complete_figures, job_estimate, mark, member_estimate, plan_jobs,
-                       plan_windows, population_stack)
+    from .plan import (
+        PRIORITIES,
+        WINDOW_CALLS,
+        complete_figures,
+        job_estimate,
+        mark,
+        member_estimate,
+        plan_jobs,
+        plan_windows,
+        population_stack,
+    )
 
     rates = costs.device_rates("cuda" if profile.device == "cuda" else "cpu")
     graphs = profile.device == "cuda"

@@ -16,6 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from ..data import test_count, train_count
 from ..models import ResNetConfig
 from ..throughput import model_cost
 
@@ -74,13 +75,13 @@ def training_seconds(model: ResNetConfig, recipe, rates: DeviceRates, graphs: bo
     """Estimated seconds to train ``members`` models of ``model`` with ``recipe``
     (a ``train.TrainConfig``), scoring included."""
     cost = model_cost(model)
-    images = recipe.train_size or 50_000
+    images = train_count(recipe.train_size)
     steps = recipe.epochs * (images // recipe.batch_size)
     batch = recipe.batch_size * members
     arithmetic = cost.training_flops * batch / rates.train_flops
     traffic = cost.activation_elements * BYTES_PER_TRAINING_ELEMENT * batch / rates.train_bytes
     launches = 3 * cost.modules * (rates.graphed_launch if graphs else rates.launch)
-    scoring = len(recipe.scored_epochs()) * forward_seconds(model, min(recipe.eval_size or 10_000, 10_000), rates)
+    scoring = len(recipe.scored_epochs()) * forward_seconds(model, test_count(None, recipe.eval_size), rates)
     return steps * max(arithmetic, traffic, launches) + members * scoring
 
 

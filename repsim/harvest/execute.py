@@ -27,11 +27,13 @@ from pathlib import Path
 import torch
 
 from ..data import ImageDataset
+from ..files import config_key
 from ..profiles import Profile
 from ..results import ResultsArchive, pack_entry
-from ..store import Store, config_key
+from ..store import Store
 from ..throughput import fastest, fastest_stack, model_cost
-from ..train import DeadlineExceeded, train_models
+from ..train import DeadlineExceeded
+from ..trained import train_missing
 from . import costs
 from .bundle import TOTAL_BYTES, BundleWriter, harvested
 from .plan import KINDS, Estimate, Job, job_estimate, mark, plan_jobs, runs_to_train
@@ -242,27 +244,23 @@ class Harvest:
     def _train(self, runs) -> None:
         """Train ``runs`` (one architecture, one prefix; several seeds train as one stack)
         into the scratch store, unless they are there already."""
-        runs = [run for run in runs if self.store.load(run.key(self.profile, self.data)) is None]
-        if not runs:
+        trained = train_missing(runs, self.profile, self.data, self.store, self.device, graphs=self.graphs,
+                                deadline=self.deadline - RESERVE, checkpoint=False)
+        if not trained:
             return
-        recipe = runs[0].recipe(self.profile)
-        trained = train_models(runs[0].model, recipe, self.data, [run.seed for run in runs], self.device,
-                               progress=False, graphs=self.graphs, deadline=self.deadline - RESERVE)
-        metrics = trained[0][1]
+        model, metrics = trained[0][0].model, trained[0][1]
         if metrics.get("graph_fallback"):
-            self.log(f"  CUDA graph not used for {runs[0].model.name}, trained eagerly: {metrics['graph_fallback']}")
+            self.log(f"  CUDA graph not used for {model.name}, trained eagerly: {metrics['graph_fallback']}")
         # The share of the device's matrix rate (bf16 on a GPU) that the training step reaches.
-        share = metrics["images_per_second"] * model_cost(runs[0].model).training_flops / self.matmul_flops
-        for run, (model, member_metrics) in zip(runs, trained):
-            state = {k: v.cpu() for k, v in model.state_dict().items()}
-            self.store.load_or_train(run.key(self.profile, self.data), lambda s=state, m=member_metrics: (s, m))
+        share = metrics["images_per_second"] * model_cost(model).training_flops / self.matmul_flops
+        for run, member_metrics in trained:
             self.log(f"  trained {run.name}: test {member_metrics['best_test_acc']:.4f}, "
                      f"train {member_metrics['train_acc']:.4f}, {member_metrics['images_per_second']:.0f} img/s "
-                     f"({share:.1%} of the matrix rate), {member_metrics['train_seconds'] * len(runs):.1f} s")
-        self.measured.add({"kind": "train", "model": runs[0].model.name, "batch": recipe.batch_size,
-                           "images_per_second": metrics["images_per_second"] / len(runs),
-                           "graphs": metrics["cuda_graphs"], "stacked": len(runs), "autocast": metrics["autocast"],
-                           "train_seconds": metrics["train_seconds"] * len(runs), "matmul_share": share})
+                     f"({share:.1%} of the matrix rate), {member_metrics['train_seconds'] * len(trained):.1f} s")
+        self.measured.add({"kind": "train", "model": model.name, "batch": trained[0][0].recipe(self.profile).batch_size,
+                           "images_per_second": metrics["images_per_second"] / len(trained),
+                           "graphs": metrics["cuda_graphs"], "stacked": len(trained), "autocast": metrics["autocast"],
+                           "train_seconds": metrics["train_seconds"] * len(trained), "matmul_share": share})
 
     def _forget(self, job: Job) -> None:
         """Drop the job's models from the scratch store: their analyses are packed."""

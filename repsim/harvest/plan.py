@@ -26,11 +26,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import analyses, figures, grid, origins, populations
+from .. import figures, heatmaps, origins, populations, run_analyses
+from ..data import test_count, train_count
+from ..files import config_key
 from ..profiles import Profile
 from ..runs import Run
 from ..throughput import fastest
-from ..store import config_key
 from . import costs
 
 PRIORITIES = {
@@ -93,16 +94,16 @@ class Kind:
 
 
 def _pcs_estimate(a: Analysis, p: Profile, rates) -> float:
-    examples = min(p.probes.pc_examples or 10_000, 10_000)
+    examples = test_count(None, p.probes.pc_examples)
     features = sum(costs.model_cost(a.run.model).layer_features)
     groups = max(1, -(-4 * examples * features // p.probes.pca_max_bytes))
-    cka = costs.cka_seconds([a.run.model], min(p.cka.examples or 10_000, 10_000), p.cka.batch_size, p.cka.passes, rates)
+    cka = costs.cka_seconds([a.run.model], test_count(None, p.cka.examples), p.cka.batch_size, p.cka.passes, rates)
     return groups * costs.forward_seconds(a.run.model, examples, rates) + cka
 
 
 def _probe_estimate(a: Analysis, p: Profile, rates) -> float:
     s = p.probes
-    images = s.probe_epochs * s.probe_train_size + s.probe_val_size + min(s.test_examples or 10_000, 10_000)
+    images = s.probe_epochs * s.probe_train_size + s.probe_val_size + test_count(None, s.test_examples)
     layers = 2 * 3 * a.run.model.blocks_per_stage
     # Per minibatch: a capture and a stacking copy per layer, ~15 ops per width and rate.
     launches = images / 256 * (3 * layers + 3 * len(s.probe_lrs) * 15) * rates.launch
@@ -119,30 +120,30 @@ def _trajectory_estimate(a: Analysis, p: Profile, rates) -> float:
 
 KINDS = {
     "weights": Kind(lambda a, p, d: a.run.key(p, d), lambda a, p, d, s, dev: None, lambda a, p, r: 0.0),
-    "training": Kind(lambda a, p, d: analyses.training_metrics_key(a.run, p, d),
-                     lambda a, p, d, s, dev: analyses.training_metrics(a.run, p, d, s, dev), lambda a, p, r: 0.0),
-    "heatmap": Kind(lambda a, p, d: grid.heatmap_key(a.run, p, d),
-                    lambda a, p, d, s, dev: grid.heatmap(a.run, p, d, s, dev),
-                    lambda a, p, r: costs.cka_seconds([a.run.model], min(p.cka.examples or 10_000, 10_000),
+    "training": Kind(lambda a, p, d: run_analyses.training_metrics_key(a.run, p, d),
+                     lambda a, p, d, s, dev: run_analyses.training_metrics(a.run, p, d, s, dev), lambda a, p, r: 0.0),
+    "heatmap": Kind(lambda a, p, d: heatmaps.heatmap_key(a.run, p, d),
+                    lambda a, p, d, s, dev: heatmaps.heatmap(a.run, p, d, s, dev),
+                    lambda a, p, r: costs.cka_seconds([a.run.model], test_count(None, p.cka.examples),
                                                       p.cka.batch_size, p.cka.passes, r)),
     "principal components": Kind(
-        lambda a, p, d: analyses.first_pcs_key(a.run, p, d, without_pc1=True),
-        lambda a, p, d, s, dev: analyses.first_pcs(a.run, p, d, without_pc1=True, store=s, device=dev), _pcs_estimate),
+        lambda a, p, d: run_analyses.first_pcs_key(a.run, p, d, without_pc1=True),
+        lambda a, p, d, s, dev: run_analyses.first_pcs(a.run, p, d, without_pc1=True, store=s, device=dev), _pcs_estimate),
     "late principal components": Kind(
-        lambda a, p, d: analyses.first_pcs_key(a.run, p, d, late_block_outputs=True),
-        lambda a, p, d, s, dev: analyses.first_pcs(a.run, p, d, late_block_outputs=True, store=s, device=dev),
-        lambda a, p, r: costs.forward_seconds(a.run.model, min(p.probes.pc_examples or 10_000, 10_000), r)),
-    "linear probes": Kind(lambda a, p, d: analyses.probe_accuracy_key(a.run, p, d),
-                          lambda a, p, d, s, dev: analyses.probe_accuracy(a.run, p, d, s, dev), _probe_estimate),
+        lambda a, p, d: run_analyses.first_pcs_key(a.run, p, d, late_block_outputs=True),
+        lambda a, p, d, s, dev: run_analyses.first_pcs(a.run, p, d, late_block_outputs=True, store=s, device=dev),
+        lambda a, p, r: costs.forward_seconds(a.run.model, test_count(None, p.probes.pc_examples), r)),
+    "linear probes": Kind(lambda a, p, d: run_analyses.probe_accuracy_key(a.run, p, d),
+                          lambda a, p, d, s, dev: run_analyses.probe_accuracy(a.run, p, d, s, dev), _probe_estimate),
     "block deletion": Kind(
-        lambda a, p, d: analyses.deletion_accuracy_key(a.run, p, d),
-        lambda a, p, d, s, dev: analyses.deletion_accuracy(a.run, p, d, s, dev),
+        lambda a, p, d: run_analyses.deletion_accuracy_key(a.run, p, d),
+        lambda a, p, d, s, dev: run_analyses.deletion_accuracy(a.run, p, d, s, dev),
         lambda a, p, r: 3 * a.run.model.blocks_per_stage
-        * costs.forward_seconds(a.run.model, min(p.probes.test_examples or 10_000, 10_000), r)),
+        * costs.forward_seconds(a.run.model, test_count(None, p.probes.test_examples), r)),
     "test predictions": Kind(
         lambda a, p, d: populations.predictions_key(a.run, p, d),
         lambda a, p, d, s, dev: populations.run_predictions(a.run, p, d, s, dev),
-        lambda a, p, r: costs.forward_seconds(a.run.model, min(p.predictions.test_examples or 10_000, 10_000), r)),
+        lambda a, p, r: costs.forward_seconds(a.run.model, test_count(None, p.predictions.test_examples), r)),
     "block over training": Kind(  # trains its run with snapshots: a job computes it before training the others
         lambda a, p, d: origins.trajectory_key(a.run, p, d),
         lambda a, p, d, s, dev, **training: origins.trajectory(a.run, p, d, s, dev, **training),
@@ -150,16 +151,16 @@ KINDS = {
     "dominant images": Kind(
         lambda a, p, d: origins.dominance_key(a.run, p, d, CHAPTER_THRESHOLD),
         lambda a, p, d, s, dev: origins.dominance(a.run, p, d, CHAPTER_THRESHOLD, store=s, device=dev),
-        lambda a, p, r: 2 * costs.forward_seconds(a.run.model, 10_000, r)),
+        lambda a, p, r: 2 * costs.forward_seconds(a.run.model, test_count(), r)),
     "heatmaps without dominant images": Kind(
         lambda a, p, d: origins.removal_key(a.run, p, d, CHAPTER_THRESHOLD),
         lambda a, p, d, s, dev: origins.removal_heatmaps(a.run, p, d, CHAPTER_THRESHOLD, store=s, device=dev),
-        lambda a, p, r: costs.cka_seconds([a.run.model], min(p.cka.examples or 10_000, 10_000), p.cka.batch_size,
+        lambda a, p, r: costs.cka_seconds([a.run.model], test_count(None, p.cka.examples), p.cka.batch_size,
                                           p.cka.passes, r, accumulators=2 * len(p.origins.removal_counts))),
     "cross-model CKA": Kind(
-        lambda a, p, d: analyses.cross_cka_key(a.run, a.other, p, d),
-        lambda a, p, d, s, dev: analyses.cross_cka(a.run, a.other, p, d, s, dev),
-        lambda a, p, r: costs.cka_seconds([a.run.model, a.other.model], min(p.cka.examples or 10_000, 10_000),
+        lambda a, p, d: run_analyses.cross_cka_key(a.run, a.other, p, d),
+        lambda a, p, d, s, dev: run_analyses.cross_cka(a.run, a.other, p, d, s, dev),
+        lambda a, p, r: costs.cka_seconds([a.run.model, a.other.model], test_count(None, p.cka.examples),
                                           p.cka.batch_size, p.cka.passes, r)),
 }
 
@@ -190,7 +191,7 @@ def chapter_requests(profile: Profile) -> list[Request]:
 
     b = profile.blocks
     depth_row, width_row = figures.fig1_rows(b)
-    for run in grid.block_runs(b):
+    for run in heatmaps.block_runs(b):
         if run in depth_row or run in width_row:
             priority, figure = 1, FIG1_DEPTH if run in depth_row else FIG1_WIDTH
         elif run.seed != 0:
@@ -217,7 +218,7 @@ def chapter_requests(profile: Profile) -> list[Request]:
         for run in population.runs:
             ask(8, "Figs. 7, F.1-F.3", run, "test predictions", "training")
 
-    with_block, without_block = origins.origin_runs(profile)
+    with_block, without_block = profile.followed_runs()
     ask(9, "Ch. 7", with_block, "block over training", "heatmaps without dominant images")
     ask(9, "Ch. 7", without_block, "block over training")
     for run in origins.seed_runs(profile):
@@ -370,10 +371,10 @@ def job_estimate(job: Job, profile: Profile, rates: costs.DeviceRates, graphs: b
         key = ("train", group[0].model.name, recipe.batch_size) + ((len(group),) if len(group) > 1 else ())
         fixed += rates.run_seconds
         if measured.get(key):  # images per second of one member, alone or in such a stack
-            steps = recipe.epochs * ((recipe.train_size or 50_000) // recipe.batch_size)
+            steps = recipe.epochs * (train_count(recipe.train_size) // recipe.batch_size)
             by_rate += steps * recipe.batch_size / measured[key]
             by_rate += len(recipe.scored_epochs()) * costs.forward_seconds(
-                group[0].model, len(group) * min(recipe.eval_size or 10_000, 10_000), rates)
+                group[0].model, len(group) * test_count(None, recipe.eval_size), rates)
         else:
             counted += costs.training_seconds(group[0].model, recipe, rates, graphs, members=len(group))
     for analysis in job.missing or job.analyses:  # a job done in part computes only what is missing

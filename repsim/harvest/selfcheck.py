@@ -12,16 +12,14 @@ import time
 
 import torch
 
-from ..cka import MinibatchCKA
+from ..activations import ActivationCapture
+from ..cka import MinibatchCKA, batch_gram
 from ..compare import GramCapture
 from ..devices import autocast_dtype, precision_name
-from ..activations import ActivationCapture
-from ..cka import batch_gram
 from ..models import ResNet, ResNetConfig, layer_names
 from ..stacked import StackedResNet
 from ..steps import EagerStep, GraphedStep
 from ..train import TrainConfig, _new_member, make_optimizer, set_learning_rate
-
 
 CKA_TOLERANCE = 1e-5
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from repsim import analyses, grid
+from repsim import run_analyses
 from repsim.data import ImageDataset
 from repsim.models import ResNetConfig
 from repsim.profiles import CKASettings, ProbeChapter, Profile
@@ -39,45 +39,45 @@ def _forbid(monkeypatch, *names):
         raise AssertionError("recomputed instead of loading from the store")
 
     for name in names:
-        monkeypatch.setattr(analyses, name, fail)
+        monkeypatch.setattr(run_analyses, name, fail)
 
 
 def test_first_pcs_is_cached_and_consistent(tmp_path, tiny_data, tiny_profile, monkeypatch):
     store = Store(tmp_path)
-    full = analyses.first_pcs(RUN, tiny_profile, tiny_data, without_pc1=True, store=store)
+    full = run_analyses.first_pcs(RUN, tiny_profile, tiny_data, without_pc1=True, store=store)
     n = len(full.layers)
     assert full.pc_similarity.shape == full.cka_without_pc1.shape == (n, n)
     assert ((0 <= full.variance_explained) & (full.variance_explained <= 1 + 1e-9)).all()
     np.testing.assert_allclose(np.diag(full.pc_similarity), 1.0, atol=1e-9)
-    late = analyses.first_pcs(RUN, tiny_profile, tiny_data, late_block_outputs=True, store=store)
+    late = run_analyses.first_pcs(RUN, tiny_profile, tiny_data, late_block_outputs=True, store=store)
     assert late.layers == ["stage2.block0.relu2", "stage3.block0.relu2"] and late.cka_without_pc1 is None
     picked = [full.layers.index(name) for name in late.layers]
     np.testing.assert_allclose(late.variance_explained, full.variance_explained[picked], rtol=1e-4)
     _forbid(monkeypatch, "layer_pcs", "cka_without_first_pc", "train_run")
-    again = analyses.first_pcs(RUN, tiny_profile, tiny_data, without_pc1=True, store=store)
+    again = run_analyses.first_pcs(RUN, tiny_profile, tiny_data, without_pc1=True, store=store)
     np.testing.assert_array_equal(again.cka_without_pc1, full.cka_without_pc1)
 
 
 def test_probe_and_deletion_rows_are_cached(tmp_path, tiny_data, tiny_profile, monkeypatch):
     store = Store(tmp_path)
-    probes = analyses.probe_accuracy(RUN, tiny_profile, tiny_data, store=store)
+    probes = run_analyses.probe_accuracy(RUN, tiny_profile, tiny_data, store=store)
     assert [row["layer"] for row in probes] == ["stage1.block0.bn2", "stage1.block0.add", "stage2.block0.bn2",
                                                 "stage2.block0.add", "stage3.block0.bn2", "stage3.block0.add"]
-    deletion = analyses.deletion_accuracy(RUN, tiny_profile, tiny_data, store=store)
+    deletion = run_analyses.deletion_accuracy(RUN, tiny_profile, tiny_data, store=store)
     assert [(row["stage"], row["deleted"]) for row in deletion] == [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1)]
     assert len({row["test_acc"] for row in deletion if row["deleted"] == 0}) == 1  # one intact model
     _forbid(monkeypatch, "train_probes", "delete_blocks", "train_run")
-    assert analyses.probe_accuracy(RUN, tiny_profile, tiny_data, store=store) == probes
-    assert analyses.deletion_accuracy(RUN, tiny_profile, tiny_data, store=store) == deletion
+    assert run_analyses.probe_accuracy(RUN, tiny_profile, tiny_data, store=store) == probes
+    assert run_analyses.deletion_accuracy(RUN, tiny_profile, tiny_data, store=store) == deletion
 
 
 def test_cross_cka_is_cached_and_compares_two_runs(tmp_path, tiny_data, tiny_profile, monkeypatch):
     store = Store(tmp_path)
     other = Run(ResNetConfig(depth=8, width=2), train_size=64, seed=1)
-    result = analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
+    result = run_analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
     assert result.cka.shape == (len(result.layers), len(result.other_layers)) and np.isfinite(result.cka).all()
-    same = analyses.cross_cka(RUN, RUN, tiny_profile, tiny_data, store=store)
+    same = run_analyses.cross_cka(RUN, RUN, tiny_profile, tiny_data, store=store)
     np.testing.assert_allclose(np.diag(same.cka), 1.0, atol=1e-9)  # a model against itself
     _forbid(monkeypatch, "model_cka", "train_run")
-    again = analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
+    again = run_analyses.cross_cka(RUN, other, tiny_profile, tiny_data, store=store)
     np.testing.assert_array_equal(again.cka, result.cka)

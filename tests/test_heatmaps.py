@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from repsim import grid, train
+from repsim import heatmaps, train
 from repsim.data import ImageDataset
 from repsim.models import ResNetConfig
 from repsim.profiles import CKASettings, Profile
@@ -32,7 +32,7 @@ def tiny_profile() -> Profile:
 def test_heatmap_is_computed_once_then_loaded(tmp_path, tiny_data, tiny_profile, monkeypatch):
     store = Store(tmp_path)
     run = Run(ResNetConfig(depth=8), train_size=64, seed=3)
-    first = grid.heatmap(run, tiny_profile, tiny_data, store)
+    first = heatmaps.heatmap(run, tiny_profile, tiny_data, store)
     assert first.cka.shape == (len(first.layers), len(first.layers)) == (28, 28)
     np.testing.assert_allclose(np.diag(first.cka), 1.0, atol=1e-12)
 
@@ -40,16 +40,16 @@ def test_heatmap_is_computed_once_then_loaded(tmp_path, tiny_data, tiny_profile,
         raise AssertionError("trained again instead of loading from the store")
 
     monkeypatch.setattr(train, "train_model", no_training)
-    monkeypatch.setattr(grid, "model_cka", no_training)
-    second = grid.heatmap(run, tiny_profile, tiny_data, store)
+    monkeypatch.setattr(heatmaps, "model_cka", no_training)
+    second = heatmaps.heatmap(run, tiny_profile, tiny_data, store)
     np.testing.assert_array_equal(first.cka, second.cka)
     assert first.layers == second.layers and first.test_acc == second.test_acc
 
 
 def test_block_summary_reports_each_run(tmp_path, tiny_data, tiny_profile):
-    maps = [grid.heatmap(Run(ResNetConfig(depth=8), train_size=64, seed=s), tiny_profile, tiny_data, Store(tmp_path))
+    maps = [heatmaps.heatmap(Run(ResNetConfig(depth=8), train_size=64, seed=s), tiny_profile, tiny_data, Store(tmp_path))
             for s in (0, 1)]
-    rows = grid.block_summary(maps, threshold=-1.0)  # every pair passes: the block is the whole model
+    rows = heatmaps.block_summary(maps, threshold=-1.0)  # every pair passes: the block is the whole model
     assert [row["seed"] for row in rows] == [0, 1]
     assert all(row["block_fraction"] == 1.0 and row["block_from"] == "stem.conv" for row in rows)
 
@@ -63,26 +63,26 @@ def test_fig1_runs_give_each_model_the_data_sets_classes(tmp_path, tiny_profile)
     labels = torch.arange(96) % 100
     cifar100 = ImageDataset(images, labels, images[:40], labels[:40], tuple(f"c{i}" for i in range(100)), "cifar100", "memory")
     (_, row) = fig1_rows(BlockChapter(depths=(8,), widths=(1, 2), base_depth=8, full_size=64), num_classes=100)
-    maps = [grid.heatmap(run, tiny_profile, cifar100, store=Store(tmp_path)) for run in row]
+    maps = [heatmaps.heatmap(run, tiny_profile, cifar100, store=Store(tmp_path)) for run in row]
     assert [m.run.model.num_classes for m in maps] == [100, 100]
     assert [m.run.model.width for m in maps] == [1, 2]
-    rows = grid.block_summary(maps, threshold=0.9)
+    rows = heatmaps.block_summary(maps, threshold=0.9)
     assert [row["classes"] for row in rows] == [100, 100]
     # The same architecture on a 10-class data set is a different run.
     assert maps[0].run != Run(ResNetConfig(8), 64)
 
 
 def test_block_table_keeps_its_columns_when_everything_is_pending():
-    table = grid.block_table([None, None], threshold=0.9)
-    assert table.empty and list(table.columns) == list(grid.BLOCK_COLUMNS)
+    table = heatmaps.block_table([None, None], threshold=0.9)
+    assert table.empty and list(table.columns) == list(heatmaps.BLOCK_COLUMNS)
 
 
 def test_block_summary_names_the_stage_where_the_block_starts(tmp_path, tiny_data, tiny_profile):
-    m = grid.heatmap(Run(ResNetConfig(depth=8), train_size=64), tiny_profile, tiny_data, Store(tmp_path))
+    m = heatmaps.heatmap(Run(ResNetConfig(depth=8), train_size=64), tiny_profile, tiny_data, Store(tmp_path))
     late = m.layers.index("stage3.block0.conv1")
     cka = np.eye(len(m.layers))
     cka[late:, late:] = 0.95  # a block from the first layer of stage 3 to the logits
-    (row,) = grid.block_summary([grid.Heatmap(m.run, cka, m.layers, m.test_acc)], threshold=0.9)
+    (row,) = heatmaps.block_summary([heatmaps.Heatmap(m.run, cka, m.layers, m.test_acc)], threshold=0.9)
     assert row["block_stage"] == 3 and row["block_from"] == "stage3.block0.conv1" and row["block_to"] == "fc"
     assert row["block_layers"] == len(m.layers) - late and row["block_mean_cka"] == pytest.approx(0.95)
 
@@ -91,17 +91,17 @@ def test_block_runs_lists_every_model_of_the_chapter_once():
     from repsim.profiles import get_profile
 
     blocks = get_profile("laptop").blocks
-    runs = grid.block_runs(blocks, seed=0)
+    runs = heatmaps.block_runs(blocks, seed=0)
     assert len(runs) == len(set(runs))
     # 3 sizes x (3 depths + 2 widths - the shared ResNet-14 1x) + 2 plain + 1 extra seed of each of 2 models
     assert len(runs) == 3 * 4 + 2 + 2
     assert Run(ResNetConfig(32), 1_000, 1) in runs and Run(ResNetConfig(14, 2), 1_000, 1) in runs
     assert Run(ResNetConfig(14, 2, residual=False), 1_000, 0) in runs
-    assert all(r.model.num_classes == 100 for r in grid.block_runs(blocks, num_classes=100))
+    assert all(r.model.num_classes == 100 for r in heatmaps.block_runs(blocks, num_classes=100))
 
 
 def test_run_label_and_heatmap_title_name_the_model():
     run = Run(ResNetConfig(56), 1000)
     assert run.label == "ResNet-56 (1x) on 1,000 images"
     assert Run(ResNetConfig(20, 2)).label == "ResNet-20 (2x) on all training images"
-    assert grid.Heatmap(run, np.eye(2), ["a", "b"], 0.394).title == "ResNet-56 (1x)\n39%"
+    assert heatmaps.Heatmap(run, np.eye(2), ["a", "b"], 0.394).title == "ResNet-56 (1x)\n39%"

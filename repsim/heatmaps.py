@@ -15,12 +15,12 @@ import numpy as np
 
 from .blocks import find_block
 from .compare import model_cka
-from .data import ImageDataset
-from .models import ResNet, ResNetConfig, layer_names, stage_of
+from .data import ImageDataset, train_count
+from .models import ResNetConfig, layer_names, stage_of
 from .profiles import BlockChapter, Profile
 from .runs import Run
 from .store import Store
-from .train import trained_model
+from .trained import train_run
 
 
 @dataclass(frozen=True)
@@ -35,23 +35,6 @@ class Heatmap:
     def title(self) -> str:
         """Architecture and test accuracy on two lines, a heatmap panel's title."""
         return f"{self.run.model.name}\n{self.test_acc:.0%}"
-
-
-def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> tuple[ResNet, dict]:
-    """The run's model (trained once, then loaded from the store) and its record.
-
-    The two runs chapter 7 follows through training (``origins.origin_runs``) are trained
-    with snapshots the first time (``origins.training_snapshots``, which stores the model
-    too), so that chapter 7 need not train them again.
-    """
-    store = store or Store()
-    if store.compute:
-        from . import origins  # chapter 7's module, which builds on this one
-
-        if run in origins.origin_runs(profile) and store.load(run.key(profile, data)) is None:
-            origins.training_snapshots(run, profile, data, store, device or profile.device)
-    return trained_model(run.model, run.recipe(profile), data, run.seed, store, device or profile.device,
-                         progress=False)
 
 
 def heatmap_key(run: Run, profile: Profile, data) -> dict:
@@ -132,7 +115,7 @@ def block_summary(maps: Sequence[Heatmap | None], threshold: float) -> list[dict
             "width": m.run.model.width,
             "residual": m.run.model.residual,
             "classes": m.run.model.num_classes,
-            "train_size": m.run.train_size or 50_000,
+            "train_size": train_count(m.run.train_size),
             "seed": m.run.seed,
             "train_acc": m.train_acc if m.train_acc is not None else float("nan"),
             "test_acc": m.test_acc,
@@ -149,9 +132,9 @@ def block_summary(maps: Sequence[Heatmap | None], threshold: float) -> list[dict
 def schedule(profile: Profile, sizes: Sequence[int | None]) -> list[dict]:
     """The training schedule of each training-set size: epochs, SGD steps, batch."""
     rows = []
-    for n in sorted(sizes, key=lambda n: n or 50_000):
+    for n in sorted(sizes, key=train_count):
         recipe = profile.training(n)
-        images = n or 50_000
+        images = train_count(n)
         rows.append({"training images": f"{images:,}", "epochs": recipe.epochs,
                      "SGD steps": recipe.epochs * (images // recipe.batch_size), "batch": recipe.batch_size})
     return rows
@@ -162,7 +145,7 @@ def extremes(table, blocks: BlockChapter) -> dict[str, str]:
     smallest and largest training sets ("-" where pending), and those extremes, for the
     prose."""
     residual = table[table["residual"]] if len(table) else table
-    sizes = [n or 50_000 for n in blocks.train_sizes]
+    sizes = [train_count(n) for n in blocks.train_sizes]
     out = {"smallest": f"{min(sizes):,}", "largest": f"{max(sizes):,}", "widest": max(blocks.grid_widths),
            "deepest": max(blocks.depths)}
     for key, column, value, fixed, fixed_value in (

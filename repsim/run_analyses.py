@@ -17,8 +17,7 @@ from scipy import stats
 
 from .blocks import diagonal_inside_outside, find_block, inside_outside, mean_within
 from .compare import model_cka
-from .data import ImageDataset
-from .grid import train_run
+from .data import ImageDataset, test_count, train_count
 from .models import delete_blocks, layer_names, stage_of
 from .pca import cka_without_first_pc, layer_pcs, pc_cosine_similarity
 from .probes import block_span, gain_per_block, probe_layers, train_probes
@@ -26,6 +25,8 @@ from .profiles import Profile
 from .runs import Run
 from .store import Store
 from .train import accuracy
+from .trained import train_run
+
 
 def _cached(key: dict, compute, store: Store | None):
     state, record = (store or Store()).load_or_train(key, compute)
@@ -57,7 +58,7 @@ class PCAnalysis:
 
 
 def first_pcs_key(run: Run, profile: Profile, data, late_block_outputs: bool = False, without_pc1: bool = False) -> dict:
-    examples = min(profile.probes.pc_examples or 10**9, _test_size(data))
+    examples = test_count(data, profile.probes.pc_examples)
     return run.key(profile, data, "first principal components", late_block_outputs=late_block_outputs,
                    without_pc1=without_pc1, examples=examples, cka=profile.cka)
 
@@ -119,7 +120,7 @@ def probe_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Store 
 
 
 def deletion_accuracy_key(run: Run, profile: Profile, data) -> dict:
-    examples = min(profile.probes.test_examples or 10**9, _test_size(data))
+    examples = test_count(data, profile.probes.test_examples)
     return run.key(profile, data, "block deletion", examples=examples)
 
 
@@ -154,7 +155,7 @@ def deletion_drop(rows: list[dict], stage: int = 3, fraction: float = 0.5) -> tu
 
 
 def cross_cka_key(run: Run, other: Run, profile: Profile, data) -> dict:
-    examples = min(profile.cka.examples or 10**9, _test_size(data))
+    examples = test_count(data, profile.cka.examples)
     return run.key(profile, data, "cross-model linear CKA", other=other.key(profile, data), cka=profile.cka,
                    examples=examples)
 
@@ -184,11 +185,6 @@ def cross_cka(run: Run, other: Run, profile: Profile, data: ImageDataset, store:
     return CrossCKA(state["cka"].numpy(), metrics["layers"], metrics["other_layers"])
 
 
-def _test_size(data) -> int:
-    """Test images of ``data`` (10,000 when only a fingerprint is at hand, as for CIFAR)."""
-    return len(data.test_labels) if hasattr(data, "test_labels") else 10_000
-
-
 def late_pc_rows(runs, late: list, maps: list, threshold: float) -> list[dict]:
     """Fig. D.5's table: for each residual run whose late-stage PCs and heatmap exist,
     PC1's mean share of variance over the block outputs of the last two stages, and the
@@ -197,7 +193,7 @@ def late_pc_rows(runs, late: list, maps: list, threshold: float) -> list[dict]:
     for run, pcs, heat in zip(runs, late, maps):
         if pcs is None or heat is None or not run.model.residual:
             continue
-        rows.append({"model": run.model.name, "training images": run.train_size or 50_000, "seed": run.seed,
+        rows.append({"model": run.model.name, "training images": train_count(run.train_size), "seed": run.seed,
                      "pc1_variance": float(np.mean(pcs.variance_explained)),
                      "block_fraction": find_block(heat.cka, threshold).fraction})
     return rows
@@ -215,7 +211,7 @@ def chapter4_summary(maps: dict, pcs: dict, probes: dict, deletion: dict, d5_rho
     """The numbers chapter 4 quotes and judges, each None while its inputs are pending.
 
     ``maps``, ``pcs``, ``probes``, ``deletion``: {"with a block": ..., "without a block":
-    ...} from ``grid.heatmap``, ``first_pcs(without_pc1=True)``, ``probe_accuracy`` and
+    ...} from ``heatmaps.heatmap``, ``first_pcs(without_pc1=True)``, ``probe_accuracy`` and
     ``deletion_accuracy``."""
     with_map, with_pcs = maps.get("with a block"), pcs.get("with a block")
     out: dict = {"d5_rho": d5_rho, "d5_models": d5_models}
