@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from repsim.cka import MinibatchCKA
 from repsim.compare import model_cka
 from repsim.data import to_float
+from repsim.devices import synchronize
 from repsim.models import ResNet, ResNetConfig, layer_names
 
 PEERS = ("pytorch-cka", "torch-cka")
@@ -270,11 +271,6 @@ CLAMPED = {"pytorch-cka"}  # packages that clamp CKA to [0, 1]
 # ---------------------------------------------------------------------------------------
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 class PeakRSS:
     """Highest resident set size of this process while the block runs, sampled in a thread."""
 
@@ -318,14 +314,14 @@ class Measurement:
 
 def measure(run: Callable[[], torch.Tensor], device: str) -> tuple[float, int, np.ndarray]:
     """One timed call: (seconds, peak memory growth in bytes, result as float64 numpy)."""
-    _sync(device)
+    synchronize(device)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         result = run()
-        _sync(device)
+        synchronize(device)
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated() - base
     else:
@@ -384,10 +380,10 @@ def gemm_rate(device: str, size: int, repeats: int = 3) -> float:
     a @ b  # warm-up
     best = float("inf")
     for _ in range(repeats):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         a @ b
-        _sync(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2.0 * size**3 / best
 
@@ -417,10 +413,10 @@ def one_batch_seconds(workload: Workload, device: str, repeats: int, peers: Sequ
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats + 1):  # the first round warms up
         for name, run in runs.items():
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             run()
-            _sync(device)
+            synchronize(device)
             best[name] = min(best[name], time.perf_counter() - start)
     return best
 

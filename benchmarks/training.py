@@ -36,9 +36,11 @@ from torchvision import transforms
 from torchvision.transforms.functional import to_pil_image
 
 from repsim.data import load_dataset
+from repsim.devices import resolve as resolve_device
+from repsim.devices import synchronize
 from repsim.models import ResNet, ResNetConfig
 from repsim.throughput import stack_throughput
-from repsim.train import TrainConfig, _param_groups, resolve_device, train_model
+from repsim.train import TrainConfig, _param_groups, train_model
 
 
 class PilImages(Dataset):
@@ -64,7 +66,7 @@ def baseline_epoch(config: ResNetConfig, dataset: PilImages, batch_size: int, wo
     optimizer = torch.optim.SGD(_param_groups(model, 2e-4), lr=0.01, momentum=0.9)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=False, pin_memory=device.type == "cuda")
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -72,17 +74,17 @@ def baseline_epoch(config: ResNetConfig, dataset: PilImages, batch_size: int, wo
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
 def repsim_epoch(config: ResNetConfig, data, images: int, batch_size: int, device) -> float:
     """Seconds for one epoch of repsim's trainer (scoring 16 test images at the end)."""
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     train_model(config, TrainConfig(epochs=1, batch_size=batch_size, train_size=images, eval_size=16), data, seed=0,
                 device=device, progress=False)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -101,18 +103,13 @@ def matmul_rate(device, dtype, size: int = 4096, repeats: int = 10) -> float:
     a @ b
     best = float("inf")
     for _ in range(3):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
             a @ b
-        _sync(device)
+        synchronize(device)
         best = min(best, (time.perf_counter() - start) / repeats)
     return 2 * size**3 / best
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def parse_model(text: str) -> ResNetConfig:

@@ -361,6 +361,7 @@ glue_all(background_values(invariance, sizes, shuffled, full, minibatch, within,
 # images, b = data.test_images[: P.cka.examples], P.cka.batch_size
 # per_batch = [model_cka(model, images[i:i + b], batch_size=b, passes=1, device=session.device)
 #              for i in range(0, len(images) - b + 1, b)]
-# (torch.stack(per_batch).mean(0).numpy() - within.cka).abs().max()
+# averaged = torch.stack(per_batch).mean(0).cpu().numpy()
+# abs(averaged - within.cka).max()
 # ```
 # ````

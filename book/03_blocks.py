@@ -52,9 +52,8 @@ from myst_nb import glue
 from repsim import plots
 from repsim.claims import block_claims, markdown
 from repsim.data import is_available, load_dataset
-from repsim.figures import (fig1_rows, fig2_rows, figc1_row, figd1_rows, figd2_rows, flatten, seed_labels, size_label,
-                            size_labels)
-from repsim.heatmaps import block_table, extremes, heatmap, panels, schedule, seed_title
+from repsim.figures import fig1_rows, fig2_rows, figc1_row, figd1_rows, figd2_rows, seed_labels, size_label, size_labels
+from repsim.heatmaps import block_table, extremes, heatmap, schedule, seed_title
 from repsim.profiles import grid_vs_paper
 from repsim.book.prose import full_size_note, glue_all, thinning
 from repsim.session import Session, coverage
@@ -70,13 +69,14 @@ from repsim.session import Session, coverage
 
 # %%
 session = Session.open(profile, device, compute_missing)
-P, S = session.profile, session.profile.blocks
+P = session.profile
+blocks = P.blocks  # this chapter's settings: the grid of models (profiles.BlockChapter)
 display(Markdown(thinning(P)))
-pd.DataFrame(grid_vs_paper(S)).set_index(["figure", "grid"])
+pd.DataFrame(grid_vs_paper(blocks)).set_index(["figure", "grid"])
 
 # %% tags=["remove-cell"]
-glue_all({"profile_name": P.name, "base_depth": S.base_depth, "fig1_data": size_label(S.full_size),
-          "fig1_note": Markdown(full_size_note(S))})
+glue_all({"profile_name": P.name, "base_depth": blocks.base_depth, "fig1_data": size_label(blocks.full_size),
+          "fig1_note": Markdown(full_size_note(blocks))})
 
 # %% [markdown]
 # Each training-set size gets this schedule. Within each comparison of
@@ -84,7 +84,7 @@ glue_all({"profile_name": P.name, "base_depth": S.base_depth, "fig1_data": size_
 # size, as in the paper, so a model trained on more images also takes more SGD steps:
 
 # %%
-pd.DataFrame(schedule(P, S.train_sizes)).set_index("training images")
+pd.DataFrame(schedule(P, blocks.train_sizes)).set_index("training images")
 
 # %% [markdown]
 # ## Deeper and wider networks (Fig. 1)
@@ -98,10 +98,11 @@ pd.DataFrame(schedule(P, S.train_sizes)).set_index("training images")
 # {glue:md}`fig1_note`
 
 # %%
-fig1 = session.get_rows(heatmap, fig1_rows(S, seed))  # trained once, then read from the store
-fig = plots.heatmap_grid(*panels(fig1), row_labels=["deeper", "wider"])
+# Each model is trained once, then read from the store; a pending one is None.
+fig1 = [[session.get(heatmap, run) for run in row] for row in fig1_rows(blocks, seed)]
+fig = plots.heatmap_rows(fig1, row_labels=["deeper", "wider"])
 glue("fig_1", fig, display=False)
-glue("fig1_coverage", coverage("Fig. 1", flatten(fig1)), display=False)
+glue("fig1_coverage", coverage("Fig. 1", [m for row in fig1 for m in row]), display=False)
 plt.close(fig)
 
 # %% [markdown]
@@ -120,14 +121,15 @@ plt.close(fig)
 # training set. Down each column the training set shrinks.
 
 # %%
-fig2, figd2 = session.get_rows(heatmap, fig2_rows(S, seed)), session.get_rows(heatmap, figd2_rows(S, seed))
-fig = plots.heatmap_grid(*panels(fig2), row_labels=size_labels(S))
+fig2 = [[session.get(heatmap, run) for run in row] for row in fig2_rows(blocks, seed)]
+figd2 = [[session.get(heatmap, run) for run in row] for row in figd2_rows(blocks, seed)]
+fig = plots.heatmap_rows(fig2, row_labels=size_labels(blocks))
 glue("fig_2", fig, display=False)
 plt.close(fig)
-fig = plots.heatmap_grid(*panels(figd2), row_labels=size_labels(S))
+fig = plots.heatmap_rows(figd2, row_labels=size_labels(blocks))
 glue("fig_d2", fig, display=False)
 plt.close(fig)
-glue("fig2_coverage", coverage("Figs. 2 and D.2", flatten(fig2 + figd2)), display=False)
+glue("fig2_coverage", coverage("Figs. 2 and D.2", [m for row in fig2 + figd2 for m in row]), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_2
@@ -151,8 +153,8 @@ glue("fig2_coverage", coverage("Figs. 2 and D.2", flatten(fig2 + figd2)), displa
 # networks without them too. Here are the same networks with the residual add removed.
 
 # %%
-plain = session.get_all(heatmap, figc1_row(S, seed))
-fig = plots.heatmap_grid(*panels([plain]))
+plain = [session.get(heatmap, run) for run in figc1_row(blocks, seed)]
+fig = plots.heatmap_rows([plain])
 glue("fig_c1", fig, display=False)
 plt.close(fig)
 
@@ -170,8 +172,8 @@ plt.close(fig)
 # orders). The paper finds the block in every seed, at a position and size that vary.
 
 # %%
-figd1 = session.get_rows(heatmap, figd1_rows(S, seed))
-fig = plots.heatmap_grid(*panels(figd1, title=seed_title), row_labels=seed_labels(S))
+figd1 = [[session.get(heatmap, run) for run in row] for row in figd1_rows(blocks, seed)]
+fig = plots.heatmap_rows(figd1, row_labels=seed_labels(blocks), title=seed_title)  # "seed 1, 93%"
 glue("fig_d1", fig, display=False)
 plt.close(fig)
 
@@ -193,8 +195,8 @@ plt.close(fig)
 maps100 = []
 if is_available("cifar100"):
     cifar100 = Session.open(profile, device, compute_missing, data=load_dataset("cifar100"))
-    maps100 = cifar100.get_rows(heatmap, fig1_rows(S, seed, num_classes=100))
-    display(plots.heatmap_grid(*panels(maps100), row_labels=["deeper", "wider"]))
+    maps100 = [[cifar100.get(heatmap, run) for run in row] for row in fig1_rows(blocks, seed, num_classes=100)]
+    display(plots.heatmap_rows(maps100, row_labels=["deeper", "wider"]))
 else:
     display(Markdown("CIFAR-100 is not available to this run, so this section is empty. Download it "
                      "through torchvision (`repsim.data.load_dataset('cifar100')` with internet access) "
@@ -203,13 +205,34 @@ else:
 # %% [markdown]
 # ## Measuring the block
 #
-# The paper judges the block by eye. `repsim.blocks.find_block` makes it a number: the
-# longest run of consecutive layers in which every pair of layers has CKA of at least
-# {glue:text}`threshold` (the parameter `block_threshold`), reported as a fraction of
-# the model's layers. The table lists it for every model of this chapter.
+# The paper judges the block by eye. `repsim.blocks.find_block` makes it a number.
+# Number a model's $L$ layers $0, \dots, L-1$ in forward order, as along the heatmap's
+# axes, write $C_{ij}$ for the CKA between layers $i$ and $j$, and $\tau$ for the
+# threshold (the parameter `block_threshold`, here {glue:text}`threshold`). A run of
+# consecutive layers $[a, b) = \{a, a+1, \dots, b-1\}$ *qualifies* when every pair of
+# distinct layers in it reaches the threshold:
+#
+# $$
+# C_{ij} \ge \tau \quad \text{for all } i \neq j \text{ in } [a, b).
+# $$
+#
+# The block $[a^*, b^*)$ is the longest qualifying run (of equally long ones, the first),
+# and the block fraction is its share of the layers, counted only when it holds at
+# least two layers:
+#
+# $$
+# [a^*, b^*) = \operatorname*{arg\,max}_{[a, b) \text{ qualifies}} (b - a), \qquad
+# \text{block fraction} = \begin{cases} (b^* - a^*)/L & \text{if } b^* - a^* \ge 2, \\
+# 0 & \text{otherwise (no block).} \end{cases}
+# $$
+#
+# The table lists, for every model of this chapter, the block fraction, the number of
+# the block's layers $m = b^* - a^*$ (`block_layers`, 0 without a block), their mean
+# CKA over distinct pairs, $\frac{1}{m(m-1)} \sum_{i \neq j \in [a^*, b^*)} C_{ij}$
+# (`block_mean_cka`), the stage of the first of them, and the first and last layers.
 
 # %%
-table = block_table(flatten(fig1 + fig2 + figd2 + [plain] + figd1 + maps100), block_threshold)
+table = block_table([m for row in fig1 + fig2 + figd2 + [plain] + figd1 + maps100 for m in row], block_threshold)
 glue("threshold", block_threshold, display=False)
 table.style.format({"train_acc": "{:.3f}", "test_acc": "{:.3f}", "block_fraction": "{:.2f}", "block_mean_cka": "{:.3f}"},
                    na_rep="-").hide(axis="index")
@@ -223,12 +246,12 @@ table.style.format({"train_acc": "{:.3f}", "test_acc": "{:.3f}", "block_fraction
 
 # %%
 cifar10 = table[table["residual"] & (table["seed"] == seed) & (table["classes"] == session.data.num_classes)]
-fig = plots.block_trends(cifar10, S.base_depth)
+fig = plots.block_trends(cifar10, blocks.base_depth)
 glue("fig_block_trend", fig, display=False)
 plt.close(fig)
 
 # %% tags=["remove-cell"]
-glue_all(extremes(cifar10, S))
+glue_all(extremes(cifar10, blocks))
 
 # %% [markdown]
 # ```{glue:figure} fig_block_trend
@@ -255,8 +278,8 @@ glue_all(extremes(cifar10, S))
 # the table above, so it changes with the profile and the threshold.
 
 # %%
-verdicts = block_claims(table[table["classes"] == session.data.num_classes], S.base_depth, seed,
-                        S.seed_architectures, S.full_size)
+verdicts = block_claims(table[table["classes"] == session.data.num_classes], blocks.base_depth, seed,
+                        blocks.seed_architectures, blocks.full_size)
 display(Markdown(markdown(verdicts)))
 
 # %% [markdown]
@@ -286,7 +309,8 @@ display(Markdown(markdown(verdicts)))
 # ```python
 # from repsim.blocks import find_block
 #
-# [find_block(depth_row[-1].cka, threshold=t).size for t in (0.7, 0.8, 0.9, 0.95)]
+# deepest = fig1[0][-1]  # the last model of Fig. 1's depth row (None while pending)
+# [find_block(deepest.cka, threshold=t).size for t in (0.7, 0.8, 0.9, 0.95)]
 # ```
 # ````
 

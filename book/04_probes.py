@@ -52,7 +52,7 @@ from repsim import plots
 from repsim.run_analyses import (D5_COLUMNS, chapter4_summary, deletion_accuracy, deletion_panels, first_pcs, late_pc_rows,
                              pc_panels, probe_accuracy, probe_panels, spearman)
 from repsim.claims import markdown, pc_claims
-from repsim.figures import chapter4_runs, residual
+from repsim.figures import chapter4_runs
 from repsim.heatmaps import block_runs, heatmap
 from repsim.book.prose import chapter4, glue_all
 from repsim.session import Session
@@ -61,7 +61,7 @@ from repsim.session import Session
 session = Session.open(profile, device, compute_missing)
 P = session.profile
 runs = chapter4_runs(P.probes, seed)  # {"with a block": run, "without a block": run}
-maps = session.get_each(heatmap, runs)  # chapter 3's heatmaps, read from the store
+maps = {kind: session.get(heatmap, run) for kind, run in runs.items()}  # chapter 3's heatmaps, from the store
 
 # %% [markdown]
 # The two models of this chapter are the {glue:text}`with_model` (test accuracy
@@ -89,7 +89,7 @@ maps = session.get_each(heatmap, runs)  # chapter 3's heatmaps, read from the st
 # {glue:text}`cka_examples` test images.
 
 # %%
-pcs = session.get_each(first_pcs, runs, without_pc1=True)
+pcs = {kind: session.get(first_pcs, run, without_pc1=True) for kind, run in runs.items()}
 fig = plots.pc_figure(pc_panels(runs, pcs, maps, block_threshold))
 glue("fig_3", fig, display=False)
 plt.close(fig)
@@ -120,9 +120,10 @@ plt.close(fig)
 # set beside the block measure of the same model.
 
 # %%
-d5_runs = residual(block_runs(P.blocks, seed))
-late = session.get_all(first_pcs, d5_runs, late_block_outputs=True)
-d5 = pd.DataFrame(late_pc_rows(d5_runs, late, session.get_all(heatmap, d5_runs), block_threshold), columns=D5_COLUMNS)
+d5_runs = [run for run in block_runs(P.blocks, seed) if run.model.residual]  # Fig. D.5 shows residual networks
+late = [session.get(first_pcs, run, late_block_outputs=True) for run in d5_runs]
+d5_maps = [session.get(heatmap, run) for run in d5_runs]
+d5 = pd.DataFrame(late_pc_rows(d5_runs, late, d5_maps, block_threshold), columns=D5_COLUMNS)
 rho = spearman(d5, "pc1_variance", "block_fraction")
 fig = plots.pc1_across_models(d5, rho)
 glue("fig_d5", fig, display=False)
@@ -157,7 +158,7 @@ plt.close(fig)
 # {glue:md}`probe_pooling`
 
 # %%
-probes = session.get_each(probe_accuracy, runs)
+probes = {kind: session.get(probe_accuracy, run) for kind, run in runs.items()}
 summary = chapter4_summary(maps, pcs, probes, {}, rho, len(d5), block_threshold)
 fig = plots.probe_figure(probe_panels(runs, probes, summary["probe_spans"]))
 glue("fig_4", fig, display=False)
@@ -180,14 +181,14 @@ plt.close(fig)
 #
 # ## Deleting blocks (Fig. 5)
 #
-# `repsim.models.delete_blocks` returns a copy of a model in which the residual
+# `repsim.models.delete_residual_units` returns a copy of a model in which the residual
 # branches of the last $k$ blocks of one stage are removed, so that each of those
 # blocks passes its input through its shortcut alone; the original model is left as it
 # was. Deleting blocks one by one from the end of each stage shows how much each stage's
 # last blocks contribute.
 
 # %%
-deletion = session.get_each(deletion_accuracy, runs)
+deletion = {kind: session.get(deletion_accuracy, run) for kind, run in runs.items()}
 fig = plots.deletion_figure(deletion_panels(runs, deletion))
 glue("fig_5", fig, display=False)
 plt.close(fig)

@@ -50,15 +50,15 @@ from myst_nb import glue
 from repsim import plots
 from repsim.run_analyses import architecture_panels, architecture_rows, cross_cka, seed_pair_panels, seed_rows
 from repsim.claims import markdown, seed_claims
-from repsim.figures import fig6_pairs, fige1_pairs, firsts, seconds
+from repsim.figures import fig6_pairs, fige1_pairs
 from repsim.heatmaps import heatmap
 from repsim.book.prose import glue_all
 from repsim.session import Session
 
 # %%
 session = Session.open(profile, device, compute_missing)
-P, S = session.profile, session.profile.across
-first, second = S.seed_pair
+P = session.profile  # this chapter's settings are P.across (profiles.AcrossChapter)
+first, second = P.across.seed_pair
 
 # %% tags=["remove-cell"]
 glue_all({"seed_a": first, "seed_b": second, "threshold": block_threshold})
@@ -72,9 +72,9 @@ glue_all({"seed_a": first, "seed_b": second, "threshold": block_threshold})
 # (horizontal axis).
 
 # %%
-pairs = fig6_pairs(S)  # each architecture with both seeds
-within = session.get_all(heatmap, firsts(pairs))
-across = session.get_pairs(cross_cka, pairs)
+pairs = fig6_pairs(P.across)  # each architecture with both seeds
+within = [session.get(heatmap, a) for a, _ in pairs]
+across = [session.get(cross_cka, a, b) for a, b in pairs]
 fig = plots.seed_pairs_figure(seed_pair_panels(pairs, within, across))
 glue("fig_6", fig, display=False)
 plt.close(fig)
@@ -118,9 +118,9 @@ seeds_table.style.format({"block_fraction": "{:.2f}", "inside_block": "{:.3f}", 
 # their blocks lie.
 
 # %%
-arch_pairs = fige1_pairs(S)
-cross = session.get_pairs(cross_cka, arch_pairs)
-maps_a, maps_b = session.get_all(heatmap, firsts(arch_pairs)), session.get_all(heatmap, seconds(arch_pairs))
+arch_pairs = fige1_pairs(P.across)
+cross = [session.get(cross_cka, a, b) for a, b in arch_pairs]
+maps_a, maps_b = [session.get(heatmap, a) for a, _ in arch_pairs], [session.get(heatmap, b) for _, b in arch_pairs]
 fig = plots.cross_architecture_figure(architecture_panels(arch_pairs, cross, maps_a, maps_b))
 glue("fig_e1", fig, display=False)
 plt.close(fig)

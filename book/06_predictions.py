@@ -56,8 +56,9 @@ from repsim.session import Session
 
 # %%
 session = Session.open(profile, device, compute_missing)
-P, S = session.profile, session.profile.predictions
-named = chapter_populations(S)  # wide, deep, a second population of the baseline, and Figs. F.1-F.3's
+P = session.profile
+predictions = P.predictions  # this chapter's settings: populations and tests (profiles.PredictionChapter)
+named = chapter_populations(predictions)  # wide, deep, a second population of the baseline, and Figs. F.1-F.3's
 
 # %% [markdown]
 # ## The populations
@@ -72,7 +73,8 @@ named = chapter_populations(S)  # wide, deep, a second population of the baselin
 # %%
 # Missing members are trained (several at once where that is faster on this device);
 # each member's test predictions are cached in the store.
-correct = session.get_each(population_correct, named)  # {name: (members, test images) booleans}
+# {name: (members, test images) booleans}
+correct = {name: session.get(population_correct, population) for name, population in named.items()}
 table = pd.DataFrame(population_table(named, correct, P, session.data, session.store))
 table.style.format({"mean test accuracy": "{:.1%}", "s.d. across models": "{:.1%}"}, na_rep="-").hide(axis="index")
 
@@ -84,10 +86,10 @@ table.style.format({"mean test accuracy": "{:.1%}", "s.d. across models": "{:.1%
 # diagonal up to the sampling noise of finite populations.
 
 # %%
-fig = plots.population_pairs(fig7_panels(named, correct, S.baseline), columns=2)
+fig = plots.population_pairs(fig7_panels(named, correct, predictions.baseline), columns=2)
 glue("fig_7", fig, display=False)
 plt.close(fig)
-excess = fig7_excess(correct, S.baseline)  # wide-vs-deep spread over the baseline's, with its jackknife error
+excess = fig7_excess(correct, predictions.baseline)  # wide-vs-deep spread over the baseline's, with its jackknife error
 
 # %% [markdown]
 # ```{glue:figure} fig_7
@@ -119,7 +121,7 @@ excess = fig7_excess(correct, S.baseline)  # wide-vs-deep spread over the baseli
 # that error.
 
 # %%
-pair_rows, pair_panels = pair_statistics(architecture_pairs(S.architectures), correct)
+pair_rows, pair_panels = pair_statistics(architecture_pairs(predictions.architectures), correct)
 glue("fig_f1", plots.population_pairs(pair_panels["depth"]), display=False)
 glue("fig_f2", plots.population_pairs(pair_panels["width"]), display=False)
 glue("fig_f3", plots.population_pairs(pair_panels["wide vs deep"]), display=False)
@@ -154,16 +156,19 @@ pair_table.style.format({"accuracy x": "{:.1%}", "accuracy y": "{:.1%}", "spread
 #
 # ## Class by class (Figs. 7c and F.4)
 #
-# The paper's ImageNet populations (ResNet-50 with a deeper or a wider third stage,
-# `repsim.imagenet`) are out of reach here. The same analysis runs on
-# {glue:text}`class_data`: for every class, Welch's t-test compares the per-model class
-# accuracies of the wide and the deep population.
+# The paper's ImageNet populations (ResNet-50 with a deeper or a wider third stage) are
+# out of reach here; torchvision's `ImageFolder` with the standard ImageNet transforms
+# would feed them to the same analysis. Here it runs on {glue:text}`class_data`: for
+# every class, Welch's t-test compares the per-model class accuracies of the wide and
+# the deep population.
 
 # %%
 classes = (Session.open(profile, device, compute_missing, data=load_dataset("cifar100"))
            if is_available("cifar100") else session)  # the paper's per-class analysis wants many classes
-pair = classes.get_each(population_correct, wide_and_deep(S, classes.data.num_classes))
-tests = pd.DataFrame(class_tests(pair, classes.data.test_labels.numpy(), classes.data.classes, S.significance))
+populations = wide_and_deep(predictions, classes.data.num_classes)  # {"wide": ..., "deep": ...}
+pair = {name: classes.get(population_correct, population) for name, population in populations.items()}
+tests = pd.DataFrame(class_tests(pair, classes.data.test_labels.numpy(), classes.data.classes,
+                                 predictions.significance))
 fig = plots.class_differences(tests)
 glue("fig_f4", fig, display=False)
 plt.close(fig)
@@ -185,11 +190,11 @@ plt.close(fig)
 
 # %%
 verdicts = prediction_claims(excess, int(tests["significant"].sum()) if len(tests) else None,
-                             S.significance * len(classes.data.classes), list(pair_table["z"]))
+                             predictions.significance * len(classes.data.classes), list(pair_table["z"]))
 display(Markdown(markdown(verdicts)))
 
 # %% tags=["remove-cell"]
-glue_all(chapter6(S, correct, excess, tests, pair_table, classes.data))
+glue_all(chapter6(predictions, correct, excess, tests, pair_table, classes.data))
 
 # %% [markdown]
 # The paper's populations have 100 models each and the paper's accuracy; this profile's

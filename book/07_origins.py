@@ -51,12 +51,12 @@ if importlib.util.find_spec("repsim") is None:
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import Markdown, display
 from myst_nb import glue
 
 from repsim import origins, plots
+from repsim.book import prose
 from repsim.book.prose import glue_all
-from repsim.origins import fmt
+from repsim.claims import markdown, origin_claims
 from repsim.session import Session
 
 # %% [markdown]
@@ -105,71 +105,53 @@ pd.DataFrame(origins.run_table(runs, P)).set_index("model")
 # roughly where the final one is.
 
 # %% tags=["hide-input"]
-trajectories = session.get_all(origins.trajectory, runs)
-display(Markdown(origins.pending_note("Fig. 7.1", trajectories)))
+trajectories = [session.get(origins.trajectory, run) for run in runs]
 rows, titles, labels = origins.snapshot_panels(trajectories)
-fig = plots.heatmap_grid(rows, titles, labels, size=1.45) if rows else plots.placeholder("snapshots pending").figure
+fig = plots.wrapped_heatmaps(rows, titles, labels) if rows else plots.placeholder("snapshots pending").figure
 glue("fig_snapshots", fig, display=False)
 plt.close(fig)
+prose.pending_note("Fig. 7.1", trajectories)
 
 # %% [markdown]
 # ```{glue:figure} fig_snapshots
 # :name: origins-fig-snapshots
 #
-# Within-model CKA at each snapshot of the model with a block (top) and of the model
-# without one (bottom), from the initialisation (left) to the last SGD step (right).
+# Within-model CKA at each snapshot of the model with a block (top rows) and of the
+# model without one (bottom rows), from the initialisation to the last SGD step (left to
+# right, then on the next row).
 # ```
 
 # %% tags=["hide-input"]
 table = origins.block_over_training(trajectories, block_threshold)
 formed = origins.formation(trajectories[0], block_threshold, formed_overlap)
 formed_without = origins.formation(trajectories[1], block_threshold, formed_overlap)
-fig, axes = plt.subplots(1, 5, figsize=(16, 3.2), layout="constrained", sharey=True)
-plots.over_training(table, "block", ax=axes[0], ylabel="", title="block measure", ylim=(-0.02, 1.02), mark=formed["step"])
-plots.over_training(table, "overlap", ax=axes[1], ylabel="", title="overlap with the final block", legend=False)
-plots.over_training(table, "pc1", ax=axes[2], ylabel="", title="PC1 share, last two stages", legend=False)
-plots.over_training(table, "to_final", ax=axes[3], ylabel="", title="CKA with the final model", legend=False)
-plots.over_training(table, "test_acc", ax=axes[4], ylabel="", title="test accuracy", legend=False)
+fig = plots.over_training_figure(table, mark=formed["step"])
 glue("fig_over_training", fig, display=False)
 plt.close(fig)
-
-# %% tags=["remove-cell"]
-glue("threshold", block_threshold, display=False)
-glue("formed_overlap", formed_overlap, display=False)
-glue("snapshot_examples", f"{O.snapshot_examples:,}", display=False)
-glue("with_model", runs[0].label, display=False)
-glue("without_model", runs[1].label, display=False)
-glue("reproduces", origins.describe_reproduction(trajectories[0]), display=False)
-glue_all(origins.formation_words(formed, formed_without))
 
 # %% [markdown]
 # ```{glue:figure} fig_over_training
 # :name: origins-fig-over-training
 #
-# Against the SGD step (linear up to 1, logarithmic beyond): the block measure, the
-# overlap of the block with the final model's, PC1's share of variance at the
-# residual-block outputs of the last two stages, the mean CKA of the final block's
-# layers with the same layers of the final model, and test accuracy. The dashed line
-# marks the step at which the block of the model with a block has taken shape. The
-# final model is the analysed checkpoint (the epoch of best test accuracy), which need
-# not be the last step.
+# Against the SGD step (0 is the initialisation; linear up to 1, logarithmic beyond):
+# the block measure, the overlap of the block with the final model's, PC1's share of
+# variance at the residual-block outputs of the last two stages, the mean CKA of the
+# final block's layers with the same layers of the final model, and test accuracy on the
+# snapshots' {glue:text}`snapshot_examples` test images. The dashed line marks the step
+# at which the block of the model with a block has taken shape. The final model is the
+# analysed checkpoint (the epoch of best test accuracy), which need not be the last step.
 # ```
 #
-# At initialisation the block measure of the {glue:text}`with_model` is
-# {glue:text}`init_block`, and that block overlaps the final one by
-# {glue:text}`init_overlap`; the final model's block measure is
-# {glue:text}`final_block`. The block has taken shape by step {glue:text}`formed_step`
-# of {glue:text}`total_steps` ({glue:text}`formed_fraction` of training), when it covers
-# {glue:text}`formed_block` of the layers and the test accuracy on the snapshots'
-# {glue:text}`snapshot_examples` test images is {glue:text}`formed_acc` (finally
-# {glue:text}`final_acc`). At that step the block's
-# layers have a mean CKA of {glue:text}`formed_to_final` with the final model's, which
-# measures how much of its representation is still to change. PC1 explains
-# {glue:text}`formed_pc1` of the variance in the last two stages then, and
-# {glue:text}`final_pc1` at the last step. For comparison, the block measure of the
-# {glue:text}`without_model` is {glue:text}`without_init_block` at initialisation and
-# {glue:text}`without_final_block` at the end.
-#
+# The block of the {glue:text}`with_model` has taken shape by step
+# {glue:text}`formed_step` of {glue:text}`total_steps` ({glue:text}`formed_fraction` of
+# training). The table gives each measure of both models at initialisation, at that
+# step and for the final model; the CKA of the block's layers with the final model's
+# says how much of their representation is still to change.
+
+# %% tags=["hide-input"]
+prose.formation_table([formed, formed_without], runs)
+
+# %% [markdown]
 # (dominant-images)=
 # ## Dominant images
 #
@@ -206,19 +188,6 @@ glue("fig_dominant", fig, display=False)
 plt.close(fig)
 pd.DataFrame(summary["table"]).round(3)
 
-# %% tags=["remove-cell"]
-glue("max_layers", O.max_layers, display=False)
-glue("n_images", fmt(summary["n"], ",", f"{P.cka.examples or 10_000:,}"), display=False)
-glue("top_k", f"{O.top_k:,}", display=False)
-glue("top_share", fmt(summary["share"], ".0%"), display=False)
-glue("random_share", fmt(summary["random_share"], ".1%"), display=False)
-glue("block_variance", fmt(summary["variance"], ".2f"), display=False)
-glue("statistic", fmt(summary["statistic"]), display=False)
-glue("stat_chosen", fmt(summary["chosen"], ".2f"), display=False)
-glue("stat_others", fmt(summary["others"], ".2f"), display=False)
-glue("stat_d", fmt(summary["cohen_d"], "+.2f"), display=False)
-glue("stat_p", fmt(summary["p_bonferroni"], ".2g"), display=False)
-
 # %% [markdown]
 # ```{glue:figure} fig_dominant
 # :name: origins-fig-dominant
@@ -248,13 +217,18 @@ glue("stat_p", fmt(summary["p_bonferroni"], ".2g"), display=False)
 # gives, and $P(X \ge x)$ is the $p$-value of an observed overlap $x$.
 
 # %% tags=["hide-input"]
-seed_dominance = session.get_all(origins.dominance, origins.seed_runs(P, seed), threshold=block_threshold)
-display(Markdown(origins.pending_note("Across seeds", seed_dominance)))
-seeds = origins.seeds_summary(seed_dominance, session.data, O.top_k)
+seed_dominance = [session.get(origins.dominance, run, threshold=block_threshold) for run in origins.seed_runs(P, seed)]
 sets, set_titles = origins.seed_panels(seed_dominance, images, O.top_k)
 fig = plots.image_panels(sets, set_titles) if sets else plots.placeholder("seeds pending").figure
 glue("fig_seeds", fig, display=False)
 plt.close(fig)
+prose.pending_note("Across seeds", seed_dominance)
+
+# %% [markdown]
+# The overlap of each pair of seeds' top-$k$ sets, against chance:
+
+# %% tags=["hide-input"]
+seeds = origins.seeds_summary(seed_dominance, session.data, O.top_k)
 pd.DataFrame(seeds["overlaps"]).round(4)
 
 # %% [markdown]
@@ -263,15 +237,6 @@ pd.DataFrame(seeds["overlaps"]).round(4)
 
 # %% tags=["hide-input"]
 pd.DataFrame(seeds["statistics"]).round(3)
-
-# %% tags=["remove-cell"]
-glue("seed_count", len(seed_dominance), display=False)
-glue("jaccard", fmt(seeds["jaccard"], ".2f"), display=False)
-glue("chance_jaccard", fmt(seeds["chance_jaccard"], ".3f"), display=False)
-glue("overlap", fmt(seeds["overlap"], ".1f"), display=False)
-glue("chance_overlap", fmt(seeds["chance_overlap"], ".2f"), display=False)
-glue("overlap_p", fmt(seeds["max_p"], ".2g"), display=False)
-glue("same_statistic", {True: "the same", False: "not the same"}.get(seeds["same_statistic"], "pending"), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_seeds
@@ -300,29 +265,16 @@ glue("same_statistic", {True: "the same", False: "not the same"}.get(seeds["same
 
 # %% tags=["hide-input"]
 removal = session.get(origins.removal_heatmaps, runs[0], threshold=block_threshold)
-removal_table = origins.removal_rows(removal, block_threshold)
 removed = origins.removal_summary(removal, block_threshold)
-fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.1), layout="constrained")
-plots.removal_curves(removal_table, "block", ax=axes[0], ylabel="block measure")
-plots.removal_curves(removal_table, "block_cka", ax=axes[1], ylabel="mean CKA, original block")
+fig = plots.removal_figure(origins.removal_rows(removal, block_threshold))
 glue("fig_removal", fig, display=False)
 plt.close(fig)
 
 # %% tags=["hide-input"]
 rows, titles = origins.removal_panels(removal)
-fig = plots.heatmap_grid(rows, titles, size=2.2) if rows else plots.placeholder("heatmaps pending").figure
+fig = plots.wrapped_heatmaps(rows, titles) if rows else plots.placeholder("heatmaps pending").figure
 glue("fig_removal_maps", fig, display=False)
 plt.close(fig)
-
-# %% tags=["remove-cell"]
-glue("removal_counts", ", ".join(map("{:,}".format, O.removal_counts)), display=False)
-glue("k_max", f"{max(O.removal_counts):,}", display=False)
-glue("block_before", fmt(removed["before"], ".0%"), display=False)
-glue("block_dominant", fmt(removed["dominant"], ".0%"), display=False)
-glue("block_random", fmt(removed["random"], ".0%"), display=False)
-glue("cka_before", fmt(removed["cka_before"], ".2f"), display=False)
-glue("cka_dominant", fmt(removed["cka_dominant"], ".2f"), display=False)
-glue("cka_random", fmt(removed["cka_random"], ".2f"), display=False)
 
 # %% [markdown]
 # ```{glue:figure} fig_removal
@@ -349,21 +301,26 @@ glue("cka_random", fmt(removed["cka_random"], ".2f"), display=False)
 # ## Against the follow-up
 #
 # One row per finding of {cite}`nguyen2022origins`, each verdict computed by
-# `repsim.origins.verdicts` from the numbers above.
+# `repsim.claims.origin_claims` from the numbers above.
 
 # %% tags=["hide-input"]
-display(Markdown(origins.verdict_list(origins.verdicts(formed, summary, seeds, removed))))
+prose.MarkdownText(markdown(origin_claims(formed, summary, seeds, removed)))
+
+# %% tags=["remove-cell"]
+glue_all(prose.chapter7(P, runs, trajectories[0], formed, summary, seeds, removed, len(seed_dominance),
+                        threshold=block_threshold, formed_overlap=formed_overlap))
 
 # %% [markdown]
 # A two-part claim agrees "only in part" when one part holds. The rules are fixed in
-# `repsim.origins`: "early" is within the first quarter of the SGD steps, and a block
-# that is already in place at initialisation makes the claim not measurable, since
-# training did not create it; "still changing" is a mean CKA below 0.9 with the final
-# block; the dominant images must carry
-# at least five times their share $k/N$ of PC1's variance and differ in some statistic
-# at $p < 0.05$ after the correction; two seeds' sets "differ" when their Jaccard index
-# is below 0.5; and removing the dominant images must at least halve the block measure,
-# and shrink it by 5 points more than removing random images. Small models trained
+# `repsim.claims`: "early" is within the first {glue:text}`early` of the SGD steps, and a
+# block that is already in place at initialisation makes the claim not measurable, since
+# training did not create it; "still changing" is a mean CKA below
+# {glue:text}`still_changing` with the final block; the dominant images must carry at
+# least {glue:text}`carry` times their share $k/N$ of PC1's variance and differ in some
+# statistic at $p <$ {glue:text}`level` after the correction; two seeds' sets "differ"
+# when their Jaccard index is below {glue:text}`different`; and removing the dominant
+# images must leave at most {glue:text}`halved` of the block measure, and at least
+# {glue:text}`margin` less than removing as many random images. Small models trained
 # briefly on few images are far from the follow-up's, so each verdict can flip with the
 # profile, the seed and the thresholds; the figures are the evidence to weigh.
 

@@ -5,7 +5,10 @@ evidence). A verdict counts how many comparisons go the paper's way ("agrees (3 
 "agrees only in part (1 of 3)", "does not agree (0 of 3)"), or says that a difference
 is within a stated tolerance ("too close to call"), or that the results it needs are
 still pending. Nothing here is tuned to agree: the thresholds are stated beside each
-claim, and the chapters print the evidence with the verdict.
+claim, and the chapters print the evidence with the verdict (and glue the thresholds
+from here, so that the prose states the rule the code applies).
+
+``formatted`` is the book's one formatter of a number that may still be pending.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ import numpy as np
 from .data import train_count
 
 PENDING = "pending (not computed yet)"
+
+
+def formatted(template: str, *values, missing: str = "pending") -> str:
+    """``template.format(*values)``, or ``missing`` when any value is None (a result not
+    computed yet): ``formatted("{:.0%}", 0.25) == "25%"``, ``formatted("{:.2f}", None) == "pending"``."""
+    return missing if any(v is None for v in values) else template.format(*values)
 
 
 def verdict(changes) -> str:
@@ -123,21 +132,21 @@ def pc_claims(summary: dict) -> list[dict]:
     return [
         row("PC1 explains more of the variance inside the block than in the model without a block",
             compare(s.get("variance_in_block"), s.get("variance_without_block"), 0.02),
-            _numbers("{:.2f} against {:.2f}", s.get("variance_in_block"), s.get("variance_without_block"))),
+            formatted("{:.2f} against {:.2f}", s.get("variance_in_block"), s.get("variance_without_block"))),
         row("Removing PC1 lowers the CKA between the block's layers",
             compare(s.get("cka_in_block"), s.get("cka_in_block_without_pc1"), 0.01),
-            _numbers("{:.3f} to {:.3f}", s.get("cka_in_block"), s.get("cka_in_block_without_pc1"))),
+            formatted("{:.3f} to {:.3f}", s.get("cka_in_block"), s.get("cka_in_block_without_pc1"))),
         row("Across models, PC1's variance explained goes with the block size (Spearman correlation above 0)",
             compare(s.get("d5_rho"), 0.0 if s.get("d5_rho") is not None else None, 0.1),
-            _numbers("rho = {:.2f} over {} models", s.get("d5_rho"), s.get("d5_models"))),
+            formatted("rho = {:.2f} over {} models", s.get("d5_rho"), s.get("d5_models"))),
         row("Probe accuracy improves less per residual block inside the block than outside it",
             compare(s.get("gain_outside"), s.get("gain_inside"), 0.005), _gain_evidence(s)),
         row("Probe accuracy rises through the model without a block (last stage above the first)",
             compare(s.get("probe_last_stage"), s.get("probe_first_stage"), 0.0),
-            _numbers("{:.1%} in the last stage, {:.1%} in the first", s.get("probe_last_stage"), s.get("probe_first_stage"))),
+            formatted("{:.1%} in the last stage, {:.1%} in the first", s.get("probe_last_stage"), s.get("probe_first_stage"))),
         row("Deleting the end of the last stage costs the model with a block less than the one without",
             compare(s.get("drop_without_block"), s.get("drop_with_block"), 0.01),
-            _numbers("{:.1f} against {:.1f} percentage points", _points(s.get("drop_with_block")),
+            formatted("{:.1f} against {:.1f} percentage points", _points(s.get("drop_with_block")),
                      _points(s.get("drop_without_block")))),
     ]
 
@@ -145,18 +154,14 @@ def pc_claims(summary: dict) -> list[dict]:
 def _gain_evidence(s: dict) -> str:
     inside, outside = s.get("gain_inside"), s.get("gain_outside")
     if inside is not None and not np.isfinite(inside):
-        # gain_per_block needs two consecutive residual-block outputs inside the block.
-        return _numbers("no two consecutive residual blocks end inside this model's block; "
+        # gain_per_unit needs two consecutive residual-block outputs inside the block.
+        return formatted("no two consecutive residual blocks end inside this model's block; "
                         "{:+.1f} percentage points per block outside it", _points(outside))
-    return _numbers("{:+.1f} against {:+.1f} percentage points per block", _points(inside), _points(outside))
+    return formatted("{:+.1f} against {:+.1f} percentage points per block", _points(inside), _points(outside))
 
 
 def _points(fraction):
     return None if fraction is None else 100 * fraction
-
-
-def _numbers(template: str, *values) -> str:
-    return template.format(*values) if all(v is not None for v in values) else "pending"
 
 
 def seed_claims(seed_rows: Sequence[dict]) -> list[dict]:
@@ -179,7 +184,7 @@ def seed_claims(seed_rows: Sequence[dict]) -> list[dict]:
 
 def prediction_claims(excess: dict | None, significant: int | None, expected: float, pair_z: Sequence[float]) -> list[dict]:
     """Sec. 6 (chapter 6): per-example and per-class differences between populations.
-    ``excess``: ``populations.spread_excess``; ``significant``: classes passing Welch's
+    ``excess``: ``prediction_stats.spread_excess``; ``significant``: classes passing Welch's
     test, ``expected``: how many chance alone would pass; ``pair_z``: z of each pair of
     Figs. F.1-F.3."""
     return [
@@ -193,3 +198,72 @@ def prediction_claims(excess: dict | None, significant: int | None, expected: fl
             "spread more than 2 standard errors above zero)", verdict([z - 2 for z in pair_z]),
             f"{sum(z > 2 for z in pair_z)} of {len(pair_z)} pairs" if len(pair_z) else ""),
     ]
+
+
+# -- chapter 7: the follow-up's findings (Nguyen, Raghu & Kornblith 2022) ------------------
+EARLY = 0.25  # "early": within the first quarter of the SGD steps
+STILL_CHANGING = 0.9  # the block's layers then have CKA below this with the final model's
+CARRY = 5.0  # the top-k images carry at least 5 times their share (k/N) of PC1's variance
+LEVEL = 0.05  # significance of the image statistic (Bonferroni-corrected)
+DIFFERENT = 0.5  # top-k sets of two seeds "differ" when their Jaccard index is below this
+HALVED = 0.5  # removing the dominant images leaves at most this share of the block measure
+MARGIN = 0.05  # ... and at least this much less than removing as many random images
+
+
+def origin_claims(formed: dict, dominant: dict, seeds: dict, removed: dict) -> list[dict]:
+    """Chapter 7: one row per finding of the follow-up, from the summaries of
+    ``repsim.origins`` (``formation``, ``dominance_summary``, ``seeds_summary`` and
+    ``removal_summary``). A claim of two parts agrees "only in part" when one holds."""
+    rows = []
+    claim = "The block forms early in training, while its representation keeps changing"
+    if formed["final_block"] is None:
+        rows.append(row(claim, "pending", "the snapshots are not computed yet"))
+    elif formed["final_block"] == 0:
+        rows.append(row(claim, "not measurable", "the final model has no block at this threshold"))
+    elif formed["step"] is None:
+        rows.append(row(claim, "does not agree", "no snapshot keeps a block over the final block's layers to the end"))
+    elif formed["step"] == 0:
+        rows.append(row(claim, "not measurable", f"a block over the same layers is there at initialisation (it covers "
+                         f"{formed['init_block']:.0%} of the layers, overlap {formed['init_overlap']:.2f} with the final "
+                         f"block), so training does not create it"))
+    else:
+        rows.append(row(claim, _combine([formed["fraction_of_training"] <= EARLY, formed["to_final"] < STILL_CHANGING]),
+                         f"formed by step {formed['step']:,} of {formed['total_steps']:,} "
+                         f"({formed['fraction_of_training']:.0%}); the block's layers then have CKA "
+                         f"{formed['to_final']:.2f} with the final model's; the block covers "
+                         f"{formed['init_block']:.0%} of the layers at initialisation, {formed['final_block']:.0%} at the end"))
+    claim = "A few dominant images, which share a simple image statistic, carry the block's first PC"
+    if dominant["share"] is None:
+        rows.append(row(claim, "pending", "the dominant images are not computed yet"))
+    else:
+        rows.append(row(claim, _combine([dominant["share"] >= CARRY * dominant["random_share"],
+                                          dominant["p_bonferroni"] < LEVEL]),
+                         f"the top {dominant['k']:,} of {dominant['n']:,} images carry {dominant['share']:.0%} of "
+                         f"PC1's variance (k/N = {dominant['random_share']:.1%}); {dominant['statistic']}: "
+                         f"d = {dominant['cohen_d']:+.2f}, p = {dominant['p_bonferroni']:.2g} (Bonferroni)"))
+    claim = "Different seeds pick different dominant images"
+    if seeds["jaccard"] is None:
+        rows.append(row(claim, "pending", "fewer than two seeds are computed"))
+    else:
+        same = "the same" if seeds["same_statistic"] else "not the same"
+        rows.append(row(claim, "agrees" if seeds["jaccard"] < DIFFERENT else "does not agree",
+                         f"mean Jaccard index {seeds['jaccard']:.2f} over {seeds['pairs']} pair(s) of seeds, "
+                         f"{seeds['chance_jaccard']:.3f} by chance (overlap p <= {seeds['max_p']:.2g}); "
+                         f"the strongest statistic is {same} in every seed"))
+    claim = "Removing the dominant images removes the block; removing as many random images does not"
+    if removed["before"] is None:
+        rows.append(row(claim, "pending", "the heatmaps without dominant images are not computed yet"))
+    elif removed["before"] == 0:
+        rows.append(row(claim, "not measurable", "the model has no block at this threshold"))
+    else:
+        rows.append(row(claim, _combine([removed["dominant"] <= removed["before"] * HALVED,
+                                          removed["dominant"] < removed["random"] - MARGIN]),
+                         f"block {removed['before']:.0%} of the layers; without the top {removed['k']:,} "
+                         f"{removed['dominant']:.0%}, without {removed['k']:,} random images {removed['random']:.0%}"))
+    return rows
+
+
+def _combine(conditions: Sequence[bool]) -> str:
+    """A claim of several parts, in words (without the counts of ``verdict``)."""
+    held = sum(bool(c) for c in conditions)
+    return "agrees" if held == len(conditions) else "does not agree" if held == 0 else "agrees only in part"

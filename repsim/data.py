@@ -32,13 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .files import (
-    file_lock,
-    load_checked,
-    remove_stale_temporaries,
-    repsim_home,
-    save_checked,
-)
+from .files import file_lock, load_checked, remove_stale_temporaries, repsim_home, save_checked
 
 # SHA-256 of archives whose content is known; others are checked against SHA256SUMS.
 KNOWN_SHA256 = {

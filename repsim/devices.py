@@ -25,6 +25,13 @@ def resolve(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def synchronize(device: str | torch.device) -> None:
+    """Wait for the work queued on ``device`` (a CUDA GPU; nothing to wait for elsewhere),
+    so that a timer read next measures it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def device_type(device: str | torch.device | None = None) -> str:
     """The type ("cpu", "cuda") a computation on ``device`` runs on: "auto" and None as
     ``resolve`` picks, others as named, whether or not this machine has them."""

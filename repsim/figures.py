@@ -79,23 +79,3 @@ def fig6_pairs(across: AcrossChapter) -> list[tuple[Run, Run]]:
 def fige1_pairs(across: AcrossChapter) -> list[tuple[Run, Run]]:
     """Fig. E.1: the profile's pairs of architectures, with their own seeds."""
     return [tuple(pair) for pair in across.architecture_pairs]
-
-
-def firsts(pairs) -> list:
-    """The first run of each pair."""
-    return [a for a, _ in pairs]
-
-
-def seconds(pairs) -> list:
-    """The second run of each pair."""
-    return [b for _, b in pairs]
-
-
-def residual(runs) -> list[Run]:
-    """The runs of networks with residual connections (Fig. D.5's models)."""
-    return [run for run in runs if run.model.residual]
-
-
-def flatten(rows) -> list:
-    """The items of a list of rows, in order."""
-    return [item for row in rows for item in row]

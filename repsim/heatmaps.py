@@ -76,16 +76,9 @@ def block_runs(blocks: BlockChapter, seed: int = 0, num_classes: int = 10) -> li
     return list(dict.fromkeys(runs))
 
 
-def panels(rows: Sequence[Sequence[Heatmap | None]], title=None) -> tuple[list[list], list[list[str]]]:
-    """(matrices, titles) of rows of heatmaps for ``plots.heatmap_grid``: None stays None
-    (a pending panel). ``title(heatmap)`` gives a panel's title (default: its own)."""
-    title = title or (lambda m: m.title)
-    return ([[m.cka if m is not None else None for m in row] for row in rows],
-            [[title(m) if m is not None else "pending" for m in row] for row in rows])
-
-
 def seed_title(m: Heatmap) -> str:
-    """A panel title for one of several seeds: "seed 1, 93%"."""
+    """A panel title for one of several seeds, "seed 1, 93%" (``plots.heatmap_rows``'s
+    ``title``)."""
     return f"seed {m.run.seed}, {m.test_acc:.0%}"
 
 

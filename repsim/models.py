@@ -47,7 +47,7 @@ class ResNetConfig:
             raise ValueError(f"residual must be True or False, got {type(self.residual).__name__} {self.residual!r}")
 
     @property
-    def blocks_per_stage(self) -> int:
+    def units_per_stage(self) -> int:
         return (self.depth - 2) // 6
 
     @property
@@ -111,7 +111,7 @@ class ResNet(nn.Module):
         c_in = channels[0]
         for s, c_out in enumerate(channels):
             stage = nn.Sequential()
-            for b in range(config.blocks_per_stage):
+            for b in range(config.units_per_stage):
                 stride = 2 if (s > 0 and b == 0) else 1
                 stage.add_module(f"block{b}", BasicBlock(c_in, c_out, stride, config.residual))
                 c_in = c_out
@@ -162,7 +162,7 @@ def stage_of(name: str) -> int:
 
 
 class ShortcutOnly(nn.Module):
-    """What is left of a residual block whose residual branch is deleted: its shortcut
+    """What is left of a residual unit whose residual branch is deleted: its shortcut
     (identity, or the projection of a stage's first block), then the block's ReLU."""
 
     def __init__(self, shortcut: nn.Module) -> None:
@@ -174,9 +174,9 @@ class ShortcutOnly(nn.Module):
         return self.relu2(self.shortcut(x))
 
 
-def delete_blocks(model: ResNet, stage: int, count: int) -> ResNet:
-    """A copy of ``model`` with the residual branches of the last ``count`` blocks of
-    ``stage`` (1-3) deleted, as in the paper's Fig. 5; the shortcuts stay.
+def delete_residual_units(model: ResNet, stage: int, count: int) -> ResNet:
+    """A copy of ``model`` with the residual branches of the last ``count`` residual units
+    (the ``stageS.blockB`` modules; "block" alone means the block structure) of ``stage`` (1-3) deleted, as in the paper's Fig. 5; the shortcuts stay.
 
     The original model is not modified. Deleting from a network without residual
     connections is refused: with no shortcut, nothing would carry the signal through.
@@ -184,12 +184,12 @@ def delete_blocks(model: ResNet, stage: int, count: int) -> ResNet:
     if not isinstance(model, ResNet):
         raise TypeError(f"model must be a repsim ResNet, got {type(model).__name__}")
     if not model.config.residual:
-        raise ValueError(f"{model.config.name} has no residual connections, so its blocks cannot be deleted")
+        raise ValueError(f"{model.config.name} has no residual connections, so its residual units cannot be deleted")
     if isinstance(stage, bool) or stage not in (1, 2, 3):
         raise ValueError(f"stage must be 1, 2 or 3, got {stage!r}")
-    blocks = model.config.blocks_per_stage
+    blocks = model.config.units_per_stage
     if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 0 <= count <= blocks:
-        raise ValueError(f"count must be between 0 and {blocks} (blocks in stage {stage}), got {count!r}")
+        raise ValueError(f"count must be between 0 and {blocks} (residual units in stage {stage}), got {count!r}")
     pruned = copy.deepcopy(model)
     stage_module = getattr(pruned, f"stage{stage}")
     for b in range(blocks - count, blocks):

@@ -14,8 +14,13 @@ is a store entry with a ``*_key`` function beside it, as in ``run_analyses``.
 - **Dominant images** are scored on the PC1 of the block's layers, compared on simple
   image statistics, matched across seeds against chance, and left out of the heatmap,
   with the functions of ``dominant``.
-- **Summaries and verdicts** turn the cached results into the chapter's numbers and its
-  rows (claim, verdict, evidence).
+- **Summaries** turn the cached results into the numbers chapter 7 quotes and plots:
+  ``block_over_training``, ``formation``, ``dominance_summary``, ``seeds_summary``,
+  ``removal_rows`` and ``removal_summary`` (None values while a result is pending), and
+  the panels of its figures.
+
+The verdicts on these numbers, with their thresholds, are ``claims.origin_claims``; the
+words and tables of the page are ``repsim.book.prose.chapter7`` and ``formation_table``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from torch import nn
 
 from .blocks import Block, find_block, mean_within
 from .cka import MinibatchCKA, cka_from_hsic
-from .claims import row
 from .compare import collect_activations
 from .data import ImageDataset, test_count, to_float
 from .devices import resolve as resolve_device
@@ -53,7 +57,6 @@ from .models import ResNet, ResNetConfig, layer_names, stage_of
 from .pca import layer_pcs
 from .profiles import Profile
 from .runs import Run
-from .session import coverage
 from .snapshots import total_steps, training_snapshots, training_snapshots_key
 from .store import Store
 from .trained import train_run
@@ -309,22 +312,16 @@ def block_over_training(trajectories: Sequence[Trajectory | None], threshold: fl
     return rows
 
 
-def describe_reproduction(t: Trajectory | None) -> str:
-    """How the snapshots came about, in words: with the run's first training, or by
-    retraining it (and whether that gave the stored model bit for bit)."""
-    if t is None:
-        return "pending"
-    return {True: "retrained, and the same model bit for bit", False: "retrained, with the same recipe but not the same bits",
-            None: "trained with its snapshots from the start"}[t.reproduces]
-
-
 def formation(t: Trajectory | None, threshold: float, share: float = 0.5) -> dict:
     """When the block takes shape: the first snapshot from which every later one has a
     block whose overlap with the final model's block (``block_overlap``) is at least
     ``share`` (``step`` None if there is none, or if the final model has no block), with
-    the numbers at that step, at initialisation and at the end. All None if pending."""
-    keys = ("step", "total_steps", "fraction_of_training", "init_block", "init_overlap", "block", "overlap",
-            "final_block", "to_final", "test_acc", "final_acc", "pc1", "final_pc1", "reproduces")
+    the numbers at that step (``init_*`` at initialisation, ``final_*`` at the end; the
+    final model's CKA with itself and overlap with its own block are 1 by definition).
+    All None if pending."""
+    keys = ("step", "total_steps", "fraction_of_training", "init_block", "init_overlap", "init_to_final", "init_acc",
+            "init_pc1", "block", "overlap", "final_block", "to_final", "test_acc", "final_acc", "pc1", "final_pc1",
+            "reproduces")
     if t is None:
         return dict.fromkeys(keys)
     final = find_block(t.final_cka, threshold)
@@ -335,30 +332,14 @@ def formation(t: Trajectory | None, threshold: float, share: float = 0.5) -> dic
     index = int(np.argmax(later)) if later.any() else None
     span = slice(final.start, final.stop) if final.size else slice(None)
     at = (lambda values: float(values[index])) if index is not None else (lambda values: None)  # noqa: E731
+    to_final, pc1 = t.to_final[:, span].mean(axis=1), t.pc1_variance.mean(axis=1)
     return {"step": None if index is None else int(t.steps[index]), "total_steps": t.total_steps,
             "fraction_of_training": None if index is None else float(t.steps[index] / t.total_steps),
-            "init_block": blocks[0].fraction, "init_overlap": float(overlaps[0]),
+            "init_block": blocks[0].fraction, "init_overlap": float(overlaps[0]), "init_to_final": float(to_final[0]),
+            "init_acc": float(t.test_acc[0]), "init_pc1": float(pc1[0]),
             "block": at([block.fraction for block in blocks]), "overlap": at(overlaps), "final_block": final.fraction,
-            "to_final": at(t.to_final[:, span].mean(axis=1)), "test_acc": at(t.test_acc), "final_acc": t.final_acc,
-            "pc1": at(t.pc1_variance.mean(axis=1)), "final_pc1": float(t.pc1_variance[-1].mean()),
-            "reproduces": t.reproduces}
-
-
-def formation_words(formed: dict, formed_without: dict) -> dict[str, str]:
-    """The values chapter 7's prose quotes about when the block forms ("pending" while
-    the trajectory is, "-" or "never" where the block never forms)."""
-    missing = "pending" if formed["total_steps"] is None else "-"
-    return {
-        "formed_step": fmt(formed["step"], ",", "pending" if formed["total_steps"] is None else "never"),
-        "total_steps": fmt(formed["total_steps"], ","),
-        "formed_fraction": fmt(formed["fraction_of_training"], ".0%", missing),
-        "init_block": fmt(formed["init_block"], ".0%"), "init_overlap": fmt(formed["init_overlap"], ".2f"),
-        "formed_block": fmt(formed["block"], ".0%", missing), "final_block": fmt(formed["final_block"], ".0%"),
-        "formed_to_final": fmt(formed["to_final"], ".2f", missing), "formed_acc": fmt(formed["test_acc"], ".0%", missing),
-        "final_acc": fmt(formed["final_acc"], ".0%"), "formed_pc1": fmt(formed["pc1"], ".2f", missing),
-        "final_pc1": fmt(formed["final_pc1"], ".2f"), "without_init_block": fmt(formed_without["init_block"], ".0%"),
-        "without_final_block": fmt(formed_without["final_block"], ".0%"),
-    }
+            "to_final": at(to_final), "test_acc": at(t.test_acc), "final_acc": t.final_acc,
+            "pc1": at(pc1), "final_pc1": float(pc1[-1]), "reproduces": t.reproduces}
 
 
 def dominance_summary(d: Dominance | None, data: ImageDataset, k: int) -> dict:
@@ -424,80 +405,8 @@ def removal_summary(removal: Removal | None, threshold: float) -> dict:
             "cka_dominant": pick[(k, "dominant")]["block_cka"], "cka_random": pick[(k, "random")]["block_cka"]}
 
 
-# -- against the follow-up ---------------------------------------------------------------
-EARLY = 0.25  # "early": within the first quarter of the SGD steps
-STILL_CHANGING = 0.9  # the block's layers then have CKA below this with the final model's
-CARRY = 5.0  # the top-k images carry at least 5 times their share (k/N) of PC1's variance
-LEVEL = 0.05  # significance of the image statistic (Bonferroni-corrected)
-DIFFERENT = 0.5  # top-k sets of two seeds "differ" when their Jaccard index is below this
-MARGIN = 0.05  # block measures closer than this count as equal
-
-
-def verdicts(formed: dict, dominant: dict, seeds: dict, removed: dict) -> list[dict]:
-    """Rows (claim, verdict, evidence), one per finding of the follow-up, from the
-    summaries ``formation``, ``dominance_summary``, ``seeds_summary`` and
-    ``removal_summary``. A claim of two parts agrees "only in part" when one holds."""
-    rows = []
-    claim = "The block forms early in training, while its representation keeps changing"
-    if formed["final_block"] is None:
-        rows.append(row(claim, "pending", "the snapshots are not computed yet"))
-    elif formed["final_block"] == 0:
-        rows.append(row(claim, "not measurable", "the final model has no block at this threshold"))
-    elif formed["step"] is None:
-        rows.append(row(claim, "does not agree", "no snapshot keeps a block over the final block's layers to the end"))
-    elif formed["step"] == 0:
-        rows.append(row(claim, "not measurable", f"a block over the same layers is there at initialisation (it covers "
-                         f"{formed['init_block']:.0%} of the layers, overlap {formed['init_overlap']:.2f} with the final "
-                         f"block), so training does not create it"))
-    else:
-        rows.append(row(claim, _combine([formed["fraction_of_training"] <= EARLY, formed["to_final"] < STILL_CHANGING]),
-                         f"formed by step {formed['step']:,} of {formed['total_steps']:,} "
-                         f"({formed['fraction_of_training']:.0%}); the block's layers then have CKA "
-                         f"{formed['to_final']:.2f} with the final model's; the block covers "
-                         f"{formed['init_block']:.0%} of the layers at initialisation, {formed['final_block']:.0%} at the end"))
-    claim = "A few dominant images, which share a simple image statistic, carry the block's first PC"
-    if dominant["share"] is None:
-        rows.append(row(claim, "pending", "the dominant images are not computed yet"))
-    else:
-        rows.append(row(claim, _combine([dominant["share"] >= CARRY * dominant["random_share"],
-                                          dominant["p_bonferroni"] < LEVEL]),
-                         f"the top {dominant['k']:,} of {dominant['n']:,} images carry {dominant['share']:.0%} of "
-                         f"PC1's variance (k/N = {dominant['random_share']:.1%}); {dominant['statistic']}: "
-                         f"d = {dominant['cohen_d']:+.2f}, p = {dominant['p_bonferroni']:.2g} (Bonferroni)"))
-    claim = "Different seeds pick different dominant images"
-    if seeds["jaccard"] is None:
-        rows.append(row(claim, "pending", "fewer than two seeds are computed"))
-    else:
-        same = "the same" if seeds["same_statistic"] else "not the same"
-        rows.append(row(claim, "agrees" if seeds["jaccard"] < DIFFERENT else "does not agree",
-                         f"mean Jaccard index {seeds['jaccard']:.2f} over {seeds['pairs']} pair(s) of seeds, "
-                         f"{seeds['chance_jaccard']:.3f} by chance (overlap p <= {seeds['max_p']:.2g}); "
-                         f"the strongest statistic is {same} in every seed"))
-    claim = "Removing the dominant images removes the block; removing as many random images does not"
-    if removed["before"] is None:
-        rows.append(row(claim, "pending", "the heatmaps without dominant images are not computed yet"))
-    elif removed["before"] == 0:
-        rows.append(row(claim, "not measurable", "the model has no block at this threshold"))
-    else:
-        rows.append(row(claim, _combine([removed["dominant"] <= removed["before"] / 2,
-                                          removed["dominant"] < removed["random"] - MARGIN]),
-                         f"block {removed['before']:.0%} of the layers; without the top {removed['k']:,} "
-                         f"{removed['dominant']:.0%}, without {removed['k']:,} random images {removed['random']:.0%}"))
-    return rows
-
-
-def _combine(conditions: Sequence[bool]) -> str:
-    held = sum(bool(c) for c in conditions)
-    return "agrees" if held == len(conditions) else "does not agree" if held == 0 else "agrees only in part"
-
-
-def fmt(value, spec: str = "", missing: str = "pending") -> str:
-    """``format(value, spec)``, or ``missing`` for None (a result not computed yet)."""
-    return missing if value is None else format(value, spec)
-
-
 def snapshot_panels(trajectories: Sequence[Trajectory | None], kinds: Sequence[str] = KINDS):
-    """(rows, titles, row labels) for ``plots.heatmap_grid``: each trajectory's snapshot
+    """(rows, titles, row labels) for ``plots.wrapped_heatmaps``: each trajectory's snapshot
     heatmaps, titled by step; pending trajectories are left out."""
     present = [(t, kind) for t, kind in zip(trajectories, kinds) if t is not None]
     return ([list(t.cka) for t, _ in present], [[f"step {step:,}" for step in t.steps] for t, _ in present],
@@ -505,7 +414,7 @@ def snapshot_panels(trajectories: Sequence[Trajectory | None], kinds: Sequence[s
 
 
 def removal_panels(removal: Removal | None):
-    """(rows, titles) for ``plots.heatmap_grid``: the heatmap with all images, without the
+    """(rows, titles) for ``plots.wrapped_heatmaps``: the heatmap with all images, without the
     most dominant and without as many random ones (the largest count); empty if pending."""
     if removal is None:
         return [], []
@@ -520,8 +429,3 @@ def seed_panels(dominances: Sequence[Dominance | None], images, k: int):
     """(image sets, titles) for ``plots.image_panels``: each seed's top-k images."""
     present = [d for d in dominances if d is not None]
     return [images[d.top(k)] for d in present], [f"{d.run.name}: top {k}" for d in present]
-
-
-def pending_note(figure: str, results: Sequence, what: str = "models") -> str:
-    """"" when every result is there, else ``session.coverage``'s note on what is pending."""
-    return "" if all(r is not None for r in results) else coverage(figure, results, what)

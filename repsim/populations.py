@@ -4,9 +4,8 @@ A population is one architecture trained on one training-set prefix with many se
 Each member's per-example test predictions are cached in the store on their own, so a
 population can grow, and an interrupted one resumes where it stopped.
 
-The statistics compare two populations example by example (does population A get the
-same test images right as population B?) and class by class (Welch's t-test on the
-per-model class accuracies).
+Their statistics (``repsim.prediction_stats``) compare two populations example by
+example and class by class; ``repsim.engines`` trains a population on a cluster.
 """
 
 from __future__ import annotations
@@ -17,12 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 from tqdm import tqdm
 
-from .data import ImageDataset, load_dataset, test_count, train_count
-from .files import repsim_home
+from .data import ImageDataset, test_count, train_count
 from .models import ResNetConfig
+from .prediction_stats import class_accuracies, spread_excess, spread_with_error, welch_per_class
 from .profiles import PredictionChapter, Profile
 from .run_analyses import training_metrics
 from .runs import Run
@@ -74,12 +72,22 @@ def wide_and_deep(chapter: PredictionChapter, num_classes: int = 10) -> dict[str
             for name, run in (("wide", chapter.wide), ("deep", chapter.deep))}
 
 
-def fig7_panels(named: dict[str, Population], correct: dict, baseline: str) -> list[dict]:
-    """Fig. 7a, b for ``plots.population_pairs``: wide against deep, and the baseline's two
-    populations against each other."""
+@dataclass(frozen=True)
+class PairPanel:
+    """Two populations side by side (``plots.population_pairs``): which test images each
+    member gets right, boolean (members, N), or None while pending."""
+
+    x: np.ndarray | None
+    y: np.ndarray | None
+    xlabel: str
+    ylabel: str
+    title: str
+
+
+def fig7_panels(named: dict[str, Population], correct: dict, baseline: str) -> list[PairPanel]:
+    """Fig. 7a, b: wide against deep, and the baseline's two populations against each other."""
     second = f"{baseline}, second population"
-    return [{"x": correct.get(x), "y": correct.get(y), "xlabel": x, "ylabel": y,
-             "title": f"{named[y].model.name} vs {named[x].model.name}"}
+    return [PairPanel(correct.get(x), correct.get(y), x, y, f"{named[y].model.name} vs {named[x].model.name}")
             for x, y in (("deep", "wide"), (baseline, second))]
 
 
@@ -227,132 +235,6 @@ def population_table(populations: dict[str, Population], correct: dict[str, np.n
     return rows
 
 
-ENGINES = ("local", "submitit", "ray")
-
-
-def train_population(population: Population, profile: Profile, dataset: str = "cifar10", source=None,
-                     engine: str = "local", folder=None, progress: bool = True, **engine_options) -> torch.Tensor:
-    """Train (or load) every member and return the predictions, (members, N).
-
-    - ``engine="local"`` (the default) trains the members in this process, several at
-      once where that is faster (``population_predictions``).
-    - ``engine="submitit"`` submits one job per member through submitit: to Slurm
-      where it is available, or to local processes with ``cluster="local"``; other
-      options (``timeout_min``, ``gpus_per_node``, ``slurm_partition``, ...) go to
-      ``executor.update_parameters``; job logs go to ``folder``.
-    - ``engine="ray"`` runs one Ray task per member: on the cluster at ``address=``
-      (``"auto"`` finds a running one), or on a Ray instance started here and shut
-      down afterwards; other options (``num_cpus``, ``num_gpus``, ``memory``, ...) are
-      each task's resources.
-
-    The engines are imported only when chosen. Every job loads the data set by name and
-    writes to the same store, which must be on a file system all machines share
-    (``REPSIM_HOME``); a job that finds its member already trained only reads it.
-    """
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
-    if engine == "local":
-        if engine_options:
-            raise TypeError(f"engine='local' takes no engine options, got {sorted(engine_options)}")
-        data = load_dataset(dataset, source)
-        return population_predictions(population, profile, data, progress=progress)
-    runs = population.runs
-    arguments = (runs, [profile] * len(runs), [dataset] * len(runs), [source] * len(runs), [str(Store().root)] * len(runs))
-    if engine == "submitit":
-        submitit = _engine_module("submitit")
-        cluster = engine_options.pop("cluster", None)
-        executor = submitit.AutoExecutor(folder=str(folder or repsim_home() / "submitit"), cluster=cluster)
-        if engine_options:
-            executor.update_parameters(**engine_options)
-        jobs = executor.map_array(_member_predictions, *arguments)
-        return torch.stack([job.result() for job in tqdm(jobs, desc="members", disable=not progress, leave=False)])
-    ray = _engine_module("ray")
-    address = engine_options.pop("address", None)
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    try:
-        task = ray.remote(_member_predictions).options(**engine_options)
-        refs = [task.remote(*member) for member in zip(*arguments)]
-        return torch.stack([ray.get(ref) for ref in tqdm(refs, desc="members", disable=not progress, leave=False)])
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-def _engine_module(name: str):
-    try:
-        return __import__(name)
-    except ImportError as err:
-        raise ImportError(f"engine={name!r} needs the {name} package: pip install {name}") from err
-
-
-def _member_predictions(run: Run, profile: Profile, dataset: str, source, store_root: str) -> torch.Tensor:
-    """One population member, in a job of its own (top level, so that it pickles)."""
-    return run_predictions(run, profile, load_dataset(dataset, source), Store(store_root))
-
-
-def per_example_accuracy(predictions, labels) -> np.ndarray:
-    """Fraction of a population's members that classify each example correctly, (N,)."""
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    if predictions.ndim != 2 or predictions.shape[1] != labels.shape[0]:
-        raise ValueError(f"predictions must be (members, {labels.shape[0]}), got shape {predictions.shape}")
-    return (predictions == labels[None, :]).mean(axis=0)
-
-
-def spread(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """How differently two populations get the test examples right: the mean over
-    examples of (p_a - p_b)^2 for the populations' true per-example accuracies p.
-
-    ``correct_*``: boolean (members, N). The plain mean of (p̂_a - p̂_b)^2 is inflated
-    by each population's finite size; subtracting the unbiased binomial variances
-    p̂(1 - p̂)/(m - 1) removes that, so two populations of one architecture give about 0.
-    """
-    correct_a, correct_b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
-    m_a, m_b = len(correct_a), len(correct_b)
-    if m_a < 2 or m_b < 2:
-        raise ValueError("each population needs at least 2 members")
-    p_a, p_b = correct_a.mean(0), correct_b.mean(0)
-    noise = p_a * (1 - p_a) / (m_a - 1) + p_b * (1 - p_b) / (m_b - 1)
-    return float(np.mean((p_a - p_b) ** 2 - noise))
-
-
-def jackknife(statistic, groups) -> tuple[float, float]:
-    """``statistic(groups)`` and its delete-one jackknife standard error.
-
-    ``groups`` are independent populations (boolean (members, N) each); the sampling
-    unit is the trained model, so one model at a time is left out of each population in
-    turn, and the variances of the independent populations add.
-    """
-    groups = [np.asarray(g, dtype=bool) for g in groups]
-    value = statistic(groups)
-    variance = 0.0
-    for g, members in enumerate(groups):
-        m = len(members)
-        leave_one_out = np.array([statistic([np.delete(x, i, axis=0) if j == g else x for j, x in enumerate(groups)])
-                                  for i in range(m)])
-        variance += (m - 1) / m * np.sum((leave_one_out - leave_one_out.mean()) ** 2)
-    return value, float(np.sqrt(variance))
-
-
-def spread_with_error(correct_a, correct_b) -> dict:
-    """``spread(a, b)`` with its jackknife standard error and z = spread / error.
-
-    The spread is debiased, so two populations of one architecture give 0 up to noise
-    and z says how far a pair is from that."""
-    value, error = jackknife(lambda gs: spread(gs[0], gs[1]), (correct_a, correct_b))
-    return {"spread": value, "standard_error": error, "z": value / error if error > 0 else float("inf")}
-
-
-def spread_excess(correct_a, correct_b, baseline_a, baseline_b) -> dict:
-    """``spread(a, b) - spread(baseline_a, baseline_b)`` with a jackknife standard error
-    over all four populations (``jackknife``)."""
-    value, error = jackknife(lambda gs: spread(gs[0], gs[1]) - spread(gs[2], gs[3]),
-                             (correct_a, correct_b, baseline_a, baseline_b))
-    return {"spread": spread(correct_a, correct_b), "baseline_spread": spread(baseline_a, baseline_b),
-            "excess": value, "standard_error": error, "z": value / error if error > 0 else float("inf")}
-
-
 def architecture_pairs(runs) -> dict[str, list[tuple]]:
     """The pairs of Figs. F.1-F.3 among ``runs`` (``runs.Run``: architecture and
     training-set prefix; seeds are ignored).
@@ -377,7 +259,7 @@ def architecture_pairs(runs) -> dict[str, list[tuple]]:
     return pairs
 
 
-def pair_statistics(pairs: dict[str, list[tuple]], correct: dict) -> tuple[list[dict], dict[str, list[dict]]]:
+def pair_statistics(pairs: dict[str, list[tuple]], correct: dict) -> tuple[list[dict], dict[str, list[PairPanel]]]:
     """Figs. F.1-F.3: for every pair (``architecture_pairs``) whose populations exist,
     the spread with its error (``spread_with_error``); and, per kind of pair, the panels
     for ``plots.population_pairs``. ``correct``: {run label: boolean (members, N) or None}."""
@@ -392,34 +274,5 @@ def pair_statistics(pairs: dict[str, list[tuple]], correct: dict) -> tuple[list[
                 rows.append({"figure": f"F.{number}", "pair": kind, "x": x.model.name, "y": y.model.name,
                              "accuracy x": cx.mean(), "accuracy y": cy.mean(), **stat})
                 title = f"spread {stat['spread']:.4f} ± {stat['standard_error']:.4f}"
-            panels[kind].append({"x": cx, "y": cy, "xlabel": x.model.name, "ylabel": y.model.name, "title": title})
+            panels[kind].append(PairPanel(cx, cy, x.model.name, y.model.name, title))
     return rows, panels
-
-
-def class_accuracies(predictions, labels, num_classes: int) -> np.ndarray:
-    """Per-member, per-class test accuracy, (members, classes)."""
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    correct = predictions == labels[None, :]
-    counts = np.bincount(labels, minlength=num_classes)
-    if (counts == 0).any():
-        raise ValueError(f"classes {np.flatnonzero(counts == 0).tolist()} have no test examples")
-    return np.stack([np.bincount(labels, weights=row, minlength=num_classes) for row in correct]) / counts
-
-
-def welch_per_class(acc_a: np.ndarray, acc_b: np.ndarray, classes: Sequence[str], alpha: float = 0.05) -> list[dict]:
-    """Welch's t-test per class on two populations' per-model class accuracies.
-
-    Rows: class, mean accuracy in each population, their difference (a - b), t, p and
-    whether p < ``alpha``. No correction for the number of classes is applied, as in
-    the paper; the chapter reports how many significant classes chance alone would give.
-    """
-    acc_a, acc_b = np.asarray(acc_a, dtype=float), np.asarray(acc_b, dtype=float)
-    if acc_a.shape[1] != len(classes) or acc_b.shape[1] != len(classes):
-        raise ValueError(f"accuracies must have one column per class ({len(classes)})")
-    if len(acc_a) < 2 or len(acc_b) < 2:
-        raise ValueError("Welch's t-test needs at least 2 models in each population")
-    result = stats.ttest_ind(acc_a, acc_b, equal_var=False, axis=0)
-    return [{"class": name, "mean_a": acc_a[:, c].mean(), "mean_b": acc_b[:, c].mean(),
-             "difference": acc_a[:, c].mean() - acc_b[:, c].mean(), "t": float(result.statistic[c]),
-             "p": float(result.pvalue[c]), "significant": bool(result.pvalue[c] < alpha)}
-            for c, name in enumerate(classes)]

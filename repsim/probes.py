@@ -28,7 +28,7 @@ def probe_layers(model: ResNet) -> list[str]:
     """The layers the paper probes: each residual add and the BN just before it."""
     if not model.config.residual:
         raise ValueError(f"{model.config.name} has no residual adds to probe")
-    return [f"stage{s}.block{b}.{part}" for s in (1, 2, 3) for b in range(model.config.blocks_per_stage)
+    return [f"stage{s}.block{b}.{part}" for s in (1, 2, 3) for b in range(model.config.units_per_stage)
             for part in ("bn2", "add")]
 
 
@@ -166,8 +166,8 @@ def _accuracies(probes: _Probes, features, images, labels, batch_size) -> dict[s
     return {name: (c / len(labels)).tolist() for name, c in correct.items()}
 
 
-def block_span(rows: Sequence[dict], block_layers) -> tuple[int, int] | None:
-    """(first, last) residual block, counted over the probed adds of ``rows`` (from
+def unit_span(rows: Sequence[dict], block_layers) -> tuple[int, int] | None:
+    """(first, last) residual unit, counted over the probed adds of ``rows`` (from
     ``run_analyses.probe_accuracy``), whose add is one of ``block_layers``; None if none is."""
     inside = set(block_layers)
     adds = [row["layer"] for row in rows if row["layer"].endswith(".add")]
@@ -175,12 +175,12 @@ def block_span(rows: Sequence[dict], block_layers) -> tuple[int, int] | None:
     return (min(hits), max(hits)) if hits else None
 
 
-def gain_per_block(rows: Sequence[dict], span: tuple[int, int] | None, inside: bool) -> float:
-    """Mean change in post-add probe accuracy from one residual block to the next, over
-    the steps inside ``span`` (from ``block_span``) or over all other steps; NaN if none."""
+def gain_per_unit(rows: Sequence[dict], span: tuple[int, int] | None, inside: bool) -> float:
+    """Mean change in post-add probe accuracy from one residual unit to the next, over
+    the steps inside ``span`` (from ``unit_span``) or over all other steps; NaN if none."""
     accuracies = [row["test_acc"] for row in rows if row["layer"].endswith(".add")]
     steps = [b - a for a, b in zip(accuracies, accuracies[1:])]
-    # Step i goes from block i to block i + 1; it is inside when both ends are.
+    # Step i goes from unit i to unit i + 1; it is inside when both ends are.
     in_span = [span is not None and span[0] <= i < span[1] for i in range(len(steps))]
     chosen = [step for step, flag in zip(steps, in_span) if flag == inside]
     return sum(chosen) / len(chosen) if chosen else float("nan")

@@ -18,9 +18,10 @@ from scipy import stats
 from .blocks import diagonal_inside_outside, find_block, inside_outside, mean_within
 from .compare import model_cka
 from .data import ImageDataset, test_count, train_count
-from .models import delete_blocks, layer_names, stage_of
+from .heatmaps import Heatmap
+from .models import delete_residual_units, layer_names, stage_of
 from .pca import cka_without_first_pc, layer_pcs, pc_cosine_similarity
-from .probes import block_span, gain_per_block, probe_layers, train_probes
+from .probes import gain_per_unit, probe_layers, train_probes, unit_span
 from .profiles import Profile
 from .runs import Run
 from .store import Store
@@ -136,8 +137,8 @@ def deletion_accuracy(run: Run, profile: Profile, data: ImageDataset, store: Sto
         rows = []
         for stage in (1, 2, 3):
             rows.append({"stage": stage, "deleted": 0, "test_acc": intact})
-            for count in range(1, run.model.blocks_per_stage + 1):
-                pruned = delete_blocks(model, stage, count)
+            for count in range(1, run.model.units_per_stage + 1):
+                pruned = delete_residual_units(model, stage, count)
                 rows.append({"stage": stage, "deleted": count, "test_acc": accuracy(pruned, images, labels, device)})
         return {}, {"rows": rows}
 
@@ -224,15 +225,15 @@ def chapter4_summary(maps: dict, pcs: dict, probes: dict, deletion: dict, d5_rho
         out["cka_in_block_without_pc1"] = mean_within(with_pcs.cka_without_pc1, blocks["with a block"])
     if pcs.get("without a block") is not None:
         out["variance_without_block"] = float(np.mean(pcs["without a block"].variance_explained))
-    spans = {kind: block_span(probes[kind], maps[kind].layers[blocks[kind].start:blocks[kind].stop])
+    spans = {kind: unit_span(probes[kind], maps[kind].layers[blocks[kind].start:blocks[kind].stop])
              if probes.get(kind) is not None and maps.get(kind) is not None else None for kind in maps}
     out["probe_spans"] = spans
     if probes.get("with a block") is not None and maps.get("with a block") is not None:
-        out["gain_inside"] = gain_per_block(probes["with a block"], spans["with a block"], inside=True)
-        out["gain_outside"] = gain_per_block(probes["with a block"], spans["with a block"], inside=False)
+        out["gain_inside"] = gain_per_unit(probes["with a block"], spans["with a block"], inside=True)
+        out["gain_outside"] = gain_per_unit(probes["with a block"], spans["with a block"], inside=False)
     if probes.get("without a block") is not None:
         rows = probes["without a block"]
-        out["gain_no_block"] = gain_per_block(rows, None, inside=False)
+        out["gain_no_block"] = gain_per_unit(rows, None, inside=False)
         out["probe_first_stage"], out["probe_last_stage"] = stage_means(rows, "add", (1, 3))
     for kind, key in (("with a block", "drop_with_block"), ("without a block", "drop_without_block")):
         if deletion.get(kind) is not None:
@@ -285,39 +286,74 @@ def _span(block):
     return (block.start, block.stop) if block is not None else None
 
 
-def pc_panels(runs: dict, pcs: dict, maps: dict, threshold: float) -> list[dict]:
-    """Fig. 3's rows for ``plots.pc_figure``: each model's PCs, heatmap and block."""
-    return [{"name": run.model.name, "pcs": pcs.get(kind), "cka": maps[kind].cka if maps.get(kind) is not None else None,
-             "block": _span(find_block(maps[kind].cka, threshold)) if maps.get(kind) is not None else None}
+@dataclass(frozen=True)
+class PCPanel:
+    """One row of Fig. 3 (``plots.pc_figure``); its parts are None while pending."""
+    name: str  # the model's name
+    pcs: PCAnalysis | None  # with cka_without_pc1
+    cka: np.ndarray | None  # (L, L) the model's within-model heatmap
+    block: tuple[int, int] | None  # (start, stop) of its block in the heatmap
+
+
+def pc_panels(runs: dict, pcs: dict, maps: dict, threshold: float) -> list[PCPanel]:
+    """Fig. 3's rows: each model's PCs, heatmap and block."""
+    return [PCPanel(run.model.name, pcs.get(kind), maps[kind].cka if maps.get(kind) is not None else None,
+                    _span(find_block(maps[kind].cka, threshold)) if maps.get(kind) is not None else None)
             for kind, run in runs.items()]
 
 
-def probe_panels(runs: dict, probes: dict, spans: dict) -> list[dict]:
-    """Fig. 4's panels for ``plots.probe_figure``."""
-    return [{"data": probes.get(kind), "block": spans.get(kind), "title": f"{run.model.name} ({kind})"}
-            for kind, run in runs.items()]
+@dataclass(frozen=True)
+class ProbePanel:
+    """One panel of Fig. 4 (``plots.probe_figure``)."""
+    title: str
+    rows: list[dict] | None  # probe_accuracy's rows; None while pending
+    block: tuple[int, int] | None  # (first, last) residual block inside the measured block
 
 
-def deletion_panels(runs: dict, deletion: dict) -> list[dict]:
-    """Fig. 5's panels for ``plots.deletion_figure``: the deletion rows as DataFrames."""
-    import pandas as pd
-
-    return [{"data": pd.DataFrame(deletion[kind]) if deletion.get(kind) is not None else None,
-             "title": f"{run.model.name} ({kind})"} for kind, run in runs.items()]
+def probe_panels(runs: dict, probes: dict, spans: dict) -> list[ProbePanel]:
+    """Fig. 4's panels."""
+    return [ProbePanel(f"{run.model.name} ({kind})", probes.get(kind), spans.get(kind)) for kind, run in runs.items()]
 
 
-def seed_pair_panels(pairs, within: list, across: list) -> list[dict]:
-    """Fig. 6's rows for ``plots.seed_pairs_figure``."""
-    return [{"label": a.label, "seeds": (a.seed, b.seed), "within": own.cka if own is not None else None,
-             "cross": cross.cka if cross is not None else None, "layers": own.layers if own is not None else None}
-            for (a, b), own, cross in zip(pairs, within, across)]
+@dataclass(frozen=True)
+class DeletionPanel:
+    """One panel of Fig. 5 (``plots.deletion_figure``)."""
+    title: str
+    rows: list[dict] | None  # deletion_accuracy's rows; None while pending
 
 
-def architecture_panels(pairs, cross: list, maps_a: list, maps_b: list) -> list[dict]:
-    """Fig. E.1's panels for ``plots.cross_architecture_figure``: the cross-model CKA,
-    each axis labelled with its model and test accuracy."""
+def deletion_panels(runs: dict, deletion: dict) -> list[DeletionPanel]:
+    """Fig. 5's panels."""
+    return [DeletionPanel(f"{run.model.name} ({kind})", deletion.get(kind)) for kind, run in runs.items()]
+
+
+@dataclass(frozen=True)
+class SeedPairPanel:
+    """One row of Fig. 6 (``plots.seed_pairs_figure``): seed a against itself and against
+    seed b."""
+    label: str  # the architecture
+    seeds: tuple[int, int]  # (a, b)
+    within: Heatmap | None  # seed a's heatmap; None while pending
+    cross: CrossCKA | None  # seed a (rows) against seed b; None while pending
+
+
+def seed_pair_panels(pairs, within: list, across: list) -> list[SeedPairPanel]:
+    """Fig. 6's rows, from ``fig6_pairs`` and the heatmaps and cross-seed CKA of each pair."""
+    return [SeedPairPanel(a.label, (a.seed, b.seed), own, cross) for (a, b), own, cross in zip(pairs, within, across)]
+
+
+@dataclass(frozen=True)
+class ArchitecturePanel:
+    """One panel of Fig. E.1 (``plots.cross_architecture_figure``)."""
+    cross: CrossCKA | None  # the first model (rows) against the second; None while pending
+    xlabel: str  # the second model, with its test accuracy where known
+    ylabel: str  # the first model, likewise
+
+
+def architecture_panels(pairs, cross: list, maps_a: list, maps_b: list) -> list[ArchitecturePanel]:
+    """Fig. E.1's panels: the cross-model CKA, each axis labelled with its model and test
+    accuracy."""
     def label(run, heat):
         return f"{run.model.name} ({heat.test_acc:.0%})" if heat is not None else run.model.name
 
-    return [{"data": c.cka if c is not None else None, "title": "pending", "xlabel": label(b, mb), "ylabel": label(a, ma)}
-            for (a, b), c, ma, mb in zip(pairs, cross, maps_a, maps_b)]
+    return [ArchitecturePanel(c, label(b, mb), label(a, ma)) for (a, b), c, ma, mb in zip(pairs, cross, maps_a, maps_b)]

@@ -4,13 +4,14 @@ A chapter opens one ``Session`` and asks it for analyses: ``session.get(heatmap,
 calls ``heatmap(run, profile, data, store=..., device=...)`` and returns its result, or
 None when the result is pending: neither in the store nor among the committed results,
 and this session may not compute it (a paper-scale model on a CPU, or
-``compute_missing=False``). ``session.coverage`` then says how much of a figure exists,
-so that nothing is silently missing.
+``compute_missing=False``). A figure of many runs asks for each in a comprehension,
+``[session.get(heatmap, run) for run in row]``; ``coverage`` then says how much of the
+figure exists, so that nothing is silently missing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,22 +58,6 @@ class Session:
         """``get`` for a result the chapter cannot do without: a pending one raises
         ``PendingResult``, which says what to harvest."""
         return analysis(*runs, self.profile, self.data, store=self.store, device=self.device, **settings)
-
-    def get_all(self, analysis: Callable, runs: Sequence, **settings: Any) -> list:
-        """``get`` for each run (a list with None where pending)."""
-        return [self.get(analysis, run, **settings) for run in runs]
-
-    def get_rows(self, analysis: Callable, rows: Sequence[Sequence], **settings: Any) -> list[list]:
-        """``get_all`` for each row of runs (a figure's grid)."""
-        return [self.get_all(analysis, row, **settings) for row in rows]
-
-    def get_each(self, analysis: Callable, runs: Mapping[str, Any], **settings: Any) -> dict:
-        """``get`` for each run of a mapping {label: run}."""
-        return {label: self.get(analysis, run, **settings) for label, run in runs.items()}
-
-    def get_pairs(self, analysis: Callable, pairs: Sequence[tuple], **settings: Any) -> list:
-        """``get(analysis, a, b)`` for each pair (a cross-model analysis)."""
-        return [self.get(analysis, a, b, **settings) for a, b in pairs]
 
 
 def coverage(figure: str, results: Sequence, what: str = "models") -> str:

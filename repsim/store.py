@@ -1,17 +1,18 @@
-"""A content-addressed store of trained models: load a cached run, train only when missing.
+"""A content-addressed store of trained models and analyses: read an entry, or compute it once.
 
 An entry lives in ``<root>/<key>/``, where ``key`` hashes the full configuration (model,
-training recipe, data) and the seed. It holds ``model.pt`` and ``record.json``; the
-record is written last and carries the SHA-256 of the weights and of itself, so an entry
-counts as present only when both files are complete and agree. Every file is written to
-a temporary name, fsynced and renamed into place, so an interrupted run never leaves a
-file that reads as valid.
+training recipe, data, seed, and for an analysis its name and settings). It holds
+``model.pt`` and ``record.json``; the record is written last and carries the SHA-256 of
+the weights and of itself, so an entry counts as present only when both files are
+complete and agree. Files are written through ``repsim.files``: a temporary name, fsync
+and an atomic rename, so an interrupted run never leaves a file that reads as valid.
 
-A lock file per key (``<root>/<key>.lock``, ``fcntl.flock``) keeps two processes from
-training the same model at once: the second waits, then loads. The kernel drops the
-lock when its holder dies, even by SIGKILL. While a model trains, its checkpoints live in
-``<root>/<key>.partial/`` (see ``Store.partial``); that folder is removed once the entry
-is complete.
+``load_or_train`` computes a missing entry under a lock per key (``fcntl.flock``, which
+the kernel drops when its holder dies, even by SIGKILL): a second process waits, then
+reads. Models are trained into the store by ``repsim.trained.train_missing``, which
+holds a lock of its own per training and ``put``s each model; ``key in store`` tells
+whether an entry exists without reading its weights. While something is computed, its
+checkpoints live in ``<root>/<key>.partial/`` (``Store.partial``), removed once done.
 """
 
 from __future__ import annotations
@@ -142,6 +143,16 @@ class Store:
                 and record.get("record_sha256") == _record_digest(record)):
             return True
         return config in self.results
+
+    def get(self, config: dict) -> tuple[dict, dict]:
+        """(state_dict, record) of the entry for ``config``, here or among the committed
+        results; ``PendingResult`` when there is none (it was not computed, or may not be)."""
+        config = as_json(config)
+        found = self._found(config)
+        if found is None:
+            _log_access(config, "pending", None)
+            raise PendingResult(config)
+        return found
 
     def put(self, config: dict, state: dict, metrics: dict, seconds: float = 0.0) -> dict:
         """Store ``state`` computed elsewhere (one member of a stack, say) under ``config``,

@@ -17,16 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .devices import resolve as resolve_device
+from .devices import synchronize
 from .models import ResNet, ResNetConfig, layer_names
 from .stacked import StackedResNet
 from .steps import make_step
-from .train import (
-    TrainConfig,
-    _new_member,
-    make_optimizer,
-    resolve_device,
-    set_learning_rate,
-)
+from .train import TrainConfig, make_optimizer, new_model, set_learning_rate
 
 
 def stack_throughput(model_config: ResNetConfig, config: TrainConfig, stack_sizes, device=None,
@@ -42,7 +38,7 @@ def stack_throughput(model_config: ResNetConfig, config: TrainConfig, stack_size
     setups, best = {}, {}
     for size in sorted(stack_sizes):
         try:
-            model = StackedResNet([_new_member(model_config, config, s) for s in range(size)])
+            model = StackedResNet([new_model(model_config, config, s) for s in range(size)])
             model = model.to(device, memory_format=torch.channels_last).train()
             optimizer = make_optimizer(model, config)
             set_learning_rate(optimizer, config.lr)
@@ -57,12 +53,12 @@ def stack_throughput(model_config: ResNetConfig, config: TrainConfig, stack_size
         best.setdefault(size, 0.0)
     for round_ in range(rounds + 1):  # round 0 warms up (allocator, oneDNN/cuDNN kernel choice)
         for size, (step, x, targets) in list(setups.items()):
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             try:
                 for _ in range(steps):
                     step(x, targets)
-                _sync(device)
+                synchronize(device)
             except torch.cuda.OutOfMemoryError:  # too many members for the device: this size (and larger) is out
                 for larger in [s for s in setups if s >= size]:
                     del setups[larger]
@@ -90,11 +86,6 @@ def fastest_stack(model_config: ResNetConfig, config: TrainConfig, members: int,
 def fastest(rates: dict[int, float]) -> int:
     """The stack size whose members train the most images per second together."""
     return max(rates, key=lambda size: size * rates[size])
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass(frozen=True)

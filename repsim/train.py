@@ -34,15 +34,13 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
-from .devices import autocast_dtype, precision_name
+from .devices import autocast_dtype, precision_name, synchronize
 from .devices import resolve as resolve_device
 from .files import as_config, load_checked, save_checked
 from .models import ResNet, ResNetConfig
 from .progress import report_epoch
-from .runs import model_key
 from .stacked import StackedResNet, stacked_accuracies
 from .steps import make_step
-from .store import Store
 
 _OPTIONAL = ("train_size", "eval_size", "evaluations")
 LR_STEPS = ("epoch", "step")
@@ -175,7 +173,7 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, devic
     return (logits.argmax(1).cpu() == labels.cpu()).float().mean().item()
 
 
-def _new_member(model_config: ResNetConfig, config: TrainConfig, seed: int | None) -> ResNet:
+def new_model(model_config: ResNetConfig, config: TrainConfig, seed: int | None) -> ResNet:
     """A fresh model with the recipe's BatchNorm momentum; ``seed`` fixes its initialisation."""
     if seed is not None:
         torch.manual_seed(seed)
@@ -230,7 +228,7 @@ def train_models(
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise TypeError(f"seed must be an integer, got {seed!r}")
     device = resolve_device(device)
-    model = StackedResNet([_new_member(model_config, config, seed) for seed in seeds])  # the seed fixes the init ...
+    model = StackedResNet([new_model(model_config, config, seed) for seed in seeds])  # the seed fixes the init ...
     model = model.to(device, memory_format=torch.channels_last)  # ~25% faster convolutions on CPU and GPU
     optimizer = make_optimizer(model, config)
     generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]  # ... and the data streams
@@ -263,7 +261,7 @@ def train_models(
     for epoch in tqdm(range(done, config.epochs), desc=name, disable=not progress, leave=False,
                       initial=done, total=config.epochs):
         model.train()
-        _sync(device)
+        synchronize(device)
         epoch_start = time.perf_counter()
         orders = [torch.randperm(len(labels), device=device, generator=g) for g in generators]
         total_loss = torch.zeros(m, device=device)
@@ -308,7 +306,7 @@ def train_models(
     fit_images, fit_labels = images[:TRAIN_ACCURACY_IMAGES], labels[:TRAIN_ACCURACY_IMAGES]
     results = []
     for k in range(m):
-        member = _new_member(model_config, config, None)
+        member = new_model(model_config, config, None)
         member.load_state_dict(best[k][1])
         metrics = {
             "best_test_acc": best[k][0],
@@ -366,36 +364,3 @@ def _load_checkpoint(path: str | os.PathLike | None, run: dict) -> dict | None:
     if not isinstance(saved, dict) or saved.get("run") != json.loads(json.dumps(run)):
         return None
     return saved
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def trained_model(
-    model_config: ResNetConfig,
-    config: TrainConfig,
-    data: ImageDataset,
-    seed: int,
-    store: Store | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> tuple[ResNet, dict]:
-    """Load the model for (model_config, config, data, seed) from the store, or train it.
-
-    Returns the model in eval mode on ``device`` and its store record.
-    """
-    store = store or Store()
-    key = model_key(model_config, config, seed, data)
-
-    def train() -> tuple[dict, dict]:
-        # Runs under the store's lock for this key, so the checkpoint file is ours alone.
-        model, metrics = train_model(model_config, config, data, seed, device, progress,
-                                     checkpoint=store.partial(key) / "checkpoint.pt")
-        return {k: v.cpu() for k, v in model.state_dict().items()}, metrics
-
-    state, record = store.load_or_train(key, train)
-    model = ResNet(model_config)
-    model.load_state_dict(state)
-    return model.to(resolve_device(device)).eval(), record

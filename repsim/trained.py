@@ -1,10 +1,15 @@
 """The trained model of a run: read from the store, or trained into it once.
 
-Every chapter, population and harvest job gets its models here. ``train_run`` gives one
-run's model (chapter 7's followed runs are trained with their snapshots the first time,
-so that nothing trains them twice); ``train_missing`` trains whichever of several runs
-the store lacks, several seeds of one architecture at once as a stack
-(``train.train_models``), and puts each member's weights into the store.
+Every chapter, population and harvest job gets its models here. ``train_missing`` is the
+one way runs are trained into the store: whichever of them the store lacks, several
+seeds of one architecture at once as a stack (``train.train_models``), each member's
+weights put into the store under its run's key. ``train_run`` gives one run's model,
+training it first where needed (chapter 7's followed runs with their snapshots, so that
+nothing trains them twice).
+
+A training holds a lock of its own (``training_key``) while it runs and checkpoints every
+epoch into that key's partial folder, so a second process waits and then finds the
+models, and a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,23 +21,41 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from .data import ImageDataset
-from .files import as_config
+from .devices import resolve as resolve_device
+from .files import as_config, remove_stale_temporaries
 from .models import ResNet
+from .progress import report
 from .runs import Run
 from .snapshots import training_snapshots
 from .store import Store
-from .train import train_models, trained_model
+from .train import train_models
 
 if TYPE_CHECKING:
     from .profiles import Profile
 
 
 def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | None = None, device=None) -> tuple[ResNet, dict]:
-    """The run's model in eval mode (trained once, then loaded from the store) and its record."""
+    """The run's model in eval mode on ``device`` and its store record, trained into the
+    store first if it is missing and the store may compute (else ``PendingResult``)."""
     store, device = store or Store(), device or profile.device
-    if store.compute and run in profile.followed_runs() and run.key(profile, data) not in store:
-        training_snapshots(run, profile, data, store, device)  # stores the model too
-    return trained_model(run.model, run.recipe(profile), data, run.seed, store, device, progress=False)
+    key = run.key(profile, data)
+    if store.compute and key not in store:
+        if run in profile.followed_runs():
+            training_snapshots(run, profile, data, store, device)  # stores the model too
+        else:
+            train_missing([run], profile, data, store, device)
+    state, record = store.get(key)
+    model = ResNet(run.model)
+    model.load_state_dict(state)
+    return model.to(resolve_device(device)).eval(), record
+
+
+def training_key(runs: Sequence[Run], profile: Profile, data) -> dict:
+    """The key that locks, and keeps the checkpoints of, one training of ``runs`` (one
+    architecture and training-set prefix, several seeds); no store entry has it."""
+    recipe = runs[0].recipe(profile)
+    fingerprint = data if isinstance(data, str) else data.fingerprint
+    return as_config(runs[0].model, recipe, seeds=[run.seed for run in runs], data=fingerprint, analysis="training")
 
 
 def train_missing(runs: Sequence[Run], profile: Profile, data: ImageDataset, store: Store, device=None, *,
@@ -42,9 +65,9 @@ def train_missing(runs: Sequence[Run], profile: Profile, data: ImageDataset, sto
     of each one trained here.
 
     Runs of one architecture and training-set prefix train ``stack`` at a time as one
-    grouped network (None: all of them together). With ``checkpoint`` a stack saves its
-    state every epoch under a lock of its own, so a killed run resumes; ``graphs`` and
-    ``deadline`` are ``train_models``'s (a GPU window's).
+    grouped network (None: all of them together). ``checkpoint``: save the training's
+    state every epoch (``training_key``); ``graphs`` and ``deadline`` are
+    ``train_models``'s (a GPU window's).
     """
     device = device or profile.device
     missing = [run for run in dict.fromkeys(runs) if run.key(profile, data) not in store]
@@ -55,22 +78,24 @@ def train_missing(runs: Sequence[Run], profile: Profile, data: ImageDataset, sto
               for i in range(0, len(group), stack or len(group))]
     trained = []
     for chunk in tqdm(chunks, desc="training", disable=not progress, leave=False):
-        trained += _train_stack(chunk, profile, data, store, device, graphs, deadline, checkpoint)
+        trained += _train_together(chunk, profile, data, store, device, graphs, deadline, checkpoint)
     return trained
 
 
-def _train_stack(chunk: list[Run], profile: Profile, data: ImageDataset, store: Store, device, graphs: bool,
-                 deadline: float | None, checkpoint: bool) -> list[tuple[Run, dict]]:
-    model, recipe = chunk[0].model, chunk[0].recipe(profile)
-    seeds = [run.seed for run in chunk]
-    stack_key = as_config(model, recipe, seeds=seeds, data=data.fingerprint, analysis="stacked training")
-    with store.lock(stack_key):
+def _train_together(chunk: list[Run], profile: Profile, data: ImageDataset, store: Store, device, graphs: bool,
+                    deadline: float | None, checkpoint: bool) -> list[tuple[Run, dict]]:
+    key = training_key(chunk, profile, data)
+    with store.lock(key):
         if all(run.key(profile, data) in store for run in chunk):
-            return []  # another process trained this stack meanwhile
-        members = train_models(model, recipe, data, seeds, device, progress=False, graphs=graphs, deadline=deadline,
-                               checkpoint=store.partial(stack_key) / "checkpoint.pt" if checkpoint else None)
+            return []  # another process trained them meanwhile
+        remove_stale_temporaries(store.partial(key))
+        report(f"training {chunk[0].name}" if len(chunk) == 1 else
+               f"training {len(chunk)} x {chunk[0].label}, seeds {', '.join(str(run.seed) for run in chunk)}")
+        members = train_models(chunk[0].model, chunk[0].recipe(profile), data, [run.seed for run in chunk], device,
+                               progress=False, graphs=graphs, deadline=deadline,
+                               checkpoint=store.partial(key) / "checkpoint.pt" if checkpoint else None)
         for run, (member, metrics) in zip(chunk, members):
             store.put(run.key(profile, data), {k: v.cpu() for k, v in member.state_dict().items()}, metrics,
                       seconds=metrics.get("train_seconds", 0.0))
-        shutil.rmtree(store.partial(stack_key), ignore_errors=True)
+        shutil.rmtree(store.partial(key), ignore_errors=True)
     return [(run, metrics) for run, (_, metrics) in zip(chunk, members)]

@@ -17,7 +17,7 @@ from torch import nn
 import repsim.data as data
 from repsim.activations import ActivationCapture, capture
 from repsim.data import DataUnavailableError, is_available, load_dataset
-from repsim.models import ResNet, ResNetConfig, delete_blocks
+from repsim.models import ResNet, ResNetConfig, delete_residual_units
 from repsim.profiles import get_profile
 from repsim.train import TrainConfig, train_model
 
@@ -226,7 +226,7 @@ def test_resnet_needs_a_config(config):
 def test_delete_blocks_bad_arguments(stage, count):
     model = ResNet(ResNetConfig(depth=8))
     with pytest.raises(ValueError, match="stage must be|count must be"):
-        delete_blocks(model, stage, count)
+        delete_residual_units(model, stage, count)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,13 +1,15 @@
-"""Verdicts against the paper: computed from this run's numbers, pending where missing."""
+"""Verdicts against the paper and its follow-up: computed from this run's numbers, pending
+where missing; the book's one formatter of pending numbers, and chapter 7's prose."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from repsim import claims
+from repsim import claims, origins
 from repsim.book import prose
 from repsim.models import ResNetConfig
+from repsim.profiles import get_profile
 
 
 @pytest.mark.parametrize("changes,expected", [
@@ -100,3 +102,124 @@ def test_prediction_and_seed_claims():
                                 {"model": "c", "inside_block": None, "outside_block": None}])
     assert [r["verdict"] for r in seeds] == ["agrees", "not tested (no block at this threshold)", claims.PENDING]
     assert claims.markdown(rows[:1]).startswith("- Wide and deep populations differ per example")
+
+
+@pytest.mark.parametrize("template,values,expected", [
+    ("{:.0%}", (0.25,), "25%"),
+    ("{:,}", (12345,), "12,345"),
+    ("{:+.2f}", (1.1,), "+1.10"),
+    ("{}", ("brightness",), "brightness"),
+    ("{:.2f} against {:.2f}", (0.6, 0.2), "0.60 against 0.20"),
+    ("{:.2f}", (None,), "pending"),
+    ("{:.2f} against {:.2f}", (0.6, None), "pending"),
+])
+def test_formatted_formats_or_says_pending(template, values, expected):
+    assert claims.formatted(template, *values) == expected
+
+
+def test_formatted_is_format_with_a_spec():
+    # chapter 7 used format(value, spec) and chapters 2-6 template.format(value): the same strings
+    for value, spec in ((0.0751, ".0%"), (0.05, ".2g"), (1234567, ","), (-0.3, "+.2f"), (2e-4, ".1e")):
+        assert claims.formatted("{:" + spec + "}", value) == format(value, spec)
+    assert claims.formatted("{:,}", None, missing="never") == "never"
+    assert prose.points(None) == "pending" and prose.points(0.009) == "+0.9"
+
+
+FORMED = {"step": 30, "total_steps": 400, "fraction_of_training": 0.075, "init_block": 0.0, "final_block": 0.5,
+          "to_final": 0.6}
+DOMINANT = {"k": 20, "n": 2048, "share": 0.4, "random_share": 20 / 2048, "statistic": "brightness", "cohen_d": 1.1,
+            "p_bonferroni": 1e-4}
+SEEDS = {"jaccard": 0.05, "chance_jaccard": 0.005, "pairs": 1, "max_p": 1e-3, "same_statistic": True}
+REMOVED = {"k": 200, "before": 0.5, "dominant": 0.1, "random": 0.48}
+
+
+def test_origin_claims_one_row_per_finding():
+    rows = claims.origin_claims(FORMED, DOMINANT, SEEDS, REMOVED)
+    assert [r["verdict"] for r in rows] == ["agrees"] * 4
+    assert [set(r) for r in rows] == [{"claim", "verdict", "evidence"}] * 4
+    assert "step 30 of 400 (8%)" in rows[0]["evidence"] and "0.05" in rows[2]["evidence"]
+    late = claims.origin_claims({**FORMED, "fraction_of_training": 0.6}, {**DOMINANT, "p_bonferroni": 0.3},
+                                {**SEEDS, "jaccard": 0.8}, {**REMOVED, "dominant": 0.45})
+    assert [r["verdict"] for r in late] == ["agrees only in part", "agrees only in part", "does not agree",
+                                            "does not agree"]
+    none = claims.origin_claims(origins.formation(None, 0.9), origins.dominance_summary(None, None, 20),
+                                origins.seeds_summary([None, None], None, 20), origins.removal_summary(None, 0.9))
+    assert [r["verdict"] for r in none] == ["pending"] * 4
+    flat = claims.origin_claims({**FORMED, "final_block": 0.0}, DOMINANT, SEEDS, {**REMOVED, "before": 0.0})
+    assert flat[0]["verdict"] == flat[3]["verdict"] == "not measurable"
+    at_init = claims.origin_claims({**FORMED, "step": 0, "init_block": 0.9, "init_overlap": 0.55}, DOMINANT, SEEDS,
+                                   REMOVED)
+    assert at_init[0]["verdict"] == "not measurable" and "at initialisation" in at_init[0]["evidence"]
+
+
+def test_origin_claims_apply_their_thresholds_at_the_boundary():
+    early = claims.origin_claims({**FORMED, "fraction_of_training": claims.EARLY}, DOMINANT, SEEDS, REMOVED)
+    assert early[0]["verdict"] == "agrees"  # "within the first quarter" includes it
+    changed = claims.origin_claims({**FORMED, "to_final": claims.STILL_CHANGING}, DOMINANT, SEEDS, REMOVED)
+    assert changed[0]["verdict"] == "agrees only in part"  # CKA must be below it
+    carried = {**DOMINANT, "share": claims.CARRY * DOMINANT["random_share"]}
+    assert claims.origin_claims(FORMED, carried, SEEDS, REMOVED)[1]["verdict"] == "agrees"
+    level = {**DOMINANT, "p_bonferroni": claims.LEVEL}
+    assert claims.origin_claims(FORMED, level, SEEDS, REMOVED)[1]["verdict"] == "agrees only in part"
+    assert claims.origin_claims(FORMED, DOMINANT, {**SEEDS, "jaccard": claims.DIFFERENT}, REMOVED)[2]["verdict"] == (
+        "does not agree")
+    halved = {**REMOVED, "dominant": REMOVED["before"] * claims.HALVED}
+    assert claims.origin_claims(FORMED, DOMINANT, SEEDS, halved)[3]["verdict"] == "agrees"
+    close = {**REMOVED, "dominant": 0.2, "random": 0.2 + claims.MARGIN / 2}
+    assert claims.origin_claims(FORMED, DOMINANT, SEEDS, close)[3]["verdict"] == "agrees only in part"
+
+
+def test_chapter_7_prose_quotes_the_summaries_and_the_rules_of_the_claims():
+    profile = get_profile("smoke")
+    runs = profile.followed_runs()
+    values = prose.chapter7(profile, runs, None, FORMED, {**DOMINANT, "variance": 0.3, "chosen": 0.7, "others": 0.4},
+                            {**SEEDS, "overlap": 1.0, "chance_overlap": 0.2}, {**REMOVED, "cka_before": 0.9,
+                            "cka_dominant": 0.4, "cka_random": 0.88}, 3, threshold=0.9, formed_overlap=0.5)
+    assert values["formed_step"] == "30" and values["total_steps"] == "400" and values["formed_fraction"] == "8%"
+    assert values["top_share"] == "40%" and values["random_share"] == "1.0%" and values["stat_d"] == "+1.10"
+    assert values["n_images"] == "2,048" and values["stat_p"] == "0.0001" and values["same_statistic"] == "the same"
+    assert values["block_dominant"] == "10%" and values["cka_random"] == "0.88" and values["seed_count"] == 3
+    assert values["reproduces"] == "pending" and values["with_model"] == runs[0].label
+    # the rules stated on the page are the ones origin_claims applies
+    assert (values["early"], values["still_changing"], values["carry"], values["level"], values["different"],
+            values["halved"], values["margin"]) == (f"{claims.EARLY:.0%}", str(claims.STILL_CHANGING),
+                                                     f"{claims.CARRY:g}", str(claims.LEVEL), str(claims.DIFFERENT),
+                                                     f"{claims.HALVED:.0%}", str(claims.MARGIN))
+    pending = prose.chapter7(profile, runs, None, origins.formation(None, 0.9), origins.dominance_summary(None, None, 8),
+                             origins.seeds_summary([None], None, 8), origins.removal_summary(None, 0.9), 2, 0.9, 0.5)
+    quoted = {k: v for k, v in pending.items() if k not in ("early", "still_changing", "carry", "level", "different",
+                                                            "halved", "margin", "threshold", "formed_overlap",
+                                                            "max_layers", "seed_count")}
+    assert {k for k, v in quoted.items() if v == "pending"} == {
+        "reproduces", "formed_step", "total_steps", "formed_fraction", "top_share", "random_share", "block_variance",
+        "statistic", "stat_chosen", "stat_others", "stat_d", "stat_p", "jaccard", "chance_jaccard", "overlap",
+        "chance_overlap", "overlap_p", "same_statistic", "block_before", "block_dominant", "block_random",
+        "cka_before", "cka_dominant", "cka_random"}
+    assert pending["n_images"] == f"{profile.cka.examples:,}"  # the images it will use
+
+
+def test_formation_table_one_block_of_rows_per_model():
+    runs = get_profile("smoke").followed_runs()
+    formed = {**FORMED, "init_overlap": 0.0, "init_to_final": 0.25, "init_acc": 0.1, "init_pc1": 0.2, "block": 0.4,
+              "overlap": 0.8, "test_acc": 0.3, "final_acc": 0.55, "pc1": 0.5, "final_pc1": 0.61}
+    never = {**formed, "step": None, "fraction_of_training": None, "block": None, "overlap": None, "to_final": None,
+             "test_acc": None, "pc1": None}
+    table = prose.formation_table([formed, never], runs)
+    assert list(table.columns) == list(prose.FORMATION_COLUMNS) and table.index.names == ["model", "measure"]
+    first = table.loc[runs[0].label]
+    assert list(first.loc["SGD step"]) == ["0", "30", "-"]
+    assert list(first.loc["block measure"]) == ["0%", "40%", "50%"]
+    assert list(first.loc["CKA with the final model"]) == ["0.25", "0.60", "-"]
+    assert list(first.loc["PC1 share, last two stages"]) == ["0.20", "0.50", "0.61 (last step)"]
+    assert list(first.loc["test accuracy"]) == ["10%", "30%", "55%"]
+    second = table.loc[runs[1].label]
+    assert second.loc["SGD step", "block taken shape"] == "never" and second.loc["overlap with the final block",
+                                                                                  "block taken shape"] == "-"
+    pending = prose.formation_table([origins.formation(None, 0.9)], runs[:1])
+    assert (pending.to_numpy() == "pending").all()
+
+
+def test_pending_note_shows_nothing_when_nothing_is_pending():
+    assert prose.pending_note("Fig. 7.1", [1, 2]) is None  # a cell ending with it displays nothing
+    note = prose.pending_note("Fig. 7.1", [1, None])
+    assert note.text == repr(note) == note._repr_markdown_() == "Fig. 7.1: 1 of 2 models harvested, 1 pending."

@@ -15,13 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import repsim.data as data
-from repsim.data import (
-    DataUnavailableError,
-    augment,
-    is_available,
-    load_dataset,
-    to_float,
-)
+from repsim.data import DataUnavailableError, augment, is_available, load_dataset, to_float
 
 
 def encode(image: torch.Tensor, fmt: str) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repsim.models import ResNet, ResNetConfig, ShortcutOnly, delete_blocks, layer_names
+from repsim.models import ResNet, ResNetConfig, ShortcutOnly, delete_residual_units, layer_names
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def model() -> ResNet:
 
 def test_deletion_copies_and_leaves_the_original_untouched(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    pruned = delete_blocks(model, stage=2, count=2)
+    pruned = delete_residual_units(model, stage=2, count=2)
     assert pruned is not model
     assert isinstance(pruned.stage2.block1, ShortcutOnly) and isinstance(pruned.stage2.block2, ShortcutOnly)
     assert not isinstance(pruned.stage2.block0, ShortcutOnly) and not isinstance(model.stage2.block2, ShortcutOnly)
@@ -32,17 +32,17 @@ def test_deleting_a_silent_branch_changes_nothing(model):
         model.stage3.block2.bn2.weight.zero_()
         model.stage3.block2.bn2.bias.zero_()
     x = torch.rand(8, 3, 32, 32)
-    torch.testing.assert_close(delete_blocks(model, 3, 1)(x), model(x))
-    assert not torch.allclose(delete_blocks(model, 3, 2)(x), model(x))
+    torch.testing.assert_close(delete_residual_units(model, 3, 1)(x), model(x))
+    assert not torch.allclose(delete_residual_units(model, 3, 2)(x), model(x))
 
 
 def test_deleting_zero_blocks_is_a_plain_copy(model):
     x = torch.rand(4, 3, 32, 32)
-    torch.testing.assert_close(delete_blocks(model, 1, 0)(x), model(x))
+    torch.testing.assert_close(delete_residual_units(model, 1, 0)(x), model(x))
 
 
 def test_a_whole_stage_keeps_its_projection_shortcut(model):
-    pruned = delete_blocks(model, stage=3, count=3)
+    pruned = delete_residual_units(model, stage=3, count=3)
     assert isinstance(pruned.stage3.block0.shortcut, torch.nn.Conv2d)  # the stride-2 projection stays
     assert pruned(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     names = layer_names(pruned)
@@ -53,14 +53,14 @@ def test_a_whole_stage_keeps_its_projection_shortcut(model):
                                                (1, 4, "count must be between 0 and 3"), (1, -1, "count")])
 def test_bad_arguments_are_named(model, stage, count, match):
     with pytest.raises(ValueError, match=match):
-        delete_blocks(model, stage, count)
+        delete_residual_units(model, stage, count)
 
 
 def test_networks_without_residuals_are_refused():
     with pytest.raises(ValueError, match="no residual connections"):
-        delete_blocks(ResNet(ResNetConfig(depth=8, residual=False)), 1, 1)
+        delete_residual_units(ResNet(ResNetConfig(depth=8, residual=False)), 1, 1)
     with pytest.raises(TypeError, match="repsim ResNet"):
-        delete_blocks(torch.nn.Linear(2, 2), 1, 1)
+        delete_residual_units(torch.nn.Linear(2, 2), 1, 1)
 
 
 def test_deletion_drop_reads_the_stage_rows():

@@ -24,8 +24,11 @@ import repsim.train as train_module
 from repsim.data import ImageDataset
 from repsim.files import as_config, load_checked, save_checked
 from repsim.models import ResNetConfig
+from repsim.profiles import Profile
+from repsim.runs import Run
 from repsim.store import Store
-from repsim.train import TrainConfig, train_model, trained_model
+from repsim.train import TrainConfig, train_model
+from repsim.trained import train_run, training_key
 
 MODEL = ResNetConfig(depth=8)
 # 96 images in batches of 32: 3 SGD steps per epoch, a fraction of a second on one core.
@@ -42,13 +45,23 @@ def tiny_data() -> ImageDataset:
     return ImageDataset(images[:96], labels[:96], images[96:], labels[96:], tuple("abcdefghij"), "cifar10", "memory")
 
 
+PROFILE = Profile(name="faults", device="cpu", train=RECIPE)
+RUN = Run(MODEL, None, SEED)
+
+
 def key(data: ImageDataset) -> dict:
-    return as_config(MODEL, RECIPE, seed=SEED, data=data.fingerprint)
+    assert RUN.key(PROFILE, data) == as_config(MODEL, RECIPE, seed=SEED, data=data.fingerprint)
+    return RUN.key(PROFILE, data)
+
+
+def training(data: ImageDataset) -> dict:
+    """The key under which the run trains: its lock and its checkpoints' folder."""
+    return training_key([RUN], PROFILE, data)
 
 
 def worker(store_root: str) -> None:
     torch.set_num_threads(1)  # a fixed thread count: CPU kernels then give the same bits
-    _, record = trained_model(MODEL, RECIPE, tiny_data(), seed=SEED, store=Store(store_root), device="cpu", progress=False)
+    _, record = train_run(RUN, PROFILE, tiny_data(), Store(store_root), device="cpu")
     print(json.dumps({"weights_sha256": record["weights_sha256"]}), flush=True)
 
 
@@ -100,7 +113,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
     rng = random.Random(20210401)
     data = tiny_data()
     store, config = Store(tmp_path / "store"), key(data)
-    checkpoint = store.partial(config) / "checkpoint.pt"
+    checkpoint = store.partial(training(data)) / "checkpoint.pt"
     kills = 0
 
     # 1. Killed at a random moment before any checkpoint (often during imports).
@@ -153,7 +166,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
     assert all(torch.equal(state[k], ref_state[k]) for k in state), "resumed weights differ from the uninterrupted run"
     assert record["weights_sha256"] == ref_record["weights_sha256"]
     # Nothing left over: no checkpoint folder, no temporary file from a killed write.
-    assert not store.partial(config).exists()
+    assert not store.partial(config).exists() and not store.partial(training(data)).exists()
     assert not [p for p in store.root.rglob("*.tmp")]
 
 
@@ -222,16 +235,16 @@ def test_a_damaged_or_foreign_checkpoint_means_a_fresh_start(tmp_path, monkeypat
     assert all(torch.equal(model.state_dict()[k], ref_state[k]) for k in ref_state)
 
 
-def test_trained_model_checkpoints_in_the_partial_area_and_cleans_it(tmp_path, monkeypatch):
+def test_a_training_checkpoints_in_the_partial_area_and_cleans_it(tmp_path, monkeypatch):
     store, data = Store(tmp_path), tiny_data()
-    config = key(data)
+    config, partial = key(data), store.partial(training(data))
     seen = []
     real = train_module.save_checked
     monkeypatch.setattr(train_module, "save_checked", lambda obj, path: seen.append(Path(path)) or real(obj, path))
-    trained_model(MODEL, RECIPE, data, SEED, store=store, device="cpu", progress=False)
-    assert seen and set(seen) == {store.partial(config) / "checkpoint.pt"}
+    train_run(RUN, PROFILE, data, store, device="cpu")
+    assert seen and set(seen) == {partial / "checkpoint.pt"}
     assert len(seen) == RECIPE.epochs  # one checkpoint per epoch
-    assert not store.partial(config).exists()  # removed once the entry was written
+    assert not partial.exists()  # removed once the entry was written
     assert store.load(config) is not None
 
 
@@ -240,7 +253,7 @@ def test_divergence_is_an_error_not_a_nan_model(tmp_path):
     data = tiny_data()
     recipe = TrainConfig(epochs=2, batch_size=32, lr=1e12, bn_momentum=0.1)
     with pytest.raises(FloatingPointError, match="diverged in epoch 1.*lower the learning rate"):
-        trained_model(MODEL, recipe, data, SEED, store=store, device="cpu", progress=False)
+        train_run(RUN, Profile(name="diverging", device="cpu", train=recipe), data, store, device="cpu")
     assert store.load(as_config(MODEL, recipe, seed=SEED, data=data.fingerprint)) is None
 
 

@@ -1,8 +1,9 @@
 """The harvest: a plan that covers the chapters, budgets kept, bundles verified and imported.
 
-The end-to-end tests run the smoke profile's harvest twice on the CPU (as a GPU window
-would), import both bundles into an empty results folder, and execute the smoke chapters
-from those results alone.
+The end-to-end tests (marked slow: minutes of CPU; CI runs them) run the smoke profile's
+harvest twice on the CPU (as a GPU window would), once for all four tests that read it,
+import both bundles into an empty results folder, and execute the smoke chapters from
+those results alone; another harvest is killed mid-job.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ def test_a_damaged_or_foreign_bundle_is_refused_and_nothing_is_lost(tmp_path, da
     assert (results / "smoke" / "manifest.json").read_text() == before
 
 
-# -- end to end, on the CPU ---------------------------------------------------------
+# -- end to end, on the CPU (slow: each harvest takes its budget of minutes) --------
 
 
 def _harvest(env: dict, out: Path, budget: float) -> tuple[float, dict]:
@@ -181,7 +182,7 @@ def _harvest(env: dict, out: Path, budget: float) -> tuple[float, dict]:
     window = {**env, "HARVEST_PROFILE": "smoke", "HARVEST_BUDGET": str(budget), "HARVEST_DEVICE": "cpu",
               "WINDOW_SECONDS": str(budget + 10), "PYTHON": sys.executable}
     done = subprocess.run(["bash", "benchmarks/gpu_window.sh", str(out)], env=window, cwd=ROOT, capture_output=True,
-                          text=True, timeout=budget + 120)
+                          text=True, timeout=budget + 120, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "harvest exit status 0" in done.stdout
     newest = max(out.glob("bundle-*-1.zip"), key=lambda p: p.stat().st_mtime)
@@ -204,6 +205,7 @@ def harvests(cifar, cifar_source, tmp_path_factory):
     return {"base": base, "env": env, "out": out, "runs": [first, second]}
 
 
+@pytest.mark.slow
 def test_a_harvest_stops_inside_its_budget_with_part_of_the_plan_done(harvests):
     (seconds, manifest), _ = harvests["runs"]
     done = [job for job in manifest["jobs"] if job["status"] == "harvested"]
@@ -213,6 +215,7 @@ def test_a_harvest_stops_inside_its_budget_with_part_of_the_plan_done(harvests):
     assert manifest["selfcheck"]["training step"] and manifest["entries"]
 
 
+@pytest.mark.slow
 def test_every_harvested_jobs_estimate_is_within_2x_of_its_measured_seconds(harvests):
     """What the harvest decided with (counted, then corrected and measured) against the
     seconds each smoke job took on this CPU; both windows' jobs, every kind among them."""
@@ -222,14 +225,16 @@ def test_every_harvested_jobs_estimate_is_within_2x_of_its_measured_seconds(harv
         assert 0.5 <= job["seconds"] / job["estimated_seconds"] <= 2, job
 
 
+@pytest.mark.slow
 def test_a_second_harvest_continues_without_retraining_anything(harvests):
     (_, first), (seconds, second) = harvests["runs"]
     assert seconds <= BUDGET + 5
-    names = lambda m: {job["name"] for job in m["jobs"] if job["status"] == "harvested"}  # noqa: E731
+    names = lambda m: {job["name"] for job in m["jobs"] if job["status"] == "harvested"}
     assert names(second) and not names(first) & names(second)
     assert not set(first["entries"]) & set(second["entries"])
 
 
+@pytest.mark.slow
 def test_chapters_read_the_imported_bundles_train_nothing_and_mark_the_rest_pending(harvests, tmp_path, monkeypatch):
     import jupytext
     import nbformat
@@ -264,6 +269,7 @@ def test_chapters_read_the_imported_bundles_train_nothing_and_mark_the_rest_pend
     assert {entry["key"] for entry in lookups if entry["source"] == "pending"} <= planned
 
 
+@pytest.mark.slow
 def test_a_harvest_killed_mid_job_keeps_every_analysis_it_finished(cifar, cifar_source, tmp_path):
     """SIGKILL in the middle of the first job: the analyses saved before the kill are in
     the bundle, intact and importable, and the plan then asks only for the rest."""

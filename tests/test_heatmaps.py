@@ -6,42 +6,38 @@ import numpy as np
 import pytest
 import torch
 
-from repsim import heatmaps, train
+from repsim import heatmaps
 from repsim.data import ImageDataset
+from repsim.files import config_key
 from repsim.models import ResNetConfig
-from repsim.profiles import CKASettings, Profile
+from repsim.profiles import CKASettings
 from repsim.runs import Run
 from repsim.store import Store
-from repsim.train import TrainConfig
 
 
 @pytest.fixture
-def tiny_data() -> ImageDataset:
-    g = torch.Generator().manual_seed(0)
-    images = lambda n: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)  # noqa: E731
-    labels = lambda n: torch.randint(0, 10, (n,), generator=g)  # noqa: E731
-    return ImageDataset(images(96), labels(96), images(40), labels(40), tuple("abcdefghij"), "cifar10", "memory")
+def tiny_data_sizes() -> tuple[int, int]:
+    return 96, 40
 
 
 @pytest.fixture
-def tiny_profile() -> Profile:
-    return Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
-                   cka=CKASettings(examples=32, batch_size=16, passes=2))
+def tiny_profile(make_tiny_profile):
+    return make_tiny_profile(cka=CKASettings(examples=32, batch_size=16, passes=2))
 
 
-def test_heatmap_is_computed_once_then_loaded(tmp_path, tiny_data, tiny_profile, monkeypatch):
+def test_heatmap_is_computed_once_then_loaded(tmp_path, tiny_data, tiny_profile, access_log):
     store = Store(tmp_path)
     run = Run(ResNetConfig(depth=8), train_size=64, seed=3)
     first = heatmaps.heatmap(run, tiny_profile, tiny_data, store)
     assert first.cka.shape == (len(first.layers), len(first.layers)) == (28, 28)
     np.testing.assert_allclose(np.diag(first.cka), 1.0, atol=1e-12)
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("trained again instead of loading from the store")
-
-    monkeypatch.setattr(train, "train_model", no_training)
-    monkeypatch.setattr(heatmaps, "model_cka", no_training)
+    # The first request trains the model and computes its heatmap, each once.
+    model, cka = config_key(run.key(tiny_profile, tiny_data)), config_key(heatmaps.heatmap_key(run, tiny_profile, tiny_data))
+    assert sorted(entry["key"] for entry in access_log("computed")) == sorted([model, cka]), access_log()
+    access_log.clear()
     second = heatmaps.heatmap(run, tiny_profile, tiny_data, store)
+    assert access_log("computed") == []  # nothing trained or computed again ...
+    assert [entry["key"] for entry in access_log()] == [cka]  # ... the heatmap read back, the model not even loaded
     np.testing.assert_array_equal(first.cka, second.cka)
     assert first.layers == second.layers and first.test_acc == second.test_acc
 

@@ -124,7 +124,7 @@ def test_config_is_frozen_and_named():
     config = ResNetConfig(depth=14, width=2)
     with pytest.raises(AttributeError):
         config.depth = 20  # type: ignore[misc]
-    assert config.blocks_per_stage == 2
+    assert config.units_per_stage == 2
     assert config.name == "ResNet-14 (2x)"
     assert ResNetConfig(depth=20, residual=False).name == "ResNet-20 (1x, no residual)"
 

@@ -1,5 +1,7 @@
 """Chapter 7 (the follow-up on the block's origins): snapshots, dominant images, overlap
-across seeds, heatmaps without chosen images, and the verdicts."""
+across seeds, heatmaps without chosen images, and their summaries (the verdicts on them
+are tested with the other claims, in test_claims.py). A cached result is told from a
+recomputed one by the store's access log."""
 
 from __future__ import annotations
 
@@ -19,27 +21,12 @@ from torch import nn  # noqa: E402
 from repsim import dominant, heatmaps, origins, plots, snapshots, trained  # noqa: E402
 from repsim.blocks import find_block  # noqa: E402
 from repsim.compare import collect_activations, model_cka  # noqa: E402
-from repsim.data import ImageDataset  # noqa: E402
 from repsim.models import ResNet, ResNetConfig  # noqa: E402
 from repsim.pca import first_pc  # noqa: E402
-from repsim.profiles import (  # noqa: E402
-    CKASettings,
-    OriginsChapter,
-    ProbeChapter,
-    Profile,
-    get_profile,
-)
+from repsim.profiles import CKASettings, OriginsChapter, ProbeChapter, Profile, get_profile  # noqa: E402
 from repsim.runs import Run  # noqa: E402
 from repsim.store import Store  # noqa: E402
 from repsim.train import TrainConfig, train_models  # noqa: E402
-
-
-@pytest.fixture
-def tiny_data() -> ImageDataset:
-    g = torch.Generator().manual_seed(0)
-    images = lambda n: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)  # noqa: E731
-    labels = lambda n: torch.randint(0, 10, (n,), generator=g)  # noqa: E731
-    return ImageDataset(images(160), labels(160), images(48), labels(48), tuple("abcdefghij"), "cifar10", "memory")
 
 
 @pytest.fixture
@@ -55,6 +42,12 @@ RUN = Run(ResNetConfig(depth=8), train_size=64)
 
 def _states_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+
+def _lookups(access_log) -> list[tuple[str, str]]:
+    """(analysis, source) of each store lookup logged since ``access_log.clear()``."""
+    return [(entry["analysis"], entry["source"]) for entry in access_log()]
 
 
 # -- snapshots ------------------------------------------------------------------------------
@@ -90,23 +83,28 @@ def test_snapshots_leave_the_trained_model_unchanged_and_come_at_the_requested_s
         train_models(config, recipe, tiny_data, [3], "cpu", progress=False, snapshot_steps=[1])
 
 
-def test_retraining_with_snapshots_reproduces_the_stored_run_and_is_cached(tmp_path, tiny_data, tiny_profile, monkeypatch):
+def test_retraining_with_snapshots_reproduces_the_stored_run_and_is_cached(tmp_path, tiny_data, tiny_profile,
+                                                                          access_log):
     store = Store(tmp_path)
     stored, _ = trained.train_run(RUN, tiny_profile, tiny_data, store)  # as chapter 3 trains it
     snaps = snapshots.training_snapshots(RUN, tiny_profile, tiny_data, store)
     assert snaps.reproduces is True  # the CPU loop is deterministic
     assert snaps.steps == snapshots.snapshot_steps(snapshots.total_steps(RUN, tiny_profile, tiny_data), 4) == [0, 1, 2, 4]
     assert _states_equal(snaps.final, stored.state_dict()) and _states_equal(snaps.states[-1], snaps.final)
-    monkeypatch.setattr(snapshots, "train_models", lambda *a, **k: pytest.fail("retrained instead of loading"))
+    access_log.clear()
     assert snapshots.training_snapshots(RUN, tiny_profile, tiny_data, store).steps == snaps.steps
+    # loaded, not retrained: one lookup, found in the store, and nothing computed
+    assert _lookups(access_log) == [(snapshots.training_snapshots_key(RUN, tiny_profile, tiny_data)["analysis"], "store")]
 
 
-def test_snapshot_training_stores_a_missing_run_so_nothing_trains_it_again(tmp_path, tiny_data, tiny_profile, monkeypatch):
+def test_snapshot_training_stores_a_missing_run_so_nothing_trains_it_again(tmp_path, tiny_data, tiny_profile,
+                                                                           access_log):
     store = Store(tmp_path)
     snaps = snapshots.training_snapshots(RUN, tiny_profile, tiny_data, store)
     assert snaps.reproduces is None
-    monkeypatch.setattr("repsim.train.train_model", lambda *a, **k: pytest.fail("trained twice"))
+    access_log.clear()
     model, _ = trained.train_run(RUN, tiny_profile, tiny_data, store)
+    assert _lookups(access_log) == [("trained model", "store")]  # not trained twice
     assert _states_equal(model.state_dict(), snaps.final)
 
 
@@ -118,12 +116,13 @@ def test_keys_need_only_the_data_fingerprint(tiny_data, tiny_profile):
                                                                                           tiny_data)
 
 
-def test_the_followed_runs_keep_their_snapshots_when_first_trained(tmp_path, tiny_data, tiny_profile, monkeypatch):
+def test_the_followed_runs_keep_their_snapshots_when_first_trained(tmp_path, tiny_data, tiny_profile, access_log):
     followed = dataclasses.replace(tiny_profile, origins=dataclasses.replace(tiny_profile.origins, with_block=RUN))
     store = Store(tmp_path)
     model, _ = trained.train_run(RUN, followed, tiny_data, store)  # as chapter 3 trains it
-    monkeypatch.setattr(snapshots, "train_models", lambda *a, **k: pytest.fail("trained twice"))
+    access_log.clear()
     snaps = snapshots.training_snapshots(RUN, followed, tiny_data, store)
+    assert _lookups(access_log) == [(snapshots.training_snapshots_key(RUN, followed, tiny_data)["analysis"], "store")]
     assert snaps.reproduces is None and _states_equal(snaps.final, model.state_dict())
     other = Run(ResNetConfig(depth=8), train_size=32)  # not followed: trained without snapshots
     trained.train_run(other, followed, tiny_data, store)
@@ -260,7 +259,7 @@ def test_removing_nothing_is_model_cka():
 
 
 def test_dominance_and_removal_are_cached_and_start_from_the_chapter_3_heatmap(tmp_path, tiny_data, tiny_profile,
-                                                                               monkeypatch):
+                                                                               access_log):
     store = Store(tmp_path)
     d = origins.dominance(RUN, tiny_profile, tiny_data, 0.9, store)
     assert d.pc_scores.shape == (len(d.layers), 40) and 1 <= len(d.layers) <= tiny_profile.origins.max_layers
@@ -268,15 +267,17 @@ def test_dominance_and_removal_are_cached_and_start_from_the_chapter_3_heatmap(t
     np.testing.assert_allclose(removal.dominant[0], heatmaps.heatmap(RUN, tiny_profile, tiny_data, store).cka, atol=1e-6)
     np.testing.assert_allclose(removal.random[0], removal.dominant[0])
     assert removal.dominant.shape == (3, len(removal.layers), len(removal.layers))
-    monkeypatch.setattr(origins, "cka_without_images", lambda *a, **k: pytest.fail("recomputed"))
-    monkeypatch.setattr(origins, "layer_pcs", lambda *a, **k: pytest.fail("recomputed"))
+    access_log.clear()
     again = origins.removal_heatmaps(RUN, tiny_profile, tiny_data, 0.9, store)
+    again_d = origins.dominance(RUN, tiny_profile, tiny_data, 0.9, store)
+    assert _lookups(access_log) == [("heatmaps without dominant images", "store"), ("dominant images", "store")]
     np.testing.assert_array_equal(again.dominant, removal.dominant)
+    np.testing.assert_array_equal(again_d.pc_scores, d.pc_scores)
     rows = origins.removal_rows(again, 0.9)
     assert [(r["images"], r["removed"]) for r in rows] == list(itertools.product(["dominant", "random"], [0, 4, 8]))
 
 
-# -- summaries and verdicts ---------------------------------------------------------------------
+# -- summaries ----------------------------------------------------------------------------------
 def _block_cka(size: int, layers: int = 10) -> np.ndarray:
     cka = np.full((layers, layers), 0.3)
     cka[layers - size :, layers - size :] = 0.95
@@ -303,33 +304,9 @@ def test_formation_is_the_first_snapshot_from_which_the_block_stays():
     assert formed["step"] == 30 and formed["fraction_of_training"] == 0.3 and formed["final_block"] == 0.8
     assert formed["init_block"] == formed["init_overlap"] == 0.0 and formed["overlap"] == 1.0
     assert formed["to_final"] == pytest.approx(np.linspace(0.2, 1.0, 6)[4])
+    assert formed["init_to_final"] == pytest.approx(0.2) and formed["init_acc"] == pytest.approx(0.1)
+    assert formed["init_pc1"] == formed["pc1"] == formed["final_pc1"] == pytest.approx(0.4)
     assert origins.formation(None, 0.9)["step"] is None
-
-
-FORMED = {"step": 30, "total_steps": 400, "fraction_of_training": 0.075, "init_block": 0.0, "final_block": 0.5,
-          "to_final": 0.6}
-DOMINANT = {"k": 20, "n": 2048, "share": 0.4, "random_share": 20 / 2048, "statistic": "brightness", "cohen_d": 1.1,
-            "p_bonferroni": 1e-4}
-SEEDS = {"jaccard": 0.05, "chance_jaccard": 0.005, "pairs": 1, "max_p": 1e-3, "same_statistic": True}
-REMOVED = {"k": 200, "before": 0.5, "dominant": 0.1, "random": 0.48}
-
-
-def test_verdicts_one_row_per_finding():
-    rows = origins.verdicts(FORMED, DOMINANT, SEEDS, REMOVED)
-    assert [r["verdict"] for r in rows] == ["agrees"] * 4
-    assert [set(r) for r in rows] == [{"claim", "verdict", "evidence"}] * 4
-    assert "step 30 of 400 (8%)" in rows[0]["evidence"] and "0.05" in rows[2]["evidence"]
-    late = origins.verdicts({**FORMED, "fraction_of_training": 0.6}, {**DOMINANT, "p_bonferroni": 0.3},
-                            {**SEEDS, "jaccard": 0.8}, {**REMOVED, "dominant": 0.45})
-    assert [r["verdict"] for r in late] == ["agrees only in part", "agrees only in part", "does not agree",
-                                            "does not agree"]
-    none = origins.verdicts(origins.formation(None, 0.9), origins.dominance_summary(None, None, 20),
-                            origins.seeds_summary([None, None], None, 20), origins.removal_summary(None, 0.9))
-    assert [r["verdict"] for r in none] == ["pending"] * 4
-    flat = origins.verdicts({**FORMED, "final_block": 0.0}, DOMINANT, SEEDS, {**REMOVED, "before": 0.0})
-    assert flat[0]["verdict"] == flat[3]["verdict"] == "not measurable"
-    at_init = origins.verdicts({**FORMED, "step": 0, "init_block": 0.9, "init_overlap": 0.55}, DOMINANT, SEEDS, REMOVED)
-    assert at_init[0]["verdict"] == "not measurable" and "at initialisation" in at_init[0]["evidence"]
 
 
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
@@ -339,7 +316,6 @@ def test_origin_runs_come_from_the_block_grid(name):
     with_block, without_block = profile.followed_runs()
     assert with_block in grid_runs and without_block in grid_runs and with_block != without_block
     assert set(origins.seed_runs(profile)) <= grid_runs and origins.seed_runs(profile)[0] == with_block
-    assert origins.fmt(None) == "pending" and origins.fmt(0.25, ".0%") == "25%"
 
 
 def test_plots_draw_images_and_curves():

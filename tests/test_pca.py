@@ -9,13 +9,7 @@ import torch
 from repsim.cka import linear_cka
 from repsim.compare import collect_activations
 from repsim.models import ResNet, ResNetConfig
-from repsim.pca import (
-    cka_without_first_pc,
-    first_pc,
-    layer_pcs,
-    pc_cosine_similarity,
-    remove_first_pc,
-)
+from repsim.pca import cka_without_first_pc, first_pc, layer_pcs, pc_cosine_similarity, remove_first_pc
 
 
 def _low_rank_plus_noise(n=300, d=500, strength=5.0, seed=0):

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from repsim import populations
-from repsim.data import ImageDataset
+from repsim import engines, populations
+from repsim.files import config_key
 from repsim.models import ResNetConfig
-from repsim.populations import (
-    Population,
-    architecture_pairs,
+from repsim.populations import Population, architecture_pairs
+from repsim.prediction_stats import (
     class_accuracies,
     per_example_accuracy,
     spread,
@@ -22,7 +21,8 @@ from repsim.populations import (
 from repsim.profiles import PredictionChapter, Profile
 from repsim.runs import Run
 from repsim.store import Store
-from repsim.train import TrainConfig
+from repsim.train import predict
+from repsim.trained import train_run
 
 
 def _members(p: np.ndarray, members: int, rng) -> np.ndarray:
@@ -104,60 +104,77 @@ def test_a_population_needs_two_distinct_seeds():
         Population(ResNetConfig(8), 100, (0, 0))
 
 
-def test_predictions_are_cached_per_member(tmp_path, monkeypatch):
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, 10, (96,), generator=g)
-    data = ImageDataset(images, labels, images[:30], labels[:30], tuple("abcdefghij"), "cifar10", "memory")
-    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
-                      predictions=PredictionChapter(stack=1))
+def test_predictions_are_cached_per_member(tmp_path, make_tiny_data, make_tiny_profile, access_log):
+    """Each member is trained once and its predictions computed once; a grown population
+    trains only its new member and reads the others' predictions back."""
+    data = make_tiny_data(96, 30)
+    profile = make_tiny_profile(predictions=PredictionChapter(stack=1))
     store = Store(tmp_path)
     small = Population(ResNetConfig(8), 64, (0, 1))
+    models = {run.seed: config_key(run.key(profile, data)) for run in Population(ResNetConfig(8), 64, (0, 1, 2)).runs}
+    predicted = {seed: config_key(populations.predictions_key(Run(ResNetConfig(8), 64, seed), profile, data))
+                 for seed in models}
     first = populations.population_predictions(small, profile, data, store, progress=False)
     assert first.shape == (2, 30) and first.dtype == torch.int64
-    monkeypatch.setattr(populations, "train_run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
-    grown = populations.population_predictions(Population(ResNetConfig(8), 64, (0, 1)), profile, data, store,
+    computed = [entry["key"] for entry in access_log("computed")]
+    assert sorted(computed) == sorted([models[0], models[1], predicted[0], predicted[1]])  # each once
+    # The predictions are the stored models' own on the profile's test images.
+    for row, run in zip(first, small.runs):
+        model, _ = train_run(run, profile, data, store)
+        torch.testing.assert_close(row, predict(model, data.test_images, device="cpu").argmax(1))
+
+    access_log.clear()
+    grown = populations.population_predictions(Population(ResNetConfig(8), 64, (0, 1, 2)), profile, data, store,
                                                progress=False)
-    torch.testing.assert_close(grown, first)
-    assert Run(ResNetConfig(8), 64, 1) in small.runs
+    assert sorted(entry["key"] for entry in access_log("computed")) == sorted([models[2], predicted[2]])
+    # The old members' predictions read back; the new member's model read back for its predictions.
+    assert sorted(entry["key"] for entry in access_log("store")) == sorted([predicted[0], predicted[1], models[2]])
+    torch.testing.assert_close(grown[:2], first)  # read back, not recomputed
+    assert grown.shape == (3, 30) and not torch.equal(grown[2], grown[0])
+
+    access_log.clear()
+    again = populations.population_predictions(Population(ResNetConfig(8), 64, (0, 1, 2)), profile, data, store,
+                                               progress=False)
+    assert access_log("computed") == [] and len(access_log("store")) == 3  # nothing trained or predicted again
+    torch.testing.assert_close(again, grown)
 
 
-def test_submitit_engine_trains_members_in_local_jobs_into_the_shared_store(cifar_source, tmp_path, monkeypatch):
+def test_submitit_engine_trains_members_in_local_jobs_into_the_shared_store(cifar_source, tmp_path, make_tiny_profile, access_log):
     pytest.importorskip("submitit")
-    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
-                      predictions=PredictionChapter(test_examples=100))
+    profile = make_tiny_profile(predictions=PredictionChapter(test_examples=100))
     population = Population(ResNetConfig(8), 64, (0, 1))
-    remote = populations.train_population(population, profile, "cifar10", source=str(cifar_source),
+    remote = engines.train_population(population, profile, "cifar10", source=str(cifar_source),
                                           engine="submitit", folder=tmp_path / "jobs", cluster="local",
                                           timeout_min=10, progress=False)
     assert remote.shape == (2, 100)
     assert len(list((tmp_path / "jobs").glob("*_result.pkl"))) == 2  # two jobs ran
     # The jobs wrote to this process's store: the local engine now only reads.
-    monkeypatch.setattr(populations, "train_run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
-    local = populations.train_population(population, profile, "cifar10", source=str(cifar_source), progress=False)
+    access_log.clear()
+    local = engines.train_population(population, profile, "cifar10", source=str(cifar_source), progress=False)
+    assert access_log("computed") == [] and len(access_log("store")) == 2  # read, not retrained
     torch.testing.assert_close(local, remote)
 
 
-def test_ray_engine_trains_members_as_tasks_into_the_shared_store(cifar_source, monkeypatch):
+def test_ray_engine_trains_members_as_tasks_into_the_shared_store(cifar_source, make_tiny_profile, access_log):
     ray = pytest.importorskip("ray")
-    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
-                      predictions=PredictionChapter(test_examples=100))
+    profile = make_tiny_profile(predictions=PredictionChapter(test_examples=100))
     population = Population(ResNetConfig(8), 64, (2, 3))
-    remote = populations.train_population(population, profile, "cifar10", source=str(cifar_source), engine="ray",
+    remote = engines.train_population(population, profile, "cifar10", source=str(cifar_source), engine="ray",
                                           num_cpus=1, progress=False)
     assert remote.shape == (2, 100)
     assert not ray.is_initialized()  # the Ray instance started for the population is shut down
-    monkeypatch.setattr(populations, "train_run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
-    local = populations.train_population(population, profile, "cifar10", source=str(cifar_source), progress=False)
+    access_log.clear()
+    local = engines.train_population(population, profile, "cifar10", source=str(cifar_source), progress=False)
+    assert access_log("computed") == [] and len(access_log("store")) == 2  # read, not retrained
     torch.testing.assert_close(local, remote)
 
 
 def test_unknown_engine_and_stray_options_are_named():
     population, profile = Population(ResNetConfig(8), 64, (0, 1)), Profile(name="x", device="cpu")
     with pytest.raises(ValueError, match="unknown engine 'dask'"):
-        populations.train_population(population, profile, engine="dask")
+        engines.train_population(population, profile, engine="dask")
     with pytest.raises(TypeError, match=r"engine='local' takes no engine options, got \['num_gpus'\]"):
-        populations.train_population(population, profile, num_gpus=1)
+        engines.train_population(population, profile, num_gpus=1)
 
 
 def test_describe_training_says_how_members_were_trained():

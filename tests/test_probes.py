@@ -59,16 +59,16 @@ def test_bad_sizes_are_named(setup):
 
 
 def test_block_span_and_gain_per_block_read_the_post_add_probes():
-    from repsim.probes import block_span, gain_per_block
+    from repsim.probes import gain_per_unit, unit_span
 
     adds = [f"stage1.block{b}.add" for b in range(5)]
     accuracies = [0.30, 0.40, 0.42, 0.43, 0.60]
     rows = [row for name, acc in zip(adds, accuracies)
             for row in ({"layer": name.replace("add", "bn2"), "test_acc": 0.0}, {"layer": name, "test_acc": acc})]
-    span = block_span(rows, ["stage1.block1.relu2", *adds[1:4]])
+    span = unit_span(rows, ["stage1.block1.relu2", *adds[1:4]])
     assert span == (1, 3)
-    assert gain_per_block(rows, span, inside=True) == pytest.approx(0.015)  # steps 1->2 and 2->3
-    assert gain_per_block(rows, span, inside=False) == pytest.approx(0.135)  # steps 0->1 and 3->4
-    assert block_span(rows, ["stage2.block0.add"]) is None
-    assert gain_per_block(rows, None, inside=False) == pytest.approx(0.075)
-    assert math.isnan(gain_per_block(rows, None, inside=True))
+    assert gain_per_unit(rows, span, inside=True) == pytest.approx(0.015)  # steps 1->2 and 2->3
+    assert gain_per_unit(rows, span, inside=False) == pytest.approx(0.135)  # steps 0->1 and 3->4
+    assert unit_span(rows, ["stage2.block0.add"]) is None
+    assert gain_per_unit(rows, None, inside=False) == pytest.approx(0.075)
+    assert math.isnan(gain_per_unit(rows, None, inside=True))

@@ -9,22 +9,21 @@ import pytest
 import torch
 
 from repsim import progress
-from repsim.data import ImageDataset
 from repsim.models import ResNetConfig
+from repsim.profiles import Profile
 from repsim.runs import Run
 from repsim.store import Store
-from repsim.train import TrainConfig, train_models, trained_model
+from repsim.train import TrainConfig, train_models
+from repsim.trained import train_run
 
 TINY = ResNetConfig(depth=8, width=1)
 RECIPE = TrainConfig(epochs=3, batch_size=16, train_size=32, eval_size=16)
+PROFILE = Profile(name="progress", device="cpu", train=RECIPE)
 
 
 @pytest.fixture
-def data() -> ImageDataset:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, 10, (48,), generator=g)
-    return ImageDataset(images[:32], labels[:32], images[32:], labels[32:], tuple("abcdefghij"), "cifar10", "memory")
+def data(make_tiny_data):
+    return make_tiny_data(32, 16)
 
 
 @pytest.fixture
@@ -46,11 +45,11 @@ def test_training_reports_every_epoch(data, progress_file):
 
 def test_the_store_says_what_it_computes_before_training(data, progress_file, tmp_path):
     store = Store(tmp_path / "store")
-    trained_model(TINY, RECIPE, data, seed=0, store=store, device="cpu", progress=False)
+    train_run(Run(TINY, 32, 0), PROFILE, data, store, device="cpu")
     lines = progress_file.read_text().splitlines()
     assert lines[0] == f"training {Run(TINY, 32, 0).name}" == "training ResNet-8 (1x) on 32 images, seed 0"
     assert len(lines) == 1 + RECIPE.epochs
-    trained_model(TINY, RECIPE, data, seed=0, store=store, device="cpu", progress=False)  # from the store
+    train_run(Run(TINY, 32, 0), PROFILE, data, store, device="cpu")  # from the store
     assert len(progress_file.read_text().splitlines()) == 1 + RECIPE.epochs
 
     store.load_or_train({"analysis": "a sum", "seed": 1}, lambda: ({"x": torch.ones(1)}, {}))

@@ -8,14 +8,7 @@ import pytest
 import torch
 
 from repsim.files import config_key
-from repsim.results import (
-    ResultsArchive,
-    pack_entry,
-    read_manifest,
-    sha256,
-    unpack_entry,
-    write_manifest,
-)
+from repsim.results import ResultsArchive, pack_entry, read_manifest, sha256, unpack_entry, write_manifest
 from repsim.store import PendingResult, Store
 
 

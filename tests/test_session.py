@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from repsim.data import ImageDataset
 from repsim.models import ResNetConfig
-from repsim.profiles import CKASettings, Profile, get_profile
+from repsim.profiles import CKASettings, get_profile
 from repsim.results import ResultsArchive
 from repsim.runs import Run
 from repsim.session import Session, coverage
@@ -15,28 +13,27 @@ from repsim.store import PendingResult, Store
 from repsim.train import TrainConfig
 
 
-def _session(tmp_path, compute: bool) -> Session:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (80, 3, 32, 32), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, 10, (80,), generator=g)
-    data = ImageDataset(images[:64], labels[:64], images[64:], labels[64:], tuple("abcdefghij"), "cifar10", "memory")
-    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32),
-                      cka=CKASettings(examples=16, batch_size=8))
-    return Session(profile, data, Store(tmp_path, compute=compute, results=ResultsArchive(None)), "cpu")
+@pytest.fixture
+def session(tmp_path, make_tiny_data, make_tiny_profile):
+    """``session(compute)``: a chapter's session over a tiny data set and a store in ``tmp_path``."""
+    data = make_tiny_data(64, 16)
+    profile = make_tiny_profile(train=TrainConfig(epochs=1, batch_size=32), cka=CKASettings(examples=16, batch_size=8))
+    return lambda compute: Session(profile, data, Store(tmp_path, compute=compute, results=ResultsArchive(None)), "cpu")
 
 
-def test_a_pending_result_comes_back_as_none_and_is_noted(tmp_path):
+def test_a_pending_result_comes_back_as_none_and_is_noted(session):
     from repsim.heatmaps import heatmap
 
     run = Run(ResNetConfig(8), 64)
-    reading = _session(tmp_path, compute=False)
+    reading = session(compute=False)
     assert reading.get(heatmap, run) is None and reading.pending == [run.name]
     with pytest.raises(PendingResult):
         reading.require(heatmap, run)
-    computing = _session(tmp_path, compute=True)
+    computing = session(compute=True)
     assert computing.get(heatmap, run).cka.shape == (28, 28) and not computing.pending
-    again = _session(tmp_path, compute=False)  # now it is in the store
-    assert again.get_all(heatmap, [run, run.with_seed(1)])[0] is not None and again.pending == [run.with_seed(1).name]
+    again = session(compute=False)  # now it is in the store
+    maps = [again.get(heatmap, r) for r in (run, run.with_seed(1))]
+    assert maps[0] is not None and maps[1] is None and again.pending == [run.with_seed(1).name]
 
 
 def test_coverage_says_how_much_of_a_figure_exists():

@@ -7,23 +7,15 @@ import pytest
 import torch
 
 from repsim import populations
-from repsim.data import ImageDataset
+from repsim.files import config_key
 from repsim.models import ResNet, ResNetConfig
 from repsim.populations import Population, train_members_stacked
-from repsim.profiles import PredictionChapter, Profile
+from repsim.profiles import PredictionChapter
 from repsim.stacked import StackedResNet
 from repsim.store import Store
 from repsim.throughput import fastest_stack
 from repsim.train import TrainConfig, train_model, train_models
 from repsim.trained import train_run
-
-
-def _tiny_data(n_train: int = 128, n_test: int = 40) -> ImageDataset:
-    g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (n_train + n_test, 3, 32, 32), dtype=torch.uint8, generator=g)
-    labels = torch.randint(0, 10, (n_train + n_test,), generator=g)
-    return ImageDataset(images[:n_train], labels[:n_train], images[n_train:], labels[n_train:], tuple("abcdefghij"),
-                        "cifar10", "memory")
 
 
 @pytest.mark.parametrize("config", [ResNetConfig(8, 2), ResNetConfig(14, 1, residual=False)])
@@ -52,8 +44,8 @@ def test_stacking_refuses_mixed_architectures():
         StackedResNet([])
 
 
-def test_stacked_training_gives_the_models_trained_one_at_a_time():
-    data = _tiny_data()
+def test_stacked_training_gives_the_models_trained_one_at_a_time(make_tiny_data):
+    data = make_tiny_data(128, 40)
     config = TrainConfig(epochs=2, batch_size=32, lr=0.02, bn_momentum=0.1, train_size=96, eval_size=40)
     stacked = train_models(ResNetConfig(8), config, data, [3, 5], progress=False)
     for seed, (model, metrics) in zip([3, 5], stacked):
@@ -91,18 +83,21 @@ def test_a_stack_too_large_for_the_device_is_ruled_out(monkeypatch):
     assert best == 1 and rates[1] > 0 and rates[2] == rates[4] == 0.0
 
 
-def test_members_trained_in_stacks_are_the_store_entries_train_run_uses(tmp_path, monkeypatch):
-    data = _tiny_data()
-    profile = Profile(name="tiny", device="cpu", train=TrainConfig(epochs=1, batch_size=32, eval_size=20),
-                      predictions=PredictionChapter(test_examples=30, stack=2))
+def test_members_trained_in_stacks_are_the_store_entries_train_run_uses(tmp_path, make_tiny_data, make_tiny_profile,
+                                                                       access_log):
+    data = make_tiny_data(128, 40)
+    profile = make_tiny_profile(predictions=PredictionChapter(test_examples=30, stack=2))
     store = Store(tmp_path)
     population = Population(ResNetConfig(8), 64, (0, 1, 2))
     decision = train_members_stacked(population, profile, data, store, progress=False)
     assert decision == {"stack": 2, "rates": None, "trained": 3}
-    monkeypatch.setattr("repsim.train.train_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    models = sorted(config_key(run.key(profile, data)) for run in population.runs)
+    assert sorted(entry["key"] for entry in access_log("computed")) == models  # each member stored once
+    access_log.clear()
     for run in population.runs:
-        model, record = train_run(run, profile, data, store)
+        _, record = train_run(run, profile, data, store)
         assert record["metrics"]["stacked_with"] == (2 if run.seed < 2 else 1)
+    assert access_log("computed") == [] and sorted(entry["key"] for entry in access_log("store")) == models
     predictions = populations.population_predictions(population, profile, data, store, progress=False)
     assert predictions.shape == (3, 30)
     summary = populations.training_summary(population, profile, data, store)
@@ -111,10 +106,10 @@ def test_members_trained_in_stacks_are_the_store_entries_train_run_uses(tmp_path
     assert train_members_stacked(population, profile, data, store, stack=None, progress=False)["trained"] == 0
 
 
-def test_an_interrupted_stack_resumes_from_its_checkpoint_to_the_same_models(tmp_path, monkeypatch):
+def test_an_interrupted_stack_resumes_from_its_checkpoint_to_the_same_models(tmp_path, monkeypatch, make_tiny_data):
     from repsim import train
 
-    data = _tiny_data()
+    data = make_tiny_data(128, 40)
     config = TrainConfig(epochs=3, batch_size=32, lr=0.02, bn_momentum=0.1, train_size=64, eval_size=20)
     whole = train_models(ResNetConfig(8), config, data, [0, 1], progress=False)
     scoring = train.stacked_accuracies

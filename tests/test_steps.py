@@ -12,14 +12,7 @@ from repsim.models import ResNetConfig
 from repsim.stacked import StackedResNet
 from repsim.steps import EagerStep, GraphedStep, _restore_in_place, make_step
 from repsim.throughput import model_cost
-from repsim.train import (
-    DeadlineExceeded,
-    TrainConfig,
-    _new_member,
-    make_optimizer,
-    set_learning_rate,
-    train_model,
-)
+from repsim.train import DeadlineExceeded, TrainConfig, make_optimizer, new_model, set_learning_rate, train_model
 
 
 def test_the_papers_schedule_is_cosine_stepped_per_epoch():
@@ -45,7 +38,7 @@ def test_warm_up_then_per_step_cosine_decay_to_zero():
 
 def _stack(seed: int = 0):
     config = TrainConfig(epochs=1, batch_size=8, lr=0.1, nesterov=True)
-    model = StackedResNet([_new_member(ResNetConfig(8), config, seed)]).train()
+    model = StackedResNet([new_model(ResNetConfig(8), config, seed)]).train()
     optimizer = make_optimizer(model, config)
     set_learning_rate(optimizer, 0.1)
     g = torch.Generator().manual_seed(1)

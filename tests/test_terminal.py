@@ -11,21 +11,25 @@ import torch
 
 from repsim.book import terminal
 from repsim.book.coverage import Coverage
-from repsim.book.runner import ChapterRun, record_times
+from repsim.book.executed import ChapterRun, record_times
 from repsim.profiles import get_profile
 
 
-def test_estimates_prefer_this_machines_last_run_of_the_profile(tmp_path):
+def test_estimates_prefer_this_machines_last_run_then_the_published_run_of_the_profile(tmp_path):
     (tmp_path / "_build").mkdir()
     (tmp_path / "_build" / "execution.json").write_text(json.dumps({
-        "02_cka": {"profile": "smoke", "seconds": 31.5, "finished_at": "2026-11-27T10:00:00+00:00"},
-        "03_blocks": {"profile": "laptop", "seconds": 900.0, "finished_at": "2026-11-27T10:00:00+00:00"},
+        "smoke": {"02_cka": {"seconds": 31.5, "finished_at": "2026-11-27T10:00:00+00:00"}},
+        "laptop": {"03_blocks": {"seconds": 900.0, "finished_at": "2026-11-27T10:00:00+00:00"}},
     }))
+    (tmp_path / "book").mkdir()
+    published = {"papermill": {"duration": 59.2}, "repsim": {"profile": "smoke", "cpu": "AMD EPYC", "cpu_cores": 2}}
+    (tmp_path / "book" / "03_blocks.ipynb").write_text(json.dumps({"metadata": published, "cells": []}))
     times = terminal.estimates(tmp_path, "smoke", ["02_cka", "03_blocks", "07_new"])
     assert times["02_cka"] == (31.5, "last run here, 2026-11-27")
-    assert times["03_blocks"] == (terminal.RECORDED_SECONDS["smoke"]["03_blocks"], "recorded: 2-core CPU, empty store")
+    assert times["03_blocks"] == (59.2, "the published run on AMD EPYC, 2 cores")
     assert times["07_new"] == (None, "no run recorded")
-    assert terminal.estimates(tmp_path, "paper", ["02_cka"])["02_cka"][0] is None
+    assert terminal.estimates(tmp_path, "paper", ["02_cka", "03_blocks"]) == {
+        "02_cka": (None, "no run recorded"), "03_blocks": (None, "no run recorded")}  # another profile's run
 
 
 def test_each_profile_keeps_its_own_times_when_another_runs(tmp_path):
@@ -49,13 +53,16 @@ def test_the_plan_names_chapters_profile_device_store_and_times(tmp_path, capsys
         (store / key).mkdir(parents=True)
         (store / key / "record.json").write_text("{}")
     (store / "c.partial").mkdir()  # an unfinished run is no entry
+    (tmp_path / "book").mkdir()
+    published = {"papermill": {"duration": 23.4}, "repsim": {"profile": "smoke", "cpu": "AMD EPYC", "cpu_cores": 2}}
+    (tmp_path / "book" / "02_cka.ipynb").write_text(json.dumps({"metadata": published, "cells": []}))
     terminal.print_plan(tmp_path, ["02_cka", "07_new"], get_profile("smoke"), torch.device("cpu"), "AMD EPYC",
                         store, committed=0)
     out = capsys.readouterr().out
     assert "Executing 2 chapter(s) with the smoke profile on cpu (AMD EPYC" in out
     assert f"Model store: {store}, 2 entries; committed results: none" in out
     rows = {row.split()[0]: row.split(maxsplit=1)[1] for row in out.splitlines() if row.startswith("  ")}
-    assert rows["02_cka"] == "23 s  (recorded: 2-core CPU, empty store)"
+    assert rows["02_cka"] == "23 s  (the published run on AMD EPYC, 2 cores)"
     assert rows["07_new"] == "unknown  (no run recorded)"
     assert rows["total"] == "23 s + unknown"
 

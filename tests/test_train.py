@@ -18,21 +18,18 @@ import repsim.store as store_module
 import repsim.train as train_module
 from repsim.files import as_config, atomic_write_bytes, config_key, torch_bytes
 from repsim.models import ResNet, ResNetConfig
+from repsim.profiles import Profile
+from repsim.runs import Run
 from repsim.store import Store
-from repsim.train import (
-    TrainConfig,
-    _param_groups,
-    accuracy,
-    predict,
-    resolve_device,
-    trained_model,
-)
+from repsim.train import TrainConfig, _param_groups, accuracy, predict, resolve_device
+from repsim.trained import train_run
 
 TINY_MODEL = ResNetConfig(depth=8, width=1)
 # 2,000 images, 3 epochs: about 15 s on 2 CPU cores. Batch 16 gives 375 SGD steps, enough
 # for BN's slow running averages (momentum 0.01) to catch up: best test accuracy was
 # 0.31-0.35 over seeds 0-3 (batch 32 gave 0.17-0.28, too close to the 0.2 bar).
 TINY_TRAIN = TrainConfig(epochs=3, lr=0.05, batch_size=16, train_size=2000, eval_size=1000)
+TINY_RUN, TINY_PROFILE = Run(TINY_MODEL, 2000, 0), Profile(name="tiny", device="cpu", train=TINY_TRAIN)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +37,7 @@ def trained(cifar, tmp_path_factory):
     """(model, record, store, wall seconds) of one tiny training run in a private store."""
     store = Store(tmp_path_factory.mktemp("store"))
     start = time.perf_counter()
-    model, record = trained_model(TINY_MODEL, TINY_TRAIN, cifar, seed=0, store=store, device="cpu", progress=False)
+    model, record = train_run(TINY_RUN, TINY_PROFILE, cifar, store, device="cpu")
     return model, record, store, time.perf_counter() - start
 
 
@@ -58,16 +55,14 @@ def test_tiny_model_beats_chance(trained, cifar):
     assert acc == pytest.approx(metrics["best_test_acc"], abs=1e-6)
 
 
-def test_second_call_loads_from_store(trained, cifar, monkeypatch):
+def test_second_call_loads_from_store(trained, cifar, access_log):
     model, record, store, first_seconds = trained
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("trained again although the store holds this model")
-
-    monkeypatch.setattr(train_module, "train_model", no_training)
     start = time.perf_counter()
-    again, again_record = trained_model(TINY_MODEL, TINY_TRAIN, cifar, seed=0, store=store, device="cpu", progress=False)
+    again, again_record = train_run(TINY_RUN, TINY_PROFILE, cifar, store, device="cpu")
     seconds = time.perf_counter() - start
+    # One lookup, answered by the store: not trained again.
+    key = config_key(as_config(TINY_MODEL, TINY_TRAIN, seed=0, data=cifar.fingerprint))
+    assert [(entry["key"], entry["source"]) for entry in access_log()] == [(key, "store")]
     assert seconds < first_seconds / 3, (seconds, first_seconds)
     assert again_record == record
     state, again_state = model.state_dict(), again.state_dict()

@@ -1,13 +1,23 @@
-"""Turning results into the chapters' prose: every number on a page is glued from here."""
+"""Turning results into the chapters' prose: every number on a page is glued from here.
+
+One function per chapter (``chapter4``, ``chapter6``, ``chapter7``) returns every value
+its prose quotes, for one ``glue_all``; numbers that may still be pending go through
+``claims.formatted``."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ..data import train_count
+import pandas as pd
+
+from .. import claims
+from ..claims import formatted
+from ..data import test_count, train_count
 from ..properties import off_diagonal
+from ..session import coverage
 
 
 def glue_all(values: Mapping[str, Any]) -> None:
@@ -19,14 +29,9 @@ def glue_all(values: Mapping[str, Any]) -> None:
         glue(name, value, display=False)
 
 
-def number(value, template: str = "{:.2f}", missing: str = "pending") -> str:
-    """``template.format(value)``, or ``missing`` when the value is None (pending)."""
-    return missing if value is None else template.format(value)
-
-
 def points(fraction, template: str = "{:+.1f}") -> str:
     """A difference of two accuracies in percentage points ("pending" when None)."""
-    return number(None if fraction is None else 100 * fraction, template)
+    return formatted(template, None if fraction is None else 100 * fraction)
 
 
 def background_model(run, record: dict | None, recipe, data, layers: list[str]) -> dict:
@@ -34,8 +39,8 @@ def background_model(run, record: dict | None, recipe, data, layers: list[str]) 
     metrics = record["metrics"] if record is not None else {}
     return {"model_name": run.model.name, "train_images": f"{run.train_size or len(data.train_labels):,}",
             "epochs": recipe.epochs, "n_layers": len(layers),
-            "test_acc": number(metrics.get("best_test_acc"), "{:.1%}"),
-            "best_epoch": number(metrics.get("best_epoch"), "{}")}
+            "test_acc": formatted("{:.1%}", metrics.get("best_test_acc")),
+            "best_epoch": formatted("{}", metrics.get("best_epoch"))}
 
 
 def background_values(invariance, sizes: list[int], shuffled: dict | None, full, minibatch, within, block,
@@ -46,17 +51,18 @@ def background_values(invariance, sizes: list[int], shuffled: dict | None, full,
     difference = (minibatch - full).abs() if full is not None else None
     found = block is not None and block.size > 0
     return {
-        "inv_base": number(base, "{:.3f}"), "inv_general": number(general, "{:.3f}"),
-        "inv_max_invariant": number(None if base is None else change.abs().max(), "{:.1e}"),
-        "small_n": sizes[0], "bias_small_n": number(None if shuffled is None else shuffled["biased"][0].mean()),
-        "unbiased_small_n": number(None if shuffled is None else shuffled["unbiased"][0].mean()),
-        "mb_max_diff": number(None if difference is None else difference.max(), "{:.3f}"),
-        "mb_mean_diff": number(None if difference is None else difference.mean(), "{:.4f}"),
+        "inv_base": formatted("{:.3f}", base), "inv_general": formatted("{:.3f}", general),
+        "inv_max_invariant": formatted("{:.1e}", None if base is None else change.abs().max()),
+        "small_n": sizes[0],
+        "bias_small_n": formatted("{:.2f}", None if shuffled is None else shuffled["biased"][0].mean()),
+        "unbiased_small_n": formatted("{:.2f}", None if shuffled is None else shuffled["unbiased"][0].mean()),
+        "mb_max_diff": formatted("{:.3f}", None if difference is None else difference.max()),
+        "mb_mean_diff": formatted("{:.4f}", None if difference is None else difference.mean()),
         "mb_batch": batch, "heatmap_examples": f"{examples:,}", "heatmap_passes": passes, "block_threshold": threshold,
-        "heatmap_mean": number(None if within is None else off_diagonal(within.cka).mean()),
-        "heatmap_min": number(None if within is None else within.cka.min()),
-        "block_size": number(None if block is None else block.size, "{}"),
-        "block_percent": number(None if block is None else 100 * block.fraction, "{:.0f}%"),
+        "heatmap_mean": formatted("{:.2f}", None if within is None else off_diagonal(within.cka).mean()),
+        "heatmap_min": formatted("{:.2f}", None if within is None else within.cka.min()),
+        "block_size": formatted("{}", None if block is None else block.size),
+        "block_percent": formatted("{:.0f}%", None if block is None else 100 * block.fraction),
         "block_first": within.layers[block.start] if found else "pending" if block is None else "none",
         "block_last": within.layers[block.stop - 1] if found else "pending" if block is None else "none",
     }
@@ -106,33 +112,44 @@ def chapter4(summary: dict, runs: dict, maps: dict, profile, data) -> dict:
     for key, kind in (("with", "with a block"), ("without", "without a block")):
         block = s.get(f"block_{key}")
         out[f"{key}_model"] = runs[kind].label
-        out[f"{key}_block"] = number(block.fraction if block is not None else None, "{:.0%}")
-        out[f"{key}_acc"] = number(maps[kind].test_acc if maps.get(kind) is not None else None, "{:.0%}")
+        out[f"{key}_block"] = formatted("{:.0%}", block.fraction if block is not None else None)
+        out[f"{key}_acc"] = formatted("{:.0%}", maps[kind].test_acc if maps.get(kind) is not None else None)
         drop_blocks = s.get(f"drop_{key}_block_blocks")
         out[f"drop_{key}"] = points(s.get(f"drop_{key}_block"), "{:.1f}")
         out[f"drop_{key}_count"] = "block" if drop_blocks == 1 else f"{drop_blocks} blocks" if drop_blocks else "blocks"
     out.update({
         "pc_examples": f"{p.pc_examples or len(data.test_labels):,}",
         "cka_examples": f"{profile.cka.examples or len(data.test_labels):,}",
-        "var_in_block": number(s.get("variance_in_block")), "var_outside": number(s.get("variance_outside_block")),
-        "var_no_block": number(s.get("variance_without_block")), "cka_in_block": number(s.get("cka_in_block")),
-        "cka_in_block_without": number(s.get("cka_in_block_without_pc1")),
-        "d5_models": s.get("d5_models", 0), "d5_rho": number(s.get("d5_rho")),
+        "var_in_block": formatted("{:.2f}", s.get("variance_in_block")),
+        "var_outside": formatted("{:.2f}", s.get("variance_outside_block")),
+        "var_no_block": formatted("{:.2f}", s.get("variance_without_block")),
+        "cka_in_block": formatted("{:.2f}", s.get("cka_in_block")),
+        "cka_in_block_without": formatted("{:.2f}", s.get("cka_in_block_without_pc1")),
+        "d5_models": s.get("d5_models", 0), "d5_rho": formatted("{:.2f}", s.get("d5_rho")),
         "probe_lrs": " and ".join(f"{lr:g}" for lr in p.probe_lrs), "probe_val": f"{p.probe_val_size:,}",
         "probe_train": f"{p.probe_train_size:,}", "probe_epochs": f"{p.probe_epochs} epoch{'s' if p.probe_epochs > 1 else ''}",
-        "probe_gains": _markdown(probe_gains(runs["with a block"].label, s.get("gain_inside"), s.get("gain_outside"))),
+        "probe_gains": MarkdownText(probe_gains(runs["with a block"].label, s.get("gain_inside"), s.get("gain_outside"))),
         "gain_none": points(s.get("gain_no_block")),
-        "probe_first": number(s.get("probe_first_stage"), "{:.1%}"), "probe_last": number(s.get("probe_last_stage"), "{:.1%}"),
-        "probe_pooling": _markdown(probe_pooling(p)),
+        "probe_first": formatted("{:.1%}", s.get("probe_first_stage")),
+        "probe_last": formatted("{:.1%}", s.get("probe_last_stage")),
+        "probe_pooling": MarkdownText(probe_pooling(p)),
     })
     return out
 
 
-def _markdown(text: str):
-    """A Markdown display object, for ``{glue:md}`` in a chapter's prose."""
-    from IPython.display import Markdown
+@dataclass(frozen=True)
+class MarkdownText:
+    """Markdown for a page: a cell's output, or a value for ``{glue:md}``. Jupyter shows it
+    as Markdown; where only plain text is read, it is its own text (IPython's ``Markdown``
+    would leave "<IPython.core.display.Markdown object>" there)."""
 
-    return Markdown(text)
+    text: str
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 DATA_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -144,12 +161,12 @@ def chapter6(chapter, correct: dict, excess: dict | None, tests, pair_table, dat
     wide, deep = correct.get("wide"), correct.get("deep")
     return {
         "members": chapter.members, "baseline": chapter.baseline,
-        "acc_wide": number(wide.mean() if wide is not None else None, "{:.1%}"),
-        "acc_deep": number(deep.mean() if deep is not None else None, "{:.1%}"),
-        "spread": number(excess["spread"] if excess else None, "{:.4f}"),
-        "baseline_spread": number(excess["baseline_spread"] if excess else None, "{:.4f}"),
+        "acc_wide": formatted("{:.1%}", wide.mean() if wide is not None else None),
+        "acc_deep": formatted("{:.1%}", deep.mean() if deep is not None else None),
+        "spread": formatted("{:.4f}", excess["spread"] if excess else None),
+        "baseline_spread": formatted("{:.4f}", excess["baseline_spread"] if excess else None),
         "excess": f"{excess['excess']:.4f} ± {excess['standard_error']:.4f}" if excess else "pending",
-        "z": number(excess["z"] if excess else None, "{:.1f}"),
+        "z": formatted("{:.1f}", excess["z"] if excess else None),
         "f_models": ", ".join(run.model.name for run in chapter.architectures)
         + f" (on {train_count(chapter.architectures[0].train_size):,} training images)",
         "f_pairs": len(pair_table), "f_positive": int((pair_table["z"] > 2).sum()) if len(pair_table) else 0,
@@ -161,3 +178,92 @@ def chapter6(chapter, correct: dict, excess: dict | None, tests, pair_table, dat
         "deep_better": (", ".join(tests[tests["significant"] & (tests["difference"] < 0)]["class"]) or "none")
         if len(tests) else "pending",
     }
+
+
+# -- chapter 7 ---------------------------------------------------------------------------
+def describe_reproduction(trajectory) -> str:
+    """How an ``origins.Trajectory``'s snapshots came about, in words: with the run's first
+    training, or by retraining it (and whether that gave the stored model bit for bit)."""
+    if trajectory is None:
+        return "pending"
+    return {True: "retrained, and the same model bit for bit", False: "retrained, with the same recipe but not the same bits",
+            None: "trained with its snapshots from the start"}[trajectory.reproduces]
+
+
+def pending_note(figure: str, results, what: str = "models"):
+    """None when every result is there, so that a cell ending with it shows nothing; else
+    ``session.coverage``'s note on what is pending, as Markdown."""
+    return None if all(r is not None for r in results) else MarkdownText(coverage(figure, results, what))
+
+
+FORMATION_COLUMNS = ("initialisation", "block taken shape", "final model")
+
+
+def formation_table(formations, runs) -> pd.DataFrame:
+    """Chapter 7's numbers on the block over training, one block of rows per run: each
+    measure at initialisation, when the block has taken shape and for the final model
+    (``origins.formation`` dicts, one per run). "pending" while a trajectory is, "never"
+    and "-" where the block never takes shape; "-" where a value is 1 by definition."""
+    rows = []
+    for formed, run in zip(formations, runs):
+        pending = formed["total_steps"] is None
+        missing = "pending" if pending else "-"  # also for the final model's values that are 1 by definition
+        measures = {
+            "SGD step": ("pending" if pending else "0",
+                         formatted("{:,}", formed["step"], missing="pending" if pending else "never"), missing),
+            "block measure": (formatted("{:.0%}", formed["init_block"]), formatted("{:.0%}", formed["block"], missing=missing),
+                              formatted("{:.0%}", formed["final_block"])),
+            "overlap with the final block": (formatted("{:.2f}", formed["init_overlap"]),
+                                             formatted("{:.2f}", formed["overlap"], missing=missing), missing),
+            "CKA with the final model": (formatted("{:.2f}", formed["init_to_final"]),
+                                         formatted("{:.2f}", formed["to_final"], missing=missing), missing),
+            "PC1 share, last two stages": (formatted("{:.2f}", formed["init_pc1"]),
+                                           formatted("{:.2f}", formed["pc1"], missing=missing),
+                                           formatted("{:.2f} (last step)", formed["final_pc1"])),
+            "test accuracy": (formatted("{:.0%}", formed["init_acc"]), formatted("{:.0%}", formed["test_acc"], missing=missing),
+                              formatted("{:.0%}", formed["final_acc"])),
+        }
+        rows += [{"model": run.label, "measure": name, **dict(zip(FORMATION_COLUMNS, values))}
+                 for name, values in measures.items()]
+    return pd.DataFrame(rows).set_index(["model", "measure"])
+
+
+def chapter7(profile, runs, trajectory, formed: dict, dominant: dict, seeds: dict, removed: dict, seed_count: int,
+             threshold: float, formed_overlap: float) -> dict:
+    """The values chapter 7's prose quotes ("pending" where not computed yet): the
+    settings, the summaries of ``repsim.origins`` for the model with a block
+    (``trajectory``, its ``formation``, ``dominance_summary``, ``seeds_summary`` over
+    ``seed_count`` seeds, ``removal_summary``), and the thresholds of ``claims.origin_claims``."""
+    o = profile.origins
+    missing = "pending" if formed["total_steps"] is None else "-"
+    return {
+        "threshold": threshold, "formed_overlap": formed_overlap, "snapshot_examples": f"{o.snapshot_examples:,}",
+        "with_model": runs[0].label, "reproduces": describe_reproduction(trajectory),
+        # the block over training (the rest is formation_table's)
+        "formed_step": formatted("{:,}", formed["step"], missing="pending" if formed["total_steps"] is None else "never"),
+        "total_steps": formatted("{:,}", formed["total_steps"]),
+        "formed_fraction": formatted("{:.0%}", formed["fraction_of_training"], missing=missing),
+        # dominant images
+        "max_layers": o.max_layers, "top_k": f"{o.top_k:,}",
+        "n_images": formatted("{:,}", dominant["n"], missing=f"{test_count(limit=profile.cka.examples):,}"),
+        "top_share": formatted("{:.0%}", dominant["share"]), "random_share": formatted("{:.1%}", dominant["random_share"]),
+        "block_variance": formatted("{:.2f}", dominant["variance"]), "statistic": formatted("{}", dominant["statistic"]),
+        "stat_chosen": formatted("{:.2f}", dominant["chosen"]), "stat_others": formatted("{:.2f}", dominant["others"]),
+        "stat_d": formatted("{:+.2f}", dominant["cohen_d"]), "stat_p": formatted("{:.2g}", dominant["p_bonferroni"]),
+        # across seeds
+        "seed_count": seed_count, "jaccard": formatted("{:.2f}", seeds["jaccard"]),
+        "chance_jaccard": formatted("{:.3f}", seeds["chance_jaccard"]), "overlap": formatted("{:.1f}", seeds["overlap"]),
+        "chance_overlap": formatted("{:.2f}", seeds["chance_overlap"]), "overlap_p": formatted("{:.2g}", seeds["max_p"]),
+        "same_statistic": {True: "the same", False: "not the same"}.get(seeds["same_statistic"], "pending"),
+        # removing them
+        "removal_counts": ", ".join(map("{:,}".format, o.removal_counts)), "k_max": f"{max(o.removal_counts):,}",
+        "block_before": formatted("{:.0%}", removed["before"]), "block_dominant": formatted("{:.0%}", removed["dominant"]),
+        "block_random": formatted("{:.0%}", removed["random"]), "cka_before": formatted("{:.2f}", removed["cka_before"]),
+        "cka_dominant": formatted("{:.2f}", removed["cka_dominant"]),
+        "cka_random": formatted("{:.2f}", removed["cka_random"]),
+        # the rules of the verdicts
+        "early": f"{claims.EARLY:.0%}", "still_changing": f"{claims.STILL_CHANGING:g}", "carry": f"{claims.CARRY:g}",
+        "level": f"{claims.LEVEL:g}", "different": f"{claims.DIFFERENT:g}", "halved": f"{claims.HALVED:.0%}",
+        "margin": f"{claims.MARGIN:g}",
+    }
+

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
 import re
@@ -29,7 +28,6 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -41,7 +39,8 @@ from traitlets.config import Config
 
 from repsim import devices, progress
 from repsim.book import provenance, terminal, toc
-from repsim.book.coverage import Coverage, read_access_log
+from repsim.book.coverage import read_access_log
+from repsim.book.executed import ChapterRun, record_times
 from repsim.book.paper_page import paper_page
 from repsim.book.toc import toc_chapters
 from repsim.files import repsim_home
@@ -102,23 +101,6 @@ def published_rank(notebook: Path) -> int:
         return -1
     device = record["device"] if record["recorded"] else None
     return provenance.run_rank(record["profile"], device, record["results"])
-
-
-@dataclass(frozen=True)
-class ChapterRun:
-    """One executed chapter: how long it took, where its results came from, and where
-    its notebook went (``book/`` when published, else ``_build/executed/`` and why)."""
-
-    stem: str
-    seconds: float
-    coverage: Coverage
-    notebook: Path
-    device: str  # the hardware it ran on (``devices.describe``)
-    reason: str | None = None  # why it was not published
-
-    @property
-    def published(self) -> bool:
-        return self.reason is None
 
 
 @contextlib.contextmanager
@@ -226,19 +208,6 @@ def execute_chapter(root: Path, stem: str, params: dict[str, Any], kernel: str,
         why = f"the published notebook comes from a better run than this {record['profile']} run on {device}"
     print(f"{stem}: {why}; kept it, and this run in {kept} (--force publishes it)", file=sys.stderr)
     return ChapterRun(stem, seconds, coverage, kept, device, reason)
-
-
-def record_times(root: Path, profile: str, runs: list[ChapterRun]) -> None:
-    """Merge this run's chapter times into ``_build/execution.json``, under its profile
-    (``terminal.recorded_times``), so a smoke run leaves the laptop times alone."""
-    path = root / "_build" / "execution.json"
-    log = terminal.recorded_times(root)
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    for run in runs:
-        log.setdefault(profile, {})[run.stem] = {"seconds": round(run.seconds, 1), "finished_at": now,
-                                                 "device": run.device}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(log, indent=2) + "\n")
 
 
 def build(root: Path, strict: bool) -> int:

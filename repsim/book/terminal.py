@@ -10,7 +10,6 @@ result went. Nothing of this enters the notebooks.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -20,49 +19,26 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from repsim.book.executed import ChapterRun, published_run, recorded_times
 from repsim.progress import duration
 
 if TYPE_CHECKING:
     import torch
 
-    from repsim.book.runner import ChapterRun
     from repsim.profiles import Profile
-
-# Seconds per chapter measured with this runner on the 2-core development machine, no
-# GPU, from an empty model store (README's profile table): laptop on 2026-11-29, load
-# average 2.0 (the run alone); smoke on 2026-11-25, before chapter 7.
-RECORDED_SECONDS = {
-    "smoke": {"02_cka": 23, "03_blocks": 59, "04_probes": 18, "05_across_models": 15, "06_predictions": 55},
-    "laptop": {"02_cka": 184, "03_blocks": 1709, "04_probes": 229, "05_across_models": 301,
-               "06_predictions": 759, "07_origins": 206},
-}
-
-
-def recorded_times(root: Path) -> dict[str, dict[str, dict]]:
-    """{profile: {chapter: {seconds, finished_at, device}}} from ``_build/execution.json``
-    (files written before it was keyed by profile held {chapter: {profile, ...}})."""
-    path = root / "_build" / "execution.json"
-    log = json.loads(path.read_text()) if path.exists() else {}
-    times: dict[str, dict[str, dict]] = {}
-    for name, value in log.items():
-        if "profile" in value:  # the old layout: one entry per chapter
-            times.setdefault(value["profile"], {})[name] = value
-        else:
-            times.setdefault(name, {}).update(value)
-    return times
-
 
 def estimates(root: Path, profile: str, chapters: list[str]) -> dict[str, tuple[float | None, str]]:
     """{chapter: (seconds or None, where the figure comes from)}: this machine's last run
-    of the chapter with this profile (``_build/execution.json``), else the recorded table."""
+    of the chapter with this profile (``_build/execution.json``), else the published
+    notebook's own run when it was executed with this profile."""
     last = recorded_times(root).get(profile, {})
     out = {}
     for stem in chapters:
-        run = last.get(stem)
+        run, published = last.get(stem), published_run(root, profile, stem)
         if run:
             out[stem] = (run["seconds"], f"last run here, {run.get('finished_at', '?')[:10]}")
-        elif stem in RECORDED_SECONDS.get(profile, {}):
-            out[stem] = (RECORDED_SECONDS[profile][stem], "recorded: 2-core CPU, empty store")
+        elif published:
+            out[stem] = (published["seconds"], f"the published run on {published['device']}")
         else:
             out[stem] = (None, "no run recorded")
     return out

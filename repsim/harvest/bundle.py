@@ -23,13 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..files import atomic_write_bytes, config_key
-from ..results import (
-    RESULTS_FORMAT,
-    read_manifest,
-    sha256,
-    unpack_entry,
-    write_manifest,
-)
+from ..results import RESULTS_FORMAT, read_manifest, sha256, unpack_entry, write_manifest
 
 BUNDLE_FORMAT = "repsim-bundle-1"
 PART_BYTES = 15 * 2**20

@@ -36,7 +36,7 @@ from ..train import DeadlineExceeded
 from ..trained import train_missing
 from . import costs
 from .bundle import TOTAL_BYTES, BundleWriter, harvested
-from .plan import KINDS, Estimate, Job, job_estimate, mark, plan_jobs, runs_to_train
+from .plan import ANALYSIS_KINDS, Estimate, Job, job_estimate, mark, plan_jobs, runs_to_train
 from .selfcheck import device_name, run_checks
 
 RESERVE = 10.0  # seconds kept for writing the bundle at the end
@@ -182,14 +182,14 @@ class Harvest:
         done, errors, status = [], [], "harvested"
         try:
             for analysis in job.missing:  # these train their run themselves, keeping snapshots
-                if KINDS[analysis.kind].trains:
+                if ANALYSIS_KINDS[analysis.kind].trains:
                     self._compute(analysis, done, errors)
             runs = runs_to_train(job)  # a job done in part trains only what its missing analyses need
             groups = [runs[i : i + stack] for i in range(0, len(runs), stack)]
             for runs in groups:
                 self._train(runs)
             for analysis in job.missing:
-                if analysis.name not in done and not KINDS[analysis.kind].trains:
+                if analysis.name not in done and not ANALYSIS_KINDS[analysis.kind].trains:
                     self._compute(analysis, done, errors)
             if errors:
                 status = "partial"
@@ -233,7 +233,7 @@ class Harvest:
             self.log(f"  failed: {analysis.name}: {type(err).__name__}: {err}")
             return
         seconds = time.perf_counter() - start
-        if seconds > 0.5 and not KINDS[analysis.kind].trains:  # training time is measured as a rate
+        if seconds > 0.5 and not ANALYSIS_KINDS[analysis.kind].trains:  # training time is measured as a rate
             self.measured.add({"kind": "analysis", "analysis": analysis.kind, "model": analysis.run.model.name,
                                "seconds": seconds, "estimated_seconds": estimate})
         self.writer.add(config_key(config), analysis.name, packed, device_name(self.device))

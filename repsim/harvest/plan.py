@@ -65,19 +65,19 @@ class Analysis:
         return (self.run,) if self.other is None else (self.run, self.other)
 
     def key(self, profile: Profile, data) -> dict:
-        return KINDS[self.kind].key(self, profile, data)
+        return ANALYSIS_KINDS[self.kind].key(self, profile, data)
 
     def compute(self, profile: Profile, data, store, device, graphs: bool = False, deadline: float | None = None) -> None:
         """Compute (or find) this entry in ``store``; its models must be there already,
         except for a kind that trains its run itself, with ``graphs`` and ``deadline``."""
-        kind = KINDS[self.kind]
+        kind = ANALYSIS_KINDS[self.kind]
         if kind.trains:
             kind.compute(self, profile, data, store, device, graphs=graphs, deadline=deadline)
         else:
             kind.compute(self, profile, data, store, device)
 
     def estimate(self, profile: Profile, rates: costs.DeviceRates) -> float:
-        return KINDS[self.kind].estimate(self, profile, rates)
+        return ANALYSIS_KINDS[self.kind].estimate(self, profile, rates)
 
     @property
     def exact(self) -> bool:
@@ -104,7 +104,7 @@ def _pcs_estimate(a: Analysis, p: Profile, rates) -> float:
 def _probe_estimate(a: Analysis, p: Profile, rates) -> float:
     s = p.probes
     images = s.probe_epochs * s.probe_train_size + s.probe_val_size + test_count(None, s.test_examples)
-    layers = 2 * 3 * a.run.model.blocks_per_stage
+    layers = 2 * 3 * a.run.model.units_per_stage
     # Per minibatch: a capture and a stacking copy per layer, ~15 ops per width and rate.
     launches = images / 256 * (3 * layers + 3 * len(s.probe_lrs) * 15) * rates.launch
     return 1.5 * costs.forward_seconds(a.run.model, images, rates) + launches
@@ -118,7 +118,7 @@ def _trajectory_estimate(a: Analysis, p: Profile, rates) -> float:
     return p.origins.snapshots * per_snapshot + (p.origins.snapshots + 1) * costs.forward_seconds(a.run.model, examples, rates)
 
 
-KINDS = {
+ANALYSIS_KINDS = {
     "weights": Kind(lambda a, p, d: a.run.key(p, d), lambda a, p, d, s, dev: None, lambda a, p, r: 0.0),
     "training": Kind(lambda a, p, d: run_analyses.training_metrics_key(a.run, p, d),
                      lambda a, p, d, s, dev: run_analyses.training_metrics(a.run, p, d, s, dev), lambda a, p, r: 0.0),
@@ -138,7 +138,7 @@ KINDS = {
     "block deletion": Kind(
         lambda a, p, d: run_analyses.deletion_accuracy_key(a.run, p, d),
         lambda a, p, d, s, dev: run_analyses.deletion_accuracy(a.run, p, d, s, dev),
-        lambda a, p, r: 3 * a.run.model.blocks_per_stage
+        lambda a, p, r: 3 * a.run.model.units_per_stage
         * costs.forward_seconds(a.run.model, test_count(None, p.probes.test_examples), r)),
     "test predictions": Kind(
         lambda a, p, d: populations.predictions_key(a.run, p, d),

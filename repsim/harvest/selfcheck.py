@@ -19,7 +19,7 @@ from ..devices import autocast_dtype, precision_name
 from ..models import ResNet, ResNetConfig, layer_names
 from ..stacked import StackedResNet
 from ..steps import EagerStep, GraphedStep
-from ..train import TrainConfig, _new_member, make_optimizer, set_learning_rate
+from ..train import TrainConfig, make_optimizer, new_model, set_learning_rate
 
 CKA_TOLERANCE = 1e-5
 
@@ -79,7 +79,7 @@ def _generators(device: torch.device) -> str:
 
 def _tiny_stack(device: torch.device, members: int = 2):
     config = TrainConfig(epochs=1, batch_size=16, lr=0.05, nesterov=True)
-    model = StackedResNet([_new_member(ResNetConfig(8), config, seed) for seed in range(members)])
+    model = StackedResNet([new_model(ResNetConfig(8), config, seed) for seed in range(members)])
     model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(model, config)
     set_learning_rate(optimizer, config.lr)
