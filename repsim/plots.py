@@ -286,11 +286,12 @@ def block_trends(table, base_depth: int):
 @figure
 def estimator_panels(sizes: Sequence[int], aligned: Mapping[str, np.ndarray], shuffled: Mapping[str, np.ndarray],
                      title: str):
-    """Chapter 2: biased and unbiased CKA against n, for a pair of layers as they are
-    (left) and with the rows of one shuffled (right); pending panels while they are None.
-    Returns the Figure."""
+    """Chapter 2: biased and unbiased CKA against n, for a pair of layers (``title``, above
+    both panels) as they are (left) and with the rows of one shuffled (right); pending
+    panels while they are None. Returns the Figure."""
     fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.0), layout="constrained", sharey=True)
-    for ax, curves, name in ((axes[0], aligned, title), (axes[1], shuffled, f"{title} (rows shuffled)")):
+    fig.suptitle(title)
+    for ax, curves, name in ((axes[0], aligned, "as they are"), (axes[1], shuffled, "rows shuffled")):
         if curves is None:
             pending_panel(ax, name)
         else:
@@ -334,7 +335,9 @@ def pc1_across_models(table, rho: float | None):
     sns.scatterplot(data=ordered, x=ordered.index, y="pc1_variance", hue="model", style="training images", ax=axes[0], s=40)
     axes[0].set(xlabel="model (sorted by PC1 variance within each architecture)", ylabel="PC1 variance, last two stages",
                 xticks=[])
-    axes[0].legend(fontsize=SMALL, frameon=False, bbox_to_anchor=(1, 1), loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].get_legend().remove()  # one legend for both panels, inside the figure's width
+    fig.legend(handles, labels, loc="outside right upper", frameon=False)
     sns.scatterplot(data=table, x="block_fraction", y="pc1_variance", hue="model", style="training images", ax=axes[1],
                     s=40, legend=False)
     axes[1].set(xlabel="block size (fraction of layers)", ylabel="PC1 variance, last two stages",

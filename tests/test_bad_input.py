@@ -223,7 +223,7 @@ def test_resnet_needs_a_config(config):
 
 
 @pytest.mark.parametrize("stage,count", [(True, 1), (0, 1), (4, 1), (1, True), (1, 1.0), (1, -1), (1, 2)])
-def test_delete_blocks_bad_arguments(stage, count):
+def test_delete_residual_units_bad_arguments(stage, count):
     model = ResNet(ResNetConfig(depth=8))
     with pytest.raises(ValueError, match="stage must be|count must be"):
         delete_residual_units(model, stage, count)

@@ -310,7 +310,7 @@ def test_formation_is_the_first_snapshot_from_which_the_block_stays():
 
 
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
-def test_origin_runs_come_from_the_block_grid(name):
+def test_followed_runs_come_from_the_block_grid(name):
     profile = get_profile(name)
     grid_runs = set(heatmaps.block_runs(profile.blocks))
     with_block, without_block = profile.followed_runs()

@@ -58,7 +58,7 @@ def test_bad_sizes_are_named(setup):
         train_probes(model, data, train_size=0, val_size=100, device="cpu")
 
 
-def test_block_span_and_gain_per_block_read_the_post_add_probes():
+def test_unit_span_and_gain_per_unit_read_the_post_add_probes():
     from repsim.probes import gain_per_unit, unit_span
 
     adds = [f"stage1.block{b}.add" for b in range(5)]
