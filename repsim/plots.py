@@ -347,8 +347,8 @@ def pc1_across_models(table, rho: float | None):
 
 def side_by_side(count: int, size=(4.75, 3.3), sharey: bool = True):
     """(Figure, row of ``count`` Axes) for panels of ``size`` each, side by side."""
-    fig, axes = plt.subplots(1, count, figsize=(min(size[0] * count, PAGE_WIDTH), size[1]), layout="constrained", sharey=sharey,
-                             squeeze=False)
+    width = min(size[0] * count, PAGE_WIDTH)
+    fig, axes = plt.subplots(1, count, figsize=(width, size[1]), layout="constrained", sharey=sharey, squeeze=False)
     return fig, axes[0]
 
 

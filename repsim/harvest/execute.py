@@ -248,7 +248,7 @@ class Harvest:
                                 deadline=self.deadline - RESERVE, checkpoint=False)
         if not trained:
             return
-        model, metrics = trained[0][0].model, trained[0][1]
+        model, metrics = trained[0][0].model, trained[0][1]  # the architecture, and the stack's metrics
         if metrics.get("graph_fallback"):
             self.log(f"  CUDA graph not used for {model.name}, trained eagerly: {metrics['graph_fallback']}")
         # The share of the device's matrix rate (bf16 on a GPU) that the training step reaches.
