@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import itertools
 import json
 import os
 import time
@@ -53,6 +54,22 @@ RECIPES = {
                 warmup_epochs=2, lr_steps="step"),
     # The current laptop recipe (batch 32, lr 0.02, no decay schedule tricks).
     "laptop": dict(batch_size=32, lr=0.02, bn_momentum=0.1),
+    # Issue 21's search for a recipe that fits the training images: b32 at twice the peak,
+    # and b32 with half the weight decay.
+    "b32lr1": dict(batch_size=32, lr=0.1, nesterov=True, weight_decay=5e-4, bn_momentum=0.1,
+                   warmup_epochs=2, lr_steps="step"),
+    "b32wd": dict(batch_size=32, lr=0.05, nesterov=True, weight_decay=2e-4, bn_momentum=0.1,
+                  warmup_epochs=2, lr_steps="step"),
+    "b16": dict(batch_size=16, lr=0.05, nesterov=True, weight_decay=5e-4, bn_momentum=0.1,
+                warmup_epochs=2, lr_steps="step"),
+    "b32wd1": dict(batch_size=32, lr=0.05, nesterov=True, weight_decay=1e-4, bn_momentum=0.1,
+                   warmup_epochs=2, lr_steps="step"),
+    "b32wd10": dict(batch_size=32, lr=0.05, nesterov=True, weight_decay=1e-3, bn_momentum=0.1,
+                    warmup_epochs=2, lr_steps="step"),
+    "b32lr1w8": dict(batch_size=32, lr=0.1, nesterov=True, weight_decay=5e-4, bn_momentum=0.1,
+                     warmup_epochs=8, lr_steps="step"),
+    "b64": dict(batch_size=64, lr=0.1, nesterov=True, weight_decay=5e-4, bn_momentum=0.1,
+                warmup_epochs=2, lr_steps="step"),
 }
 
 
@@ -79,9 +96,10 @@ def busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def run_one(args, data, recipe: str, model: ResNetConfig, size: int, seed: int) -> dict:
-    config = TrainConfig(epochs=args.epochs, train_size=size, eval_size=args.eval_size,
-                         evaluations=args.evaluations, **RECIPES[recipe])
+def run_one(args, data, recipe: str, model: ResNetConfig, size: int, seed: int, epochs: int,
+            precision: str) -> dict:
+    config = TrainConfig(epochs=epochs, train_size=size, eval_size=args.eval_size,
+                         evaluations=args.evaluations, precision=precision, **RECIPES[recipe])
     load_start, wall, cpu, busy = os.getloadavg(), time.perf_counter(), time.process_time(), busy_seconds()
     trained, metrics = train_model(model, config, data, seed, device="cpu", progress=False)
     row = {
@@ -94,7 +112,7 @@ def run_one(args, data, recipe: str, model: ResNetConfig, size: int, seed: int) 
         # which ps does not show) during this model's training.
         "others_cpu_s": busy_seconds() - busy - (time.process_time() - cpu),
         "load_start": load_start[0], "load_end": os.getloadavg()[0],
-        "images_per_second": metrics["images_per_second"],
+        "images_per_second": metrics["images_per_second"], "autocast": metrics["autocast"],
         "train_acc": metrics["train_acc"], "test_acc": metrics["best_test_acc"],
         "final_test_acc": metrics["final_test_acc"], "best_epoch": metrics["best_epoch"],
         "history": [h["test_acc"] for h in metrics["history"] if h["test_acc"] is not None],
@@ -138,13 +156,13 @@ def fmt(value, spec: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | size | recipe | batch | lr | epochs | steps | wall s | CPU s | others' CPU s | load start/end | img/s "
+    head = ("| model | size | recipe | precision | batch | lr | epochs | steps | wall s | CPU s | others' CPU s | load start/end | img/s "
             "| train acc | test acc | block | probe add s1/s2/s3 |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         probe = r.get("probe_add")
         lines.append("| " + " | ".join([
-            r["model"], f"{r['train_size']:,}", r["recipe"], str(r["batch_size"]), f"{r['lr']:g}", str(r["epochs"]),
+            r["model"], f"{r['train_size']:,}", r["recipe"], r.get("autocast", "float32"), str(r["batch_size"]), f"{r['lr']:g}", str(r["epochs"]),
             str(r["steps"]), f"{r['wall_s']:.0f}", f"{r['cpu_s']:.0f}", f"{r.get('others_cpu_s', float('nan')):.0f}", f"{r['load_start']:.1f}/{r['load_end']:.1f}",
             f"{r['images_per_second']:.0f}", f"{r['train_acc']:.1%}", f"{r['test_acc']:.1%}",
             fmt(r.get("block_fraction"), ".2f"),
@@ -158,7 +176,9 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=["warm"], choices=sorted(RECIPES))
     parser.add_argument("--models", nargs="+", default=["14x1"], help="DEPTHxWIDTH, e.g. 14x1 44x1 14x2 14x2p")
     parser.add_argument("--sizes", nargs="+", type=int, default=[2000], help="training-set prefixes")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", nargs="+", type=int, default=[20])
+    parser.add_argument("--precisions", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                        help="training autocast; several are run side by side, model by model")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--eval-size", type=int, default=2000)
     parser.add_argument("--evaluations", type=int, default=4)
@@ -191,13 +211,13 @@ def main() -> None:
         data = load_dataset("cifar10")
         for size in args.sizes:
             for text in args.models:
-                for recipe in args.recipes:
-                    for seed in args.seeds:
-                        row = run_one(args, data, recipe, parse_model(text), size, seed)
-                        with out.open("a") as f:
-                            f.write(json.dumps(row) + "\n")
-                        print(table([row]).splitlines()[-1], flush=True)
-                        out.with_suffix(".md").write_text(table(_read(out)))
+                for recipe, epochs, seed, precision in itertools.product(args.recipes, args.epochs, args.seeds,
+                                                                          args.precisions):
+                    row = run_one(args, data, recipe, parse_model(text), size, seed, epochs, precision)
+                    with out.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(table([row]).splitlines()[-1], flush=True)
+                    out.with_suffix(".md").write_text(table(_read(out)))
     out.with_suffix(".md").write_text(table(_read(out)))
 
 

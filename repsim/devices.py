@@ -62,15 +62,35 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def autocast_dtype(device: str | torch.device | None = None) -> torch.dtype | None:
-    """The reduced precision that training and prediction use on ``device``: bf16 on GPUs
-    with native bf16 (compute capability 8.0 and later: A100, H100, H200), float16 before
-    that (Colab's T4 has no bf16 units, and emulated bf16 runs several times slower),
-    None (float32) on a CPU. CKA and every analysis stay in float32 or float64."""
+PRECISIONS = (None, "float32", "bfloat16", "float16")
+
+
+def autocast_dtype(device: str | torch.device | None = None, precision: str | None = None) -> torch.dtype | None:
+    """The reduced precision that training and prediction use on ``device`` (None: float32).
+
+    ``precision`` None is the device's default: bf16 on GPUs with native bf16 (compute
+    capability 8.0 and later: A100, H100, H200), float16 before that (Colab's T4 has no
+    bf16 units, and emulated bf16 runs several times slower), float32 on a CPU. A recipe
+    may name one instead ("float32", "bfloat16", "float16"): the laptop's trains under
+    bf16 on CPUs too (``benchmarks/README.md``, "bf16 on the CPU"). CKA and every
+    analysis stay in float32 or float64."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision is not None:
+        return None if precision == "float32" else getattr(torch, precision)
     device = resolve(device)
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+
+
+def native_bf16(device: str | torch.device | None = None) -> bool:
+    """Whether ``device`` computes bf16 in hardware (CPUs: AVX512-BF16 or AMX, as oneDNN
+    sees them); elsewhere bf16 is emulated and slower than float32."""
+    device = resolve(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

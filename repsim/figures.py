@@ -45,8 +45,8 @@ def fig2_rows(blocks: BlockChapter, seed: int = 0) -> list[list[Run]]:
 
 
 def figd2_rows(blocks: BlockChapter, seed: int = 0) -> list[list[Run]]:
-    """Fig. D.2: depths along each row, the training set shrinking down."""
-    return [[Run(ResNetConfig(d), n, seed) for d in blocks.depths] for n in sizes_largest_first(blocks)]
+    """Fig. D.2: depths along each row (``grid_depths``), the training set shrinking down."""
+    return [[Run(ResNetConfig(d), n, seed) for d in blocks.grid_depths] for n in sizes_largest_first(blocks)]
 
 
 def figc1_row(blocks: BlockChapter, seed: int = 0) -> list[Run]:
@@ -70,10 +70,20 @@ def chapter4_runs(probes: ProbeChapter, seed: int = 0) -> dict[str, Run]:
     return {"with a block": probes.with_block.with_seed(seed), "without a block": probes.without_block.with_seed(seed)}
 
 
-def fig6_pairs(across: AcrossChapter) -> list[tuple[Run, Run]]:
-    """Fig. 6: each seed run trained with both seeds of ``seed_pair``."""
-    first, second = across.seed_pair
+def fig6_pairs(across: AcrossChapter, offset: int = 0) -> list[tuple[Run, Run]]:
+    """Fig. 6: each seed run trained with both seeds of ``seed_pair`` (``offset`` added)."""
+    first, second = (s + offset for s in across.seed_pair)
     return [(run.with_seed(first), run.with_seed(second)) for run in across.seed_runs]
+
+
+def seed_pairs(across: AcrossChapter, seeds) -> list[tuple[Run, Run]]:
+    """Chapter 5's claim, over several seeds: for each seed run, every pair of
+    consecutive ``seeds`` taken cyclically ((0, 1), (1, 2), (2, 0) for three); with fewer
+    than three seeds, Fig. 6's pair (offset by the first seed)."""
+    seeds = list(seeds)
+    if len(seeds) < 3:
+        return fig6_pairs(across, seeds[0])
+    return [(run.with_seed(a), run.with_seed(b)) for run in across.seed_runs for a, b in zip(seeds, seeds[1:] + seeds[:1])]
 
 
 def fige1_pairs(across: AcrossChapter) -> list[tuple[Run, Run]]:

@@ -61,18 +61,28 @@ def heatmap(run: Run, profile: Profile, data: ImageDataset, store: Store | None 
 
 
 def block_runs(blocks: BlockChapter, seed: int = 0, num_classes: int = 10) -> list[Run]:
-    """Every run of the Sec. 3 grid once, in a fixed order: the depth row at every
-    training-set size, the width row (Fig. 1's widths on ``full_size``, ``grid_widths``
+    """Every run of the Sec. 3 grid once, in a fixed order: the depth row (Fig. 1's depths
+    on ``full_size``, ``grid_depths`` on every size), the width row (Fig. 1's widths on ``full_size``, ``grid_widths``
     on every size), the networks without residuals, and the extra seeds."""
     def config(depth, width=1, residual=True):
         return ResNetConfig(depth, width, residual, num_classes)
 
-    runs = [Run(config(d), n, seed) for n in blocks.train_sizes for d in blocks.depths]
+    runs = [Run(config(d), n, seed) for n in blocks.train_sizes
+            for d in (blocks.depths if n == blocks.full_size else blocks.grid_depths)]
+    runs += [Run(config(d), blocks.full_size, seed) for d in blocks.depths]
     runs += [Run(config(blocks.base_depth, w), blocks.full_size, seed) for w in blocks.widths]
     runs += [Run(config(blocks.base_depth, w), n, seed) for n in blocks.train_sizes for w in blocks.grid_widths]
     runs += [Run(config(blocks.base_depth, w, residual=False), blocks.full_size, seed) for w in blocks.plain_widths]
     runs += [Run(dataclasses.replace(m, num_classes=num_classes), blocks.full_size, seed + s)
              for m in blocks.seed_architectures for s in range(blocks.seed_count)]
+    return list(dict.fromkeys(runs))
+
+
+def grid_runs(blocks: BlockChapter, seeds: Sequence[int], num_classes: int = 10) -> list[Run]:
+    """``block_runs`` for every one of ``seeds`` (the first's order first), each run once:
+    the runs every comparison of chapter 3 is made over, seed by seed."""
+    runs = block_runs(blocks, seeds[0], num_classes)
+    runs += [run for seed in seeds[1:] for run in block_runs(blocks, seed, num_classes) if run.seed in seeds]
     return list(dict.fromkeys(runs))
 
 
@@ -133,20 +143,29 @@ def schedule(profile: Profile, sizes: Sequence[int | None]) -> list[dict]:
     return rows
 
 
+def _mean_and_spread(values) -> str:
+    """"0.42" for one seed, "0.42 ± 0.03" (standard error) for several, "-" for none."""
+    if len(values) == 0:
+        return "-"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std(ddof=1) / len(values) ** 0.5:.2f}"
+
+
 def extremes(table, blocks: BlockChapter) -> dict[str, str]:
     """Block fractions of the narrowest and widest, shallowest and deepest models on the
-    smallest and largest training sets ("-" where pending), and those extremes, for the
-    prose."""
+    smallest and largest training sets (mean ± standard error over the seeds in ``table``;
+    "-" where pending or not in the grid), and those extremes, for the prose."""
     residual = table[table["residual"]] if len(table) else table
     sizes = [train_count(n) for n in blocks.train_sizes]
-    out = {"smallest": f"{min(sizes):,}", "largest": f"{max(sizes):,}", "widest": max(blocks.grid_widths),
+    out = {"smallest": f"{min(sizes):,}", "largest": f"{max(sizes):,}", "widest": max(blocks.widths),
            "deepest": max(blocks.depths)}
     for key, column, value, fixed, fixed_value in (
-            ("wide", "width", max(blocks.grid_widths), "depth", blocks.base_depth),
-            ("narrow", "width", min(blocks.grid_widths), "depth", blocks.base_depth),
+            ("wide", "width", max(blocks.widths), "depth", blocks.base_depth),
+            ("narrow", "width", min(blocks.widths), "depth", blocks.base_depth),
             ("deep", "depth", max(blocks.depths), "width", 1), ("shallow", "depth", min(blocks.depths), "width", 1)):
         for size_name, size in (("small", min(sizes)), ("large", max(sizes))):
             picked = residual[(residual[column] == value) & (residual[fixed] == fixed_value)
                               & (residual["train_size"] == size)]["block_fraction"] if len(residual) else []
-            out[f"block_{key}_{size_name}"] = f"{picked.iloc[0]:.2f}" if len(picked) else "-"
+            out[f"block_{key}_{size_name}"] = _mean_and_spread(picked)
     return out

@@ -376,6 +376,17 @@ def seeds_summary(dominances: Sequence[Dominance | None], data: ImageDataset, k:
             "statistics": statistics, "seeds": len(present)}
 
 
+def seed_summaries(get, runs: Sequence[Run], data: ImageDataset, threshold: float, formed_overlap: float,
+                   k: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """``formation``, ``dominance_summary`` and ``removal_summary`` of each of ``runs``
+    (one architecture's seeds), each analysis read or computed through ``get``
+    (``Session.get``): chapter 7 judges the follow-up's findings over every seed."""
+    formed = [formation(get(trajectory, run), threshold, formed_overlap) for run in runs]
+    dominant = [dominance_summary(get(dominance, run, threshold=threshold), data, k) for run in runs]
+    removed = [removal_summary(get(removal_heatmaps, run, threshold=threshold), threshold) for run in runs]
+    return formed, dominant, removed
+
+
 def removal_rows(removal: Removal | None, threshold: float) -> list[dict]:
     """Rows (removed, images, block, block_cka) per heatmap: the block measure and the mean
     CKA over the layers of the block with nothing removed."""

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from . import legibility
+from .claims import CALLED_AT
 from .models import stage_of
 
 if TYPE_CHECKING:  # the results drawn here; plots imports no analysis
@@ -170,11 +171,13 @@ def heatmap_rows(rows: Sequence[Sequence[Heatmap | None]], row_labels: Sequence[
 @figure
 def block_trend(table, x: str, hue: str, ax: Axes | None = None, title: str | None = None,
                 legend_title: str | None = None) -> Axes:
-    """Block size (fraction of layers) against ``x``, one line per value of ``hue``.
+    """Block size (fraction of layers) against ``x``, one line per value of ``hue``: the
+    mean over the seeds in ``table``, with bars of two standard errors where there are
+    several (the margin a comparison must clear to be called, claims.CALLED_AT).
     ``table``: a DataFrame with a ``block_fraction`` column, as from heatmaps.block_summary."""
     ax = _axes(ax, size=(4.0, 3.2))
     sns.lineplot(data=table, x=x, y="block_fraction", hue=hue, marker="o", palette="viridis", ax=ax,
-                 errorbar=None)
+                 errorbar=("se", CALLED_AT), err_style="bars", err_kws={"capsize": 3})
     if ax.get_legend() is not None:
         ax.get_legend().set_title(legend_title or hue)
     ax.set(ylabel="block size (fraction of layers)", ylim=(-0.02, 1.02))
@@ -271,8 +274,8 @@ def per_example_counts(correct_x, correct_y, ax: Axes | None = None, xlabel: str
 @figure
 def block_trends(table, base_depth: int):
     """Block size against width (at ``base_depth``) and against depth (at 1x), one line
-    per training-set size; ``table``: ``heatmaps.block_summary`` rows of residual networks
-    of one seed. Returns the Figure."""
+    per training-set size, over the seeds in ``table`` (``block_trend``); ``table``:
+    ``heatmaps.block_summary`` rows of residual networks. Returns the Figure."""
     fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.0), layout="constrained", sharey=True)
     for ax, frame, x, title in ((axes[0], table[table["depth"] == base_depth], "width", f"ResNet-{base_depth}, wider"),
                                 (axes[1], table[table["width"] == 1], "depth", "width 1x, deeper")):

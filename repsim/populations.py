@@ -45,30 +45,32 @@ class Population:
         return [Run(self.model, self.train_size, seed) for seed in self.seeds]
 
 
-def chapter_populations(chapter: PredictionChapter) -> dict[str, Population]:
+def chapter_populations(chapter: PredictionChapter, first_seed: int = 0) -> dict[str, Population]:
     """Chapter 6's populations by name: "wide", "deep" and the baseline, "wide, second
     population" or "deep, second population" (Fig. 7: the same architecture with the
-    next ``members`` seeds), then one per architecture of Figs. F.1-F.3 (seeds 0 ..
-    members - 1, so the wide and deep populations are reused where an architecture
-    repeats)."""
+    next ``members`` seeds), then one per architecture of Figs. F.1-F.3 (seeds
+    ``first_seed`` .. ``first_seed + members - 1``, so the wide and deep populations are
+    reused where an architecture repeats)."""
     if chapter.baseline not in ("wide", "deep"):
         raise ValueError(f"baseline must be 'wide' or 'deep', got {chapter.baseline!r}")
-    m = chapter.members
+    m, first = chapter.members, first_seed
     base = getattr(chapter, chapter.baseline)
+    members = tuple(range(first, first + m))
     named = {
-        "wide": Population(chapter.wide.model, chapter.wide.train_size, tuple(range(m))),
-        "deep": Population(chapter.deep.model, chapter.deep.train_size, tuple(range(m))),
-        f"{chapter.baseline}, second population": Population(base.model, base.train_size, tuple(range(m, 2 * m))),
+        "wide": Population(chapter.wide.model, chapter.wide.train_size, members),
+        "deep": Population(chapter.deep.model, chapter.deep.train_size, members),
+        f"{chapter.baseline}, second population": Population(base.model, base.train_size,
+                                                             tuple(range(first + m, first + 2 * m))),
     }
     for run in chapter.architectures:
-        named.setdefault(run.label, Population(run.model, run.train_size, tuple(range(m))))
+        named.setdefault(run.label, Population(run.model, run.train_size, members))
     return named
 
 
-def wide_and_deep(chapter: PredictionChapter, num_classes: int = 10) -> dict[str, Population]:
+def wide_and_deep(chapter: PredictionChapter, num_classes: int = 10, first_seed: int = 0) -> dict[str, Population]:
     """The wide and the deep population, with ``num_classes``-way heads (Figs. 7c, F.4)."""
-    m = chapter.members
-    return {name: Population(dataclasses.replace(run.model, num_classes=num_classes), run.train_size, tuple(range(m)))
+    members = tuple(range(first_seed, first_seed + chapter.members))
+    return {name: Population(dataclasses.replace(run.model, num_classes=num_classes), run.train_size, members)
             for name, run in (("wide", chapter.wide), ("deep", chapter.deep))}
 
 

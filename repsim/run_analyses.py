@@ -18,7 +18,7 @@ from scipy import stats
 from .blocks import diagonal_inside_outside, find_block, inside_outside, mean_within
 from .compare import model_cka
 from .data import ImageDataset, test_count, train_count
-from .heatmaps import Heatmap
+from .heatmaps import Heatmap, heatmap
 from .models import delete_residual_units, layer_names, stage_of
 from .pca import cka_without_first_pc, layer_pcs, pc_cosine_similarity
 from .probes import gain_per_unit, probe_layers, train_probes, unit_span
@@ -239,6 +239,15 @@ def chapter4_summary(maps: dict, pcs: dict, probes: dict, deletion: dict, d5_rho
         if deletion.get(kind) is not None:
             out[key], out[f"{key}_blocks"] = deletion_drop(deletion[kind], stage=3, fraction=0.5)
     return {k: (float(v) if isinstance(v, (np.floating, float)) and not isinstance(v, bool) else v) for k, v in out.items()}
+
+
+def chapter4_measured(get, runs: dict, d5_rho: float | None, d5_models: int, threshold: float) -> dict:
+    """``chapter4_summary`` of one seed's pair of models, each analysis read or computed
+    through ``get`` (``Session.get``): chapter 4 judges its claims over every seed's."""
+    measured = [{kind: get(analysis, run, **settings) for kind, run in runs.items()}
+                for analysis, settings in ((heatmap, {}), (first_pcs, {"without_pc1": True}), (probe_accuracy, {}),
+                                           (deletion_accuracy, {}))]
+    return chapter4_summary(*measured, d5_rho, d5_models, threshold)
 
 
 def stage_means(rows, part: str, stages: tuple[int, ...]) -> tuple[float, ...]:

@@ -65,7 +65,10 @@ class Run:
 def model_key(model: ResNetConfig, recipe, seed: int, data) -> dict:
     """The store key of one trained model: architecture, recipe, seed and data."""
     fingerprint = data if isinstance(data, str) else data.fingerprint
-    return as_config(model, recipe, seed=int(seed), data=fingerprint)
+    key = as_config(model, recipe, seed=int(seed), data=fingerprint)
+    if key["TrainConfig"].get("precision", "") is None:  # the device's default: keys from before the field hold
+        del key["TrainConfig"]["precision"]
+    return key
 
 
 def describe_key(config: dict) -> str:

@@ -37,17 +37,18 @@ class EagerStep:
 
     x: (B, M*3, H, W) float, member m's images in channels [3m, 3m + 3); targets: (B, M).
     Returns the members' mean losses, (M,), as a tensor on the device (no sync).
-    Autocast follows the device (``devices.autocast_dtype``); float16 gradients go
+    Autocast follows the recipe's precision, by default the device's
+    (``devices.autocast_dtype``); float16 gradients go
     through a gradient scaler, whose overflow check waits for the device.
     """
 
     graphed = False
     fallback: str | None = None  # why a graph was asked for and not used
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: str | None = None) -> None:
         self.model, self.optimizer = model, optimizer
         self.device = next(model.parameters()).device
-        self.dtype = autocast_dtype(self.device)
+        self.dtype = autocast_dtype(self.device, precision)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
 
     def _compute(self, x: torch.Tensor, targets: torch.Tensor, cache: bool = True) -> torch.Tensor:
@@ -76,8 +77,8 @@ class GraphedStep(EagerStep):
     graphed = True
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, x_shape: tuple, targets_shape: tuple,
-                 classes: int, warmup: int = 3) -> None:
-        super().__init__(model, optimizer)
+                 classes: int, warmup: int = 3, precision: str | None = None) -> None:
+        super().__init__(model, optimizer, precision)
         if self.device.type != "cuda":
             raise RuntimeError("CUDA graphs need a CUDA device")
         if self.scaler is not None:
@@ -130,16 +131,16 @@ def _restore_in_place(model: nn.Module, optimizer: torch.optim.Optimizer, model_
 
 
 def make_step(model: nn.Module, optimizer: torch.optim.Optimizer, x_shape: tuple, targets_shape: tuple,
-              classes: int, graphs: bool) -> EagerStep:
+              classes: int, graphs: bool, precision: str | None = None) -> EagerStep:
     """A ``GraphedStep`` when ``graphs`` is true and this model's step can be recorded,
     else an ``EagerStep``. A recording that fails (a real model can meet what the
     self-check's small one did not) falls back to the eager step, whose ``fallback``
     says why: the run goes on, only slower."""
     if graphs:
         try:
-            return GraphedStep(model, optimizer, x_shape, targets_shape, classes)
+            return GraphedStep(model, optimizer, x_shape, targets_shape, classes, precision=precision)
         except Exception as err:  # noqa: BLE001 -- any failed recording leaves the eager step
-            step = EagerStep(model, optimizer)
+            step = EagerStep(model, optimizer, precision)
             step.fallback = f"{type(err).__name__}: {err}"
             return step
-    return EagerStep(model, optimizer)
+    return EagerStep(model, optimizer, precision)

@@ -25,6 +25,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import ImageDataset, augment, to_float
-from .devices import autocast_dtype, precision_name, synchronize
+from .devices import PRECISIONS, autocast_dtype, native_bf16, precision_name, synchronize
 from .devices import resolve as resolve_device
 from .files import as_config, load_checked, save_checked
 from .models import ResNet, ResNetConfig
@@ -67,6 +68,10 @@ class TrainConfig:
     # for runs of a few hundred steps, whose eval-mode accuracy it then drags down.
     bn_momentum: float = 0.01
     evaluations: int | None = None  # epochs scored, evenly spaced, ending at the last (None: every epoch)
+    # Autocast of the training step: None is the device's default (devices.autocast_dtype:
+    # bf16 on recent GPUs, float32 on a CPU); "bfloat16" or "float32" fixes it. Store keys
+    # name it only when set (runs.model_key), so the keys from before it existed hold.
+    precision: str | None = None
 
     def __post_init__(self) -> None:
         # Checked here, not deep in the loop: a float epoch count fails inside range(), and
@@ -97,6 +102,9 @@ class TrainConfig:
             raise ValueError(f"bn_momentum must be in (0, 1], got {self.bn_momentum}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS[1:]} or None (the device's default), "
+                             f"got {self.precision!r}")
         if self.lr_steps not in LR_STEPS:
             raise ValueError(f"lr_steps must be one of {LR_STEPS}, got {self.lr_steps!r}")
 
@@ -255,7 +263,10 @@ def train_models(
         earlier = {"seconds": saved["seconds"], "train_seconds": saved["train_seconds"],
                    "resumed": saved["resumed"] + [done]}
     step = make_step(model, optimizer, (config.batch_size, 3 * m, 32, 32), (config.batch_size, m),
-                     model_config.num_classes, graphs)
+                     model_config.num_classes, graphs, config.precision)
+    if step.dtype == torch.bfloat16 and not native_bf16(device):
+        warnings.warn(f"{config.precision or 'the default'} precision asks for bf16, which {device.type} emulates "
+                      "here: the same recipe, several times slower than float32", stacklevel=2)
     start, train_seconds = time.perf_counter(), 0.0
     name = model_config.name if m == 1 else f"{m} x {model_config.name}"
     for epoch in tqdm(range(done, config.epochs), desc=name, disable=not progress, leave=False,

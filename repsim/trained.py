@@ -40,7 +40,7 @@ def train_run(run: Run, profile: Profile, data: ImageDataset, store: Store | Non
     store, device = store or Store(), device or profile.device
     key = run.key(profile, data)
     if store.compute and key not in store:
-        if run in profile.followed_runs():
+        if any(run == followed.with_seed(run.seed) for followed in profile.followed_runs()):  # any seed
             training_snapshots(run, profile, data, store, device)  # stores the model too
         else:
             train_missing([run], profile, data, store, device)

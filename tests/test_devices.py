@@ -37,3 +37,19 @@ def test_store_records_name_the_hardware():
     from repsim.store import provenance as store_provenance
 
     assert store_provenance()["device"] == devices.describe()
+
+
+def test_a_recipes_precision_overrides_the_devices_default():
+    import pytest
+    import torch
+
+    from repsim.devices import autocast_dtype
+    from repsim.train import TrainConfig
+
+    assert autocast_dtype("cpu") is None  # float32 on a CPU by default
+    assert autocast_dtype("cpu", "bfloat16") == torch.bfloat16
+    assert autocast_dtype("cpu", "float32") is None
+    with pytest.raises(ValueError, match="precision must be one of"):
+        autocast_dtype("cpu", "bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="half")

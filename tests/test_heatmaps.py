@@ -89,11 +89,23 @@ def test_block_runs_lists_every_model_of_the_chapter_once():
     blocks = get_profile("laptop").blocks
     runs = heatmaps.block_runs(blocks, seed=0)
     assert len(runs) == len(set(runs))
-    # 3 sizes x (3 depths + 2 widths - the shared ResNet-14 1x) + 2 plain + 1 extra seed of each of 2 models
-    assert len(runs) == 3 * 4 + 2 + 2
-    assert Run(ResNetConfig(32), 1_000, 1) in runs and Run(ResNetConfig(14, 2), 1_000, 1) in runs
-    assert Run(ResNetConfig(14, 2, residual=False), 1_000, 0) in runs
+    # On 250 images 3 depths + 3 widths - the shared ResNet-14 (1x); on 500, 1 depth + 2 widths - the shared one;
+    # 2 without residuals; 2 extra seeds of each of 2 models
+    assert len(runs) == 5 + 2 + 2 + 2 * 2
+    assert Run(ResNetConfig(56), 250, 2) in runs and Run(ResNetConfig(14, 4), 250, 1) in runs
+    assert Run(ResNetConfig(14, 2), 500, 0) in runs and Run(ResNetConfig(32), 500, 0) not in runs  # size_depths
+    assert Run(ResNetConfig(14, 2, residual=False), 250, 0) in runs
     assert all(r.model.num_classes == 100 for r in heatmaps.block_runs(blocks, num_classes=100))
+
+
+def test_grid_runs_are_every_seeds_grid_once():
+    from repsim.profiles import get_profile
+
+    blocks = get_profile("laptop").blocks
+    runs = heatmaps.grid_runs(blocks, [3, 4, 5])
+    assert len(runs) == len(set(runs)) == 3 * 9  # 9 models, each with the three seeds
+    assert {r.seed for r in runs} == {3, 4, 5}  # Fig. D.1's extra seeds stay among them
+    assert runs[: len(heatmaps.block_runs(blocks, 3))] == heatmaps.block_runs(blocks, 3)
 
 
 def test_run_label_and_heatmap_title_name_the_model():

@@ -49,3 +49,17 @@ def test_pinned_keys_name_committed_results():
 
     index = ResultsArchive(default_root()).index()
     assert {"f22573c99688cf189e9e", "ed3d0f9a8a726baf4c85", "b08f10fb2ae4cd57112a", "6c15b6caeeec1331ef73"} <= set(index)
+
+
+def test_a_recipe_that_names_its_precision_has_keys_of_its_own():
+    """precision None (the device's default) leaves a key as it was before the field
+    existed; a named precision is part of the key, so bf16 and float32 models never mix."""
+    import dataclasses
+
+    run = Run(ResNetConfig(14), 250)
+    default = run.key(PAPER, CIFAR10)
+    assert "precision" not in default["TrainConfig"]
+    named = {p: run.key(PAPER.with_overrides(train=dataclasses.replace(PAPER.train, precision=p)), CIFAR10)
+             for p in ("float32", "bfloat16")}
+    assert named["bfloat16"]["TrainConfig"]["precision"] == "bfloat16"
+    assert len({config_key(k) for k in (default, *named.values())}) == 3

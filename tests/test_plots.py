@@ -33,12 +33,17 @@ def test_heatmap_grid_leaves_short_rows_empty():
     plt.close(fig)
 
 
-def test_block_trend_draws_one_line_per_group():
-    table = pd.DataFrame({"width": [1, 2, 4, 1, 2, 4], "train_size": [1000] * 3 + [3000] * 3,
-                          "block_fraction": [0.1, 0.3, 0.6, 0.0, 0.1, 0.2]})
+def test_block_trend_draws_the_seeds_mean_per_group_with_bars_of_two_standard_errors():
+    seed0 = [0.1, 0.3, 0.6, 0.0, 0.1, 0.2]
+    seed1 = [v + 0.1 for v in seed0]
+    table = pd.DataFrame({"width": [1, 2, 4] * 4, "train_size": ([1000] * 3 + [3000] * 3) * 2,
+                          "seed": [0] * 6 + [1] * 6, "block_fraction": seed0 + seed1})
     ax = plots.block_trend(table, x="width", hue="train_size")
-    lines = [line for line in ax.lines if len(line.get_xdata()) == 3]
-    assert sorted(tuple(line.get_ydata()) for line in lines) == [(0.0, 0.1, 0.2), (0.1, 0.3, 0.6)]
+    drawn = {tuple(np.round(np.asarray(line.get_ydata(), dtype=float), 6)) for line in ax.lines
+             if len(line.get_xdata()) == 3}
+    assert {(0.15, 0.35, 0.65), (0.05, 0.15, 0.25)} <= drawn  # the means
+    # the bars' caps: two seeds 0.1 apart have a standard error of 0.05, and the bars reach 2 of them
+    assert {(0.05, 0.25, 0.55), (0.25, 0.45, 0.75), (-0.05, 0.05, 0.15), (0.15, 0.25, 0.35)} <= drawn
     plt.close(ax.figure)
     ax = plots.block_trend(table, x="width", hue="train_size", legend_title="training images")
     assert ax.get_legend().get_title().get_text() == "training images"

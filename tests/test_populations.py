@@ -180,3 +180,14 @@ def test_unknown_engine_and_stray_options_are_named():
 def test_describe_training_says_how_members_were_trained():
     summary = {"members": 3, "stacks": {1: 1, 2: 2}, "devices": ["cuda"], "train_seconds": 90.0}
     assert populations.describe_training(summary) == "1 alone, 2 in stacks of 2; 1.5 min on cuda"
+
+
+def test_populations_may_start_at_any_seed_and_the_baseline_follows_them():
+    chapter = PredictionChapter(wide=Run(ResNetConfig(14, 2), 250), deep=Run(ResNetConfig(32), 250), members=4,
+                                baseline="wide", architectures=(Run(ResNetConfig(14), 250),))
+    published, disjoint = populations.chapter_populations(chapter), populations.chapter_populations(chapter, 8)
+    assert published["wide"].seeds == (0, 1, 2, 3) and published["wide, second population"].seeds == (4, 5, 6, 7)
+    assert disjoint["deep"].seeds == (8, 9, 10, 11) and disjoint["wide, second population"].seeds == (12, 13, 14, 15)
+    used = {s for p in published.values() for s in p.seeds}
+    assert used.isdisjoint({s for p in disjoint.values() for s in p.seeds})
+    assert populations.wide_and_deep(chapter, 100, 8)["wide"].seeds == (8, 9, 10, 11)

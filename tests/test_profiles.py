@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from repsim.models import ResNetConfig
-from repsim.profiles import PROFILES, CKASettings, Profile, get_profile
+from repsim.profiles import LAPTOP_EPOCHS, PROFILES, CKASettings, Profile, get_profile
 from repsim.train import TrainConfig
 
 
@@ -25,7 +25,11 @@ def test_get_profile(name):
 def test_profiles_are_ordered_by_scale():
     smoke, laptop, paper = (get_profile(n) for n in ("smoke", "laptop", "paper"))
     assert smoke.device == "cpu" and paper.device == "cuda"
-    images = [p.training(16_000).epochs * 16_000 for p in (smoke, laptop, paper)]  # images each model sees
+    from repsim.data import train_count
+
+    largest = [max(p.blocks.train_sizes, key=train_count) for p in (smoke, laptop, paper)]
+    # images the model on the largest training set sees
+    images = [p.training(n).epochs * train_count(n) for p, n in zip((smoke, laptop, paper), largest)]
     assert images == sorted(images) and len(set(images)) == 3
     assert paper.cka.batch_size == 256 and paper.cka.passes == 10  # the paper's CKA protocol
     assert smoke.cka.examples is not None and smoke.cka.examples <= 1000
@@ -73,7 +77,7 @@ def test_differences_from_paper_lists_each_changed_setting():
     from repsim.profiles import differences_from_paper
 
     rows = {row["setting"]: row for row in differences_from_paper(get_profile("laptop"), 12_500)}
-    assert rows["epochs"]["the paper"] == "300" and rows["epochs"]["this profile"] == "10"  # equal for every size
+    assert rows["epochs"]["the paper"] == "300" and rows["epochs"]["this profile"] == str(LAPTOP_EPOCHS)  # every size
     assert rows["train_size"]["the paper"] == "all" and rows["train_size"]["this profile"] == "12,500"
     assert rows["batch_size"]["the paper"] == "128" and rows["batch_size"]["this profile"] == "32"
     assert rows["evaluations"]["the paper"] == "all" and rows["bn_momentum"]["the paper"] == "0.01"
@@ -108,11 +112,13 @@ def test_grid_vs_paper_shows_both_grids():
 
     rows = {row["grid"]: row for row in grid_vs_paper(get_profile("laptop").blocks)}
     assert rows["depths (1x)"]["paper"] == ", ".join(str(d) for d in BlockChapter().depths)
-    assert rows["depths (1x)"]["this profile"] == "8, 14, 32"
-    assert rows["widths"]["this profile"] == "1x, 2x at ResNet-14"
+    assert rows["depths (1x)"]["this profile"] == "14, 32, 56"
+    assert rows["widths"]["this profile"] == "1x, 2x, 4x at ResNet-14"
     assert rows["widths on smaller training sets"]["this profile"] == "1x, 2x at ResNet-14"
+    assert rows["depths on smaller training sets"]["this profile"] == "14"
+    assert rows["depths on smaller training sets"]["paper"] == rows["depths (1x)"]["paper"]
     assert rows["training-set prefixes"]["paper"].endswith("all")
-    assert rows["seeds of"]["this profile"] == "2 of ResNet-32 (1x), ResNet-14 (2x)"
+    assert rows["seeds of"]["this profile"] == "3 of ResNet-56 (1x), ResNet-14 (4x)"
 
 
 @pytest.mark.parametrize("name", ["smoke", "laptop", "paper"])
@@ -152,3 +158,15 @@ def test_chapter_device_prefers_the_request_then_colab_then_the_profile(monkeypa
     monkeypatch.setitem(sys.modules, "google.colab", object())
     assert chapter_device(None, laptop) == "auto"
     assert chapter_device("cpu", laptop) == "cpu"
+
+
+def test_every_compared_model_gets_the_profiles_seeds():
+    from repsim.figures import fig6_pairs, seed_pairs
+
+    laptop, paper = get_profile("laptop"), get_profile("paper")
+    assert laptop.seed_list() == [0, 1, 2] and laptop.seed_list(3) == [3, 4, 5] and paper.seed_list(1) == [1]
+    pairs = seed_pairs(laptop.across, [3, 4, 5])
+    assert [(a.seed, b.seed) for a, b in pairs[:3]] == [(3, 4), (4, 5), (5, 3)]  # every pair of three, once
+    assert len(pairs) == 3 * len(laptop.across.seed_runs)
+    assert seed_pairs(paper.across, [0]) == fig6_pairs(paper.across)  # one seed: Fig. 6's pair
+    assert [(a.seed, b.seed) for a, b in fig6_pairs(paper.across, 10)] == [(11, 12)] * 3

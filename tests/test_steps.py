@@ -98,6 +98,16 @@ def test_a_run_asked_for_graphs_trains_eagerly_where_none_can_be_recorded():
     assert metrics["autocast"] == "float32" and math.isfinite(metrics["history"][0]["train_loss"])
 
 
+def test_a_recipe_may_train_under_bf16_on_the_cpu():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (64,), generator=g)
+    data = ImageDataset(images, labels, images[:16], labels[:16], tuple("abcdefghij"), "cifar10", "memory")
+    config = TrainConfig(epochs=1, batch_size=32, precision="bfloat16")
+    _, metrics = train_model(ResNetConfig(8), config, data, seed=0, device="cpu", progress=False)
+    assert metrics["autocast"] == "bfloat16" and math.isfinite(metrics["history"][0]["train_loss"])
+
+
 @pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
 def test_training_precision_follows_the_gpu(monkeypatch, capability, dtype):
     """bf16 where the GPU has it natively (A100 and later), float16 before (Colab's T4)."""
@@ -117,7 +127,7 @@ def test_float16_steps_scale_their_gradients_and_refuse_a_graph(monkeypatch):
     model, optimizer, x, targets = _stack()
     reference, reference_optimizer, _, _ = _stack()
     EagerStep(reference, reference_optimizer)(x, targets)
-    monkeypatch.setattr(steps, "autocast_dtype", lambda device: torch.float16)
+    monkeypatch.setattr(steps, "autocast_dtype", lambda device, precision=None: torch.float16)
     step = EagerStep(model, optimizer)
     assert step.scaler is not None and step.dtype == torch.float16
     losses = step(x, targets)

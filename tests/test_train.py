@@ -19,7 +19,7 @@ import repsim.train as train_module
 from repsim.files import as_config, atomic_write_bytes, config_key, torch_bytes
 from repsim.models import ResNet, ResNetConfig
 from repsim.profiles import Profile
-from repsim.runs import Run
+from repsim.runs import Run, model_key
 from repsim.store import Store
 from repsim.train import TrainConfig, _param_groups, accuracy, predict, resolve_device
 from repsim.trained import train_run
@@ -61,7 +61,7 @@ def test_second_call_loads_from_store(trained, cifar, access_log):
     again, again_record = train_run(TINY_RUN, TINY_PROFILE, cifar, store, device="cpu")
     seconds = time.perf_counter() - start
     # One lookup, answered by the store: not trained again.
-    key = config_key(as_config(TINY_MODEL, TINY_TRAIN, seed=0, data=cifar.fingerprint))
+    key = config_key(model_key(TINY_MODEL, TINY_TRAIN, 0, cifar))
     assert [(entry["key"], entry["source"]) for entry in access_log()] == [(key, "store")]
     assert seconds < first_seconds / 3, (seconds, first_seconds)
     assert again_record == record
@@ -73,7 +73,7 @@ def test_second_call_loads_from_store(trained, cifar, access_log):
 
 def test_record_contents(trained, cifar):
     _, record, store, _ = trained
-    assert record["config"] == as_config(TINY_MODEL, TINY_TRAIN, seed=0, data=cifar.fingerprint)
+    assert record["config"] == model_key(TINY_MODEL, TINY_TRAIN, 0, cifar)
     assert record["config"]["ResNetConfig"] == dataclasses.asdict(TINY_MODEL)
     assert record["config"]["TrainConfig"]["train_size"] == 2000
     assert record["train_seconds"] > 0

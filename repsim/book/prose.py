@@ -16,6 +16,7 @@ import pandas as pd
 from .. import claims
 from ..claims import formatted
 from ..data import test_count, train_count
+from ..models import ResNet, ResNetConfig
 from ..properties import off_diagonal
 from ..session import coverage
 
@@ -75,6 +76,28 @@ def thinning(profile) -> str:
     lines = ["| figures | this profile | why |", "|---|---|---|"]
     lines += [f"| {figures} | {what} | {why} |" for figures, what, why in profile.thinned]
     return "\n".join(lines)
+
+
+def regime(table, maps) -> dict[str, str]:
+    """How well chapter 3's models fit their data, for the prose: the lowest and highest
+    accuracy on their own training images and on test images, over every model and seed
+    of ``table`` (``heatmaps.block_table``), and the fewest weights per training image of
+    the models of ``maps`` (their heatmaps), beside the paper's fewest (ResNet-20 on all
+    50,000 images)."""
+    paper = weights_per_image(ResNetConfig(20), None)
+    if not len(table):
+        return {**dict.fromkeys(("regime_models", "train_min", "train_max", "test_min", "test_max", "min_ratio"),
+                                "pending"), "paper_min_ratio": f"{paper:,.0f}"}
+    train, test = table["train_acc"], table["test_acc"]
+    fewest = min(weights_per_image(m.run.model, m.run.train_size) for m in maps)
+    return {"regime_models": f"{len(table)}", "train_min": f"{train.min():.1%}", "train_max": f"{train.max():.1%}",
+            "test_min": f"{test.min():.1%}", "test_max": f"{test.max():.1%}", "min_ratio": f"{fewest:,.0f}",
+            "paper_min_ratio": f"{paper:,.0f}"}
+
+
+def weights_per_image(model: ResNetConfig, train_size: int | None) -> float:
+    """A model's trainable weights per training image: the paper's capacity relative to data."""
+    return sum(p.numel() for p in ResNet(model).parameters()) / train_count(train_size)
 
 
 def full_size_note(blocks) -> str:
