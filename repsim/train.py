@@ -265,8 +265,8 @@ def train_models(
     step = make_step(model, optimizer, (config.batch_size, 3 * m, 32, 32), (config.batch_size, m),
                      model_config.num_classes, graphs, config.precision)
     if step.dtype == torch.bfloat16 and not native_bf16(device):
-        warnings.warn(f"{config.precision or 'the default'} precision asks for bf16, which {device.type} emulates "
-                      "here: the same recipe, several times slower than float32", stacklevel=2)
+        warnings.warn(f"{config.precision or 'the default'} precision asks for bf16, which this {device.type} has no "
+                      "native support for: the same recipe, likely slower than float32", stacklevel=2)
     start, train_seconds = time.perf_counter(), 0.0
     name = model_config.name if m == 1 else f"{m} x {model_config.name}"
     for epoch in tqdm(range(done, config.epochs), desc=name, disable=not progress, leave=False,
