@@ -48,7 +48,7 @@ RECIPES = {
     "warm": {**WARM, "batch_size": 64, "lr": 0.1},
     "warm05": {**WARM, "batch_size": 64, "lr": 0.05},  # half the peak rate
     "b32": {**WARM, "batch_size": 32, "lr": 0.05},  # smaller batches: twice the steps per epoch
-    # The laptop recipe before issue 14 (batch 32, lr 0.02, no decay schedule tricks).
+    # An earlier laptop recipe (batch 32, lr 0.02, no decay schedule tricks).
     "laptop": dict(batch_size=32, lr=0.02, bn_momentum=0.1),
     # Issue 21's search for a recipe that fits the training images.
     "b32lr1": {**WARM, "batch_size": 32, "lr": 0.1},
