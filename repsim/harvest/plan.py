@@ -14,7 +14,8 @@ urgent run (once part of it is harvested, of its most urgent missing analysis):
 1. Fig. 1 (the depth row's jobs first, then the width row's) and chapter 2's model;
 2. chapter 4's models; 3. Fig. 6's seed pairs; 4. Figs. 2 and D.2 (smaller training
 sets); 5. Fig. C.1; 6. Fig. E.1; 7. Figs. D.1 and D.5 (seeds); 8. populations, member
-by member; 9. chapter 7, beyond the paper.
+by member; 9. chapter 7, beyond the paper; 10. the profile's further seeds, over which
+chapters 3-5 and 7 call their verdicts (none in the paper profile, which has one seed).
 
 ``job_estimate`` gives a job's seconds (``Estimate``: fixed, measured and counted parts)
 and ``plan_windows`` the GPU windows the plan still needs, with the figures each
@@ -44,6 +45,7 @@ PRIORITIES = {
     7: "Figs. D.1 and D.5 (seeds)",
     8: "Figs. 7 and F.1-F.3 (populations)",
     9: "chapter 7, beyond the paper (the block over training, dominant images)",
+    10: "the profile's further seeds (verdicts called over seeds)",
 }
 
 
@@ -167,6 +169,7 @@ ANALYSIS_KINDS = {
 
 CHAPTER_THRESHOLD = 0.9  # chapter 7's block_threshold parameter, part of its keys
 FIG1_DEPTH, FIG1_WIDTH = "Fig. 1 (depth row)", "Fig. 1 (width row)"
+SEEDS = "verdicts over seeds"
 
 
 @dataclass(frozen=True)
@@ -180,12 +183,18 @@ class Request:
 
 def chapter_requests(profile: Profile) -> list[Request]:
     """Every store entry the chapters read under ``profile`` (with their default seed 0),
-    mirroring what each chapter asks for."""
+    mirroring what each chapter asks for: the figures' runs, then every further seed of
+    ``profile.seed_list()`` the chapters' verdicts are called over."""
     requests: list[Request] = []
+    asked: set[Analysis] = set()
 
-    def ask(priority: int, figure: str, run: Run, *kinds: str, other: Run | None = None) -> None:
-        requests.extend(Request(Analysis(kind, run, other if kind == "cross-model CKA" else None), priority, figure)
-                        for kind in kinds)
+    def ask(priority: int, figure: str, run: Run, *kinds: str, other: Run | None = None, once: bool = False) -> None:
+        """Request ``kinds`` of ``run``; with ``once``, only those nothing asked for yet."""
+        for kind in kinds:
+            analysis = Analysis(kind, run, other if kind == "cross-model CKA" else None)
+            if not (once and analysis in asked):
+                requests.append(Request(analysis, priority, figure))
+                asked.add(analysis)
 
     ask(1, "Ch. 2", figures.background_run(profile), "weights", "training", "heatmap")
 
@@ -223,6 +232,20 @@ def chapter_requests(profile: Profile) -> list[Request]:
     ask(9, "Ch. 7", without_block, "block over training")
     for run in origins.seed_runs(profile):
         ask(9, "Ch. 7", run, "dominant images")
+
+    # The further seeds, once: what no figure asked for (the paper profile has none).
+    seeds = profile.seed_list()
+    for run in heatmaps.grid_runs(b, seeds):  # chapter 3's table and chapter 4's Fig. D.5
+        ask(10, SEEDS, run, "heatmap", "training", *(("late principal components",) if run.model.residual else ()),
+            once=True)
+    for seed in seeds[1:]:
+        for run in figures.chapter4_runs(profile.probes, seed).values():
+            ask(10, SEEDS, run, "heatmap", "training", "principal components", "linear probes", "block deletion", once=True)
+        ask(10, SEEDS, profile.followed_runs(seed)[0], "block over training", "heatmaps without dominant images",
+            "dominant images", once=True)
+    for a, c in figures.seed_pairs(profile.across, seeds):  # chapter 5's verdict
+        ask(10, SEEDS, a, "heatmap", "training", "cross-model CKA", other=c, once=True)
+        ask(10, SEEDS, c, "training", once=True)
     return requests
 
 
