@@ -10,8 +10,8 @@ chapters 3, 4, 5 and 7, whose comparisons use that seed and the profile's next o
 then writes ``--report``: every verdict row of the published notebook
 (``book/<stem>.ipynb``) beside the same row of the new run, and whether they match. A
 row matches when both say the same thing ("agrees", "does not agree", "agrees only in
-part", ...), or when one side is "too close to call": a call on one set of seeds and
-no call on the other is not a contradiction, a call each way is.
+part", ...), or when what differs is too close to call on one side: a call on one set of
+seeds and no call on the other is not a contradiction, a call each way is.
 
 Give it a store of its own (``REPSIM_HOME``) to keep the check's models apart, or the
 book's to reuse whatever the two share (nothing, when the seeds are disjoint).
@@ -56,17 +56,43 @@ def word(verdict: str) -> str:
 WORDS = ("agrees", "does not agree", "too close to call", "not measurable", "not tested", "pending")
 
 
+COUNTS = re.compile(r"\((?P<held>\d+) of (?P<of>\d+)(?:; (?P<rest>[^)]*))?\)")
+
+
+def calls(verdict: str) -> tuple[int, int, int] | None:
+    """(agree, against, too close) comparisons of a verdict in ``claims``' words: "agrees
+    only in part (1 of 3; 1 against, 1 too close to call)" -> (1, 1, 1); a verdict without
+    counts is one comparison; None for a verdict that calls nothing ("not measurable")."""
+    name = word(verdict)
+    counts = COUNTS.search(verdict)
+    if counts is None:
+        single = {"agrees": (1, 0, 0), "does not agree": (0, 1, 0), "too close to call": (0, 0, 1)}
+        return single.get(name)
+    held, of = int(counts["held"]), int(counts["of"])
+    rest = dict((label, int(n)) for n, label in re.findall(r"(\d+) (against|too close to call)", counts["rest"] or ""))
+    if name == "too close to call":
+        return 0, 0, of
+    close = rest.get("too close to call", 0)
+    return held, of - held - close, close  # "against" is what is neither agreeing nor too close
+
+
 def consistent(published: str | None, disjoint: str | None) -> str:
+    """Whether two verdicts on one claim contradict each other. Only a call each way is a
+    contradiction: the same words are "same"; a comparison called on one side and too
+    close to call on the other is not. From the counts alone it is unknown which
+    comparison is which, so any agreement on one side beside any "against" on the other
+    counts as "different"."""
     if published is None or disjoint is None:
         return "missing"
     if not published.startswith(WORDS):  # a count ("5 of 12 residual networks ..."), not a call
         return "a count, not called"
-    a, b = word(published), word(disjoint)
-    if a == b:
-        return "same"
-    if "too close to call" in (a, b):
-        return "too close to call on one side"
-    return "different"
+    same = word(published) == word(disjoint)
+    a, b = calls(published), calls(disjoint)
+    if published == disjoint or a is None or b is None:
+        return "same" if same else "different"
+    if (a[0] and b[1]) or (a[1] and b[0]):
+        return "different"
+    return "same" if same else "too close to call on one side"
 
 
 def execute(stem: str, params: dict, out_dir: Path) -> tuple[Path, float]:
