@@ -33,6 +33,9 @@ import numpy as np
 import torch
 
 ArrayLike = torch.Tensor | np.ndarray
+# On a CPU a Gram of at least this many examples and features is computed in halves
+# (``_self_product``); smaller products lose more in efficiency than the halves save.
+SPLIT_GRAM_EXAMPLES, SPLIT_GRAM_FEATURES = 64, 2048
 
 
 def as_matrix(x: ArrayLike, name: str = "x", flatten: bool = False, check_finite: bool = True) -> torch.Tensor:
@@ -64,16 +67,39 @@ def _product_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
 
 
-def _centred_product(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def _centred_product(x: torch.Tensor, scale: float = 1.0, workspace: "Workspace | None" = None) -> torch.Tensor:
     """(..., n, n) Gram of the example-centred (..., n, p) features times ``scale``, in
-    float32 (or float64 for float64 input). Three tensor ops and no host sync: on a loaded
-    CPU every extra op is another wait for the thread pool, and on a GPU every op is a
-    launch, which a leading dimension of several minibatches shares."""
+    float32 (or float64 for float64 input). No host sync. The centred copy goes into
+    ``workspace`` when given: a fresh tensor the size of a layer's activations would be
+    paged in anew for every layer, which on a CPU costs a large part of the product."""
     x = x.to(_product_dtype(x))
-    x = x - x.mean(dim=-2, keepdim=True)
+    mean = x.mean(dim=-2, keepdim=True)
+    if workspace is None:
+        centred = x - mean
+    else:
+        centred = torch.sub(x, mean, out=workspace.take(x.shape, x.dtype, x.device))
     if scale != 1.0:
-        x = x * scale
-    return x @ x.transpose(-1, -2)
+        centred.mul_(scale)
+    return _self_product(centred)
+
+
+def _self_product(x: torch.Tensor) -> torch.Tensor:
+    """x @ x^T for (..., n, p) x. On a CPU, each (n, p) matrix from the two halves of its
+    rows as three products (the fourth block is the transpose of one): 3/4 of the FLOPs,
+    exactly symmetric, and one matrix at a time (a batched product of row slices is
+    slower there than the loop). A GPU is short of launches, not FLOPs: one product."""
+    n = x.shape[-2]
+    if x.device.type != "cpu" or n < SPLIT_GRAM_EXAMPLES or x.shape[-1] < SPLIT_GRAM_FEATURES:
+        return x @ x.transpose(-1, -2)
+    h = n // 2
+    out = x.new_empty(*x.shape[:-1], n)
+    for matrix, k in zip(x.reshape(-1, n, x.shape[-1]), out.view(-1, n, n)):
+        top, bottom = matrix[:h], matrix[h:]
+        torch.mm(top, top.T, out=k[:h, :h])
+        torch.mm(top, bottom.T, out=k[:h, h:])
+        torch.mm(bottom, bottom.T, out=k[h:, h:])
+        k[h:, :h] = k[:h, h:].T
+    return out
 
 
 def _constant(k: torch.Tensor) -> torch.Tensor:
@@ -97,14 +123,34 @@ def _rescaled_product(x: torch.Tensor) -> tuple[torch.Tensor, float]:
     return k, 4.0**exponent if exponent < 512 else float("inf")  # inf: caught as a float64 overflow
 
 
-def batch_gram(x: torch.Tensor) -> torch.Tensor:
+def batch_gram(x: torch.Tensor, workspace: "Workspace | None" = None) -> torch.Tensor:
     """What ``MinibatchCKA.update_grams`` takes for one layer of one batch: the (n, n) Gram
     of the example-centred (n, p) features x, in float32 (float64 for float64 input); for
-    (g, n, p) features of g minibatches at once, their (g, n, n) Grams.
+    (g, n, p) features of g minibatches at once, their (g, n, n) Grams. A caller that
+    computes many Grams passes one ``Workspace`` for the centred copies.
 
     It never waits for a GPU: the Gram holds NaN or Inf where x does or where the product
     overflowed, which ``MinibatchCKA`` detects once per batch."""
-    return _centred_product(x)
+    return _centred_product(x, workspace=workspace)
+
+
+class Workspace:
+    """One buffer, grown to the largest request and handed out again as views of it, for
+    temporaries that would otherwise be allocated anew for every layer and batch. A view
+    is valid until the next ``take``."""
+
+    def __init__(self) -> None:
+        self._buffer: torch.Tensor | None = None
+
+    def take(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        size = int(np.prod(shape))
+        held = self._buffer
+        if held is None or held.dtype != dtype or held.device != device or held.numel() < size:
+            held = self._buffer = torch.empty(size, dtype=dtype, device=device)
+        return held[:size].view(shape)
+
+    def release(self) -> None:
+        self._buffer = None
 
 
 class NonFiniteGramError(ValueError):
@@ -134,22 +180,6 @@ def gram(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     if not torch.isfinite(k).all():
         raise OverflowError(f"the Gram of {name} overflows even float64: its activations exceed ~1e75")
     return k.masked_fill(constant, 0.0)
-
-
-def _centre_in_place(k: torch.Tensor, unbiased: bool) -> torch.Tensor:
-    """Batched, in-place ``u_centre`` (unbiased) or ``double_centre`` of (..., n, n) Grams,
-    without the HSIC scaling (the caller divides the (L, L) products instead)."""
-    n = k.shape[-1]
-    if unbiased:
-        k.diagonal(dim1=-2, dim2=-1).zero_()
-        row = k.sum(dim=-1, keepdim=True) / (n - 2)  # (..., n, 1)
-        total = row.sum(dim=-2, keepdim=True) / (n - 1)  # (..., 1, 1): grand sum / ((n-1)(n-2))
-        k.sub_(row).sub_(row.transpose(-1, -2)).add_(total)
-        k.diagonal(dim1=-2, dim2=-1).zero_()
-    else:
-        k.sub_(k.mean(dim=-1, keepdim=True))
-        k.sub_(k.mean(dim=-2, keepdim=True))
-    return k
 
 
 def u_centre(k: torch.Tensor) -> torch.Tensor:
@@ -224,10 +254,11 @@ def _check_examples(n: int, unbiased: bool, what: str) -> None:
 class MinibatchCKA:
     """All-pairs minibatch CKA between the layers of one model or of two models.
 
-    Each ``update`` computes one float32 Gram per layer (the only O(n^2 p) work), stacks
-    them, U-centres all of them at once in float64, flattens them into the rows of a
-    (layers, n^2) matrix G and adds the pairwise HSICs G G^T / (n (n - 3)), one GEMM, to
-    a float64 sum; it waits for a GPU once per batch, to check that every Gram is finite.
+    Each ``update`` computes one float32 Gram per layer (the only O(n^2 p) work), copies
+    them into the rows of one float64 (layers, n^2) matrix G and adds all pairwise HSICs
+    to a float64 sum: G G^T (one GEMM) plus two rank-n corrections from the Grams' row
+    sums, which is what U-centring every Gram would give, without its passes over them.
+    It waits for a GPU once per batch, to check that every Gram is finite.
     ``update_grams`` does the same from Grams computed elsewhere (``batch_gram``), so a
     caller can compute each layer's Gram as the layer runs and keep no activations.
     ``compute`` returns CKA_ij = S_ij / sqrt(S_ii S_jj).
@@ -247,6 +278,8 @@ class MinibatchCKA:
         if not self.layers or (self.other_layers is not None and not self.other_layers):
             raise ValueError("give at least one layer name")
         self.hsic_ = None  # (L1 + L2, L1 + L2) float64 sums, or (L, L) within one model
+        # float64 Grams of the last batch (per model) and the centred copies of update(), reused
+        self._workspaces: dict[str, Workspace] = {}
         self.batches_ = 0
         self.examples_ = 0
 
@@ -258,10 +291,13 @@ class MinibatchCKA:
         if extra:
             raise KeyError(f"unknown layer name(s) {extra[:5]} in {which}; expected {names[:5]}...")
 
-    def _rows(self, names: list[str], grams: list[torch.Tensor], which: str, matrices: list[torch.Tensor] | None) -> torch.Tensor:
-        """(layers, n^2) float64 rows: each layer's centred (n, n) Gram, flattened, without
-        the HSIC normalisation. ``matrices``, when given, are the features the Grams came
-        from: a Gram that overflowed is then recomputed from them, rescaled."""
+    def _rows(self, names: list[str], grams: list[torch.Tensor], which: str,
+              matrices: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each layer's Gram(s) as float64 rows, for the HSIC sums of ``_add``: (layers,
+        batches n^2) Grams (the diagonal zeroed when unbiased), (layers, batches n) their row
+        sums and (layers, batches) their grand sums. ``matrices``, when given, are the
+        features the Grams came from: a Gram that overflowed is then recomputed from them,
+        rescaled."""
         for name, k in zip(names, grams):
             if not isinstance(k, torch.Tensor) or not k.is_floating_point():
                 raise TypeError(f"layer {name!r}: give its batch_gram(x), a floating-point (n, n) tensor")
@@ -273,34 +309,55 @@ class MinibatchCKA:
                                  f"{grams[0].shape[-1]} (Grams of shape {tuple(k.shape)} and {tuple(grams[0].shape)})")
             if k.device != grams[0].device:
                 raise ValueError(f"layer {name!r} is on {k.device}, layer {names[0]!r} on {grams[0].device}")
-        _check_examples(grams[0].shape[-1], self.unbiased, f"the layers of this batch ({which})")
-        dtype = torch.float64 if any(k.dtype == torch.float64 for k in grams) else torch.float32
-        k = torch.stack([k.to(dtype) for k in grams])  # (layers, n, n) or (layers, batches, n, n)
-        inverse_scale = torch.ones(len(names), dtype=torch.float64)
-        # One finiteness check (one GPU sync) per batch; NaN or Inf in a layer, or a Gram
-        # that overflowed, is looked at layer by layer only then.
-        finite = torch.isfinite(k).flatten(1).all(dim=1)
-        if not finite.all():
-            bad = torch.nonzero(~finite).flatten().tolist()
+        n = grams[0].shape[-1]
+        _check_examples(n, self.unbiased, f"the layers of this batch ({which})")
+        # Every layer's Grams copied into one float64 workspace kept between batches: a
+        # fresh one would be paged in anew each time, which costs more than the copy.
+        k = self._workspace(which).take((len(names), grams[0].numel() // n**2, n, n), torch.float64, grams[0].device)
+        for row, gram_ in zip(k, grams):
+            row.copy_(gram_.view(-1, n, n))
+        # The row sums are both what the HSIC needs and the check: NaN or Inf anywhere in
+        # a Gram makes its sums non-finite. One look from the host per batch (one GPU
+        # sync) answers both questions: is every Gram finite, is any layer constant?
+        sums, diagonal, constant = self._sums(k)
+        flags = torch.cat([torch.isfinite(sums).flatten(1).all(dim=1), constant.any(dim=-1)]).cpu()
+        if not flags[: len(names)].all():
+            bad = torch.nonzero(~flags[: len(names)]).flatten().tolist()
             if matrices is None:
                 raise NonFiniteGramError([names[i] for i in bad])
-            for i in bad:
+            for i in bad:  # NaN or Inf is looked for layer by layer only now
                 if not torch.isfinite(matrices[i]).all():
                     raise ValueError(f"layer {names[i]!r} contains NaN or Inf values")
-                k_i, inverse_scale[i] = _rescaled_product(matrices[i])
-                k[i] = k_i.to(dtype)
-        constant = _constant(k)  # (layers,) or (layers, batches)
-        k = k.double()
-        if (inverse_scale != 1).any():
-            k.mul_(inverse_scale.to(k.device).view(-1, *[1] * (k.dim() - 1)))
-            bad = ~torch.isfinite(k).flatten(1).all(dim=1)
-            if bad.any():
-                raise OverflowError(f"the Gram of layer {names[int(torch.nonzero(bad)[0])]!r} overflows even float64: "
-                                    "its activations exceed ~1e75")
-        k.masked_fill_(constant[..., None, None], 0.0)
+                rescaled, inverse_scale = _rescaled_product(matrices[i])
+                k[i] = rescaled.double().view(-1, n, n) * inverse_scale  # the scale undone exactly
+            sums, diagonal, constant = self._sums(k)
+            overflowed = ~torch.isfinite(sums).flatten(1).all(dim=1)
+            if overflowed.any():
+                raise OverflowError(f"the Gram of layer {names[int(torch.nonzero(overflowed)[0])]!r} overflows even "
+                                    "float64: its activations exceed ~1e75")
+            flags[len(names):] = constant.any(dim=-1).cpu()
+        if flags[len(names):].any():
+            k.masked_fill_(constant[..., None, None], 0.0)
+            sums.masked_fill_(constant[..., None], 0.0)
+            diagonal.masked_fill_(constant[..., None], 0.0)
+        if self.unbiased:  # HSIC_1 is built from the Gram with a zero diagonal
+            k.diagonal(dim1=-2, dim2=-1).zero_()
+            sums.sub_(diagonal)
         # Several minibatches side by side in one row: the product of two rows is then
         # the sum of their minibatches' products, which is what the accumulator sums.
-        return _centre_in_place(k, self.unbiased).flatten(1)
+        return k.flatten(1), sums.flatten(1), sums.sum(dim=-1)
+
+    def _workspace(self, which: str) -> Workspace:
+        return self._workspaces.setdefault(which, Workspace())
+
+    @staticmethod
+    def _sums(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """float64 row sums and diagonals of (layers, batches, n, n) Grams, and which
+        ones are constant (as ``_constant`` decides, from the same sums)."""
+        sums = k.sum(dim=-1, dtype=torch.float64)
+        diagonal = k.diagonal(dim1=-2, dim2=-1).to(torch.float64, copy=True)  # not a view: k is edited later
+        constant = sums.sum(dim=-1) >= 0.5 * k.shape[-1] * diagonal.sum(dim=-1)
+        return sums, diagonal, constant
 
     def _matrices(self, acts: Mapping[str, ArrayLike], names: list[str], which: str) -> list[torch.Tensor]:
         self._check_names(acts, names, f"{which} activations")
@@ -312,11 +369,12 @@ class MinibatchCKA:
         if (other_acts is None) != (self.other_layers is None):
             raise ValueError("give other_acts exactly when the accumulator was built with other_layers")
         matrices = self._matrices(acts, self.layers, "acts")
-        g = self._rows(self.layers, [batch_gram(x) for x in matrices], "acts", matrices)
+        g = self._rows(self.layers, [batch_gram(x, self._workspace("centred")) for x in matrices], "acts", matrices)
         g_other = None
         if other_acts is not None:
             others = self._matrices(other_acts, self.other_layers, "other_acts")
-            g_other = self._rows(self.other_layers, [batch_gram(x) for x in others], "other_acts", others)
+            g_other = self._rows(self.other_layers, [batch_gram(x, self._workspace("centred")) for x in others],
+                                 "other_acts", others)
         return self._add(g, g_other, n=matrices[0].shape[0])
 
     @torch.no_grad()
@@ -339,15 +397,22 @@ class MinibatchCKA:
         shape = grams[self.layers[0]].shape
         return self._add(g, g_other, n=shape[-1], batches=shape[0] if len(shape) == 3 else 1)
 
-    def _add(self, g: torch.Tensor, g_other: torch.Tensor | None, n: int, batches: int = 1) -> "MinibatchCKA":
-        if g_other is not None:
-            if g_other.shape[1] != g.shape[1]:
+    def _add(self, rows: tuple[torch.Tensor, ...], other_rows: tuple[torch.Tensor, ...] | None, n: int,
+             batches: int = 1) -> "MinibatchCKA":
+        g, r, t = rows
+        if other_rows is not None:
+            if other_rows[0].shape[1] != g.shape[1]:
                 raise ValueError("the two models' activations hold different numbers of examples")
-            g = torch.cat([g, g_other.to(g.device)])
-        # (L, L) products of this batch's centred Grams, float64: one GEMM for all pairs of
-        # layers. Summed unnormalised, as the released code does: each batch's HSIC
-        # estimate weighs n (n - 3) (unbiased) or (n - 1)^2 (biased).
-        batch_hsic = g @ g.T
+            g, r, t = (torch.cat([mine, theirs.to(mine.device)]) for mine, theirs in zip(rows, other_rows))
+        # (L, L) unnormalised HSICs of this batch for all pairs of layers, in float64, from
+        # the Grams K, their row sums K1 and grand sums 1'K1 (Song et al. 2012, eq. 5):
+        # unbiased, tr(K~L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1 with zero
+        # diagonals; biased, tr(HKH HLH) = tr(KL) + 1'K1 1'L1 / n^2 - 2/n 1'KL1. The same
+        # as the inner product of the U- or double-centred Grams, without centring them.
+        # Summed unnormalised, as the released code does: each batch's HSIC estimate
+        # weighs n (n - 3) (unbiased) or (n - 1)^2 (biased).
+        total, cross = (1.0 / ((n - 1) * (n - 2)), 2.0 / (n - 2)) if self.unbiased else (1.0 / n**2, 2.0 / n)
+        batch_hsic = torch.addmm(g @ g.T, t, t.T, alpha=total).sub_(r @ r.T, alpha=cross)
         self.hsic_ = batch_hsic if self.hsic_ is None else self.hsic_ + batch_hsic
         self.batches_ += batches
         self.examples_ += n * batches
@@ -357,6 +422,7 @@ class MinibatchCKA:
         """CKA matrix (float64, on CPU): (L, L) within a model, (L1, L2) across two."""
         if self.hsic_ is None:
             raise RuntimeError("compute() called before any update()")
+        self._workspaces.clear()
         s = self.hsic_.cpu()
         diag = s.diagonal()
         cka = cka_from_hsic(s, diag[:, None], diag[None, :])

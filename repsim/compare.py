@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .activations import ActivationCapture
-from .cka import MinibatchCKA, NonFiniteGramError, batch_gram
+from .cka import MinibatchCKA, NonFiniteGramError, Workspace, batch_gram
 from .data import to_float
 from .devices import resolve as resolve_device
 from .models import layer_names
@@ -66,7 +66,7 @@ def model_cka(
             "needs batches of at least 4 images"
         )
     images = images.to(device)  # uint8, once (10,000 CIFAR images: 30 MB); batches are indexed there
-    for chunk in tqdm(_grouped(batches, group), desc="CKA", disable=not progress, leave=False):
+    for chunk in tqdm(group_batches(batches, group), desc="CKA", disable=not progress, leave=False):
         # float32 forward (no bf16 autocast): CKA should see the activations at full precision
         x = to_float(images[torch.cat(chunk).to(device)])
         try:
@@ -92,7 +92,7 @@ def minibatches(n: int, batch_size: int, passes: int, seed: int = 0) -> list[tor
     return [batch for batch in batches if len(batch) >= 4]
 
 
-def _grouped(batches: list[torch.Tensor], group: int) -> list[list[torch.Tensor]]:
+def group_batches(batches: list[torch.Tensor], group: int) -> list[list[torch.Tensor]]:
     """Consecutive minibatches of one size, at most ``group`` at a time."""
     chunks: list[list[torch.Tensor]] = []
     for batch in batches:
@@ -128,16 +128,17 @@ class GramCapture:
     """``{layer: batch_gram}`` for one forward pass, computed in the capture's hooks: (n, n)
     per layer, or (batches, n, n) when the input holds several minibatches of n images
     one after the other. ``transform(layer, activations)`` edits each layer's flattened
-    activations first."""
+    activations first; ``tokens`` is ``ActivationCapture``'s."""
 
-    def __init__(self, model: nn.Module, layers: Sequence[str], transform: Callable | None = None) -> None:
-        self.transform, self.batches = transform, 1
-        self.capture = ActivationCapture(model, layers, reduce=self._gram)
+    def __init__(self, model: nn.Module, layers: Sequence[str], transform: Callable | None = None,
+                 tokens: str = "flatten") -> None:
+        self.transform, self.batches, self.workspace = transform, 1, Workspace()
+        self.capture = ActivationCapture(model, layers, reduce=self._gram, tokens=tokens)
 
     def _gram(self, name: str, act: torch.Tensor) -> torch.Tensor:
         if self.transform is not None:
             act = self.transform(name, act)
-        grams = batch_gram(act.unflatten(0, (self.batches, -1)))
+        grams = batch_gram(act.unflatten(0, (self.batches, -1)), self.workspace)
         return grams if self.batches > 1 else grams[0]
 
     def __call__(self, x: torch.Tensor, batches: int = 1) -> dict[str, torch.Tensor]:

@@ -323,15 +323,20 @@ class SharedReLU(nn.Module):
         return self.relu(self.conv2(self.relu(self.conv1(x))) - 0.1)
 
 
-def test_a_module_called_twice_is_refused_by_name():
+def test_the_calls_of_a_module_called_twice_are_named_as_torchvision_names_them():
     torch.manual_seed(0)
     net = SharedReLU().eval()
     x = torch.randn(2, 3, 8, 8)
-    with pytest.raises(ValueError, match="\\{'relu': 2\\} run more than once per forward pass"):
-        capture(net, x, ["relu"], flatten=False)
-    acts = capture(net, x, ["conv1", "conv2"], flatten=False)  # the modules around it are fine
+    acts = capture(net, x, ["relu", "relu_1", "conv2"], flatten=False)
     with torch.no_grad():
-        assert torch.equal(acts["conv2"], net.conv2(torch.relu(net.conv1(x))))
+        first = torch.relu(net.conv1(x))
+        assert torch.equal(acts["relu"], first)
+        assert torch.equal(acts["conv2"], net.conv2(first))
+        assert torch.equal(acts["relu_1"], torch.relu(net.conv2(first) - 0.1))
+    with pytest.raises(ValueError, match="\\{'relu_2': 2\\} name a call that did not happen"):
+        capture(net, x, ["relu_2"])
+    with pytest.raises(KeyError, match="unknown layer name"):
+        capture(net, x, ["conv1_1x"])
 
 
 class PairOut(nn.Module):

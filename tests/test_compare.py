@@ -128,12 +128,16 @@ def test_grams_computed_in_the_hooks_equal_the_estimate_from_captured_activation
     assert torch.allclose(cka, captured_minibatch_cka(model, images, LAYERS, 16), atol=1e-6)
 
 
-def test_layers_that_are_not_modules_or_run_twice_are_refused_by_name(model, images):
+def test_layers_that_are_not_modules_are_refused_and_each_call_of_a_reused_module_has_a_name(model, images):
     with pytest.raises(KeyError, match="'x'"):
         model_cka(model, images, layers=["x", "stem.conv"], batch_size=16, device="cpu")
     torch.manual_seed(2)
-    with pytest.raises(ValueError, match="'relu': 2"):
-        model_cka(ReusedReLU().eval(), images, layers=["conv", "relu", "conv2", "fc"], batch_size=14, device="cpu")
+    reused = ReusedReLU().eval()
+    with pytest.raises(ValueError, match="'relu_2': 2"):
+        model_cka(reused, images, layers=["conv", "relu", "relu_2", "fc"], batch_size=14, device="cpu")
+    cka = model_cka(reused, images, layers=["conv", "relu", "conv2", "relu_1"], batch_size=14, device="cpu")
+    assert torch.allclose(cka, captured_minibatch_cka(reused, images, ["conv", "relu", "conv2", "relu_1"], 14), atol=1e-6)
+    assert cka[1, 3] < 0.999  # the two calls are two layers
 
 
 def test_model_cka_names_the_first_layer_with_nan(model, images):

@@ -29,13 +29,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "repsim"
 LAYERS = (
     ("repsim", "files", "devices", "progress", "models", "cka", "blocks", "activations", "legibility"),
     ("data", "runs", "claims", "prediction_stats"),
-    ("compare", "pca", "probes", "dominant", "properties"),
+    ("compare", "pca", "probes", "dominant", "properties", "similarity"),
     ("results", "store"),
     ("steps", "stacked", "train", "throughput", "snapshots", "trained"),
     ("profiles", "heatmaps", "run_analyses", "origins", "populations", "engines", "figures", "plots", "session"),
     ("harvest", "book"),
 )
-MEASUREMENT = ("activations", "cka", "compare", "blocks", "pca", "probes", "dominant")
+MEASUREMENT = ("activations", "cka", "compare", "blocks", "pca", "probes", "dominant", "similarity")
 TRAINING_AND_STORAGE = ("results", "store", "steps", "stacked", "train", "throughput", "snapshots", "trained")
 
 
