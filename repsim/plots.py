@@ -27,6 +27,7 @@ from .models import stage_of
 if TYPE_CHECKING:  # the results drawn here; plots imports no analysis
     from .heatmaps import Heatmap
     from .run_analyses import ArchitecturePanel, DeletionPanel, PCPanel, ProbePanel, SeedPairPanel
+    from .similarity import Similarity
 
 
 PAGE_WIDTH = 7.0  # inches: a figure's width at most (the page's text column is about 7.2)
@@ -353,6 +354,25 @@ def side_by_side(count: int, size=(4.75, 3.3), sharey: bool = True):
     width = min(size[0] * count, PAGE_WIDTH)
     fig, axes = plt.subplots(1, count, figsize=(width, size[1]), layout="constrained", sharey=sharey, squeeze=False)
     return fig, axes[0]
+
+
+@figure
+def similarity_panels(results: Sequence[Similarity | None], titles: Sequence[str], height: float = 3.6):
+    """``Similarity`` heatmaps side by side with layer names on their axes, one colour
+    scale for all (down to the lowest value if some are negative); None: a pending
+    panel. Returns the Figure."""
+    fig, axes = side_by_side(len(results), size=(PAGE_WIDTH / len(results), height), sharey=False)
+    present = [result for result in results if result is not None]
+    vmin = min([0.0, *(float(result.cka.min()) for result in present)])
+    for ax, result, title in zip(axes, results, titles):
+        if result is None:
+            pending_panel(ax, title)
+        else:
+            result.plot(ax=ax, title=title, colorbar=False, vmin=vmin)
+    if present:
+        drawn = next(ax.images[0] for ax in axes if ax.images)
+        fig.colorbar(drawn, ax=list(axes), fraction=0.04, pad=0.02, label="CKA")
+    return fig
 
 
 @figure

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from .data import train_count
 from .devices import device_type
+from .fit import FitConfig
 from .models import ResNetConfig
+from .own_models import OwnModel
 from .runs import Run
 from .train import TrainConfig
 
@@ -134,6 +136,29 @@ class OriginsChapter:
     max_layers: int = 16  # block layers (evenly spaced) whose PC1 scores the images
 
 
+def _vit(hidden: int, layers: int, heads: int, fit: FitConfig) -> OwnModel:
+    """torchvision's VisionTransformer at CIFAR's 32 x 32: patches of 4 x 4 pixels (64
+    tokens and the class token), MLP twice the width."""
+    args = (("image_size", 32), ("patch_size", 4), ("num_layers", layers), ("num_heads", heads),
+            ("hidden_dim", hidden), ("mlp_dim", 2 * hidden), ("num_classes", 10))
+    return OwnModel(f"ViT ({layers} layers of width {hidden})", "VisionTransformer", args, fit)
+
+
+def _resnet18(fit: FitConfig) -> OwnModel:
+    return OwnModel("ResNet-18 (torchvision)", "resnet18", (("num_classes", 10),), fit)
+
+
+@dataclass(frozen=True)
+class OwnModelChapter:
+    """The page on your own model: torchvision's ResNet-18 and a small vision transformer,
+    trained here for a few minutes, beside chapter 2's ResNet. ViTs train with AdamW."""
+
+    resnet18: OwnModel = _resnet18(FitConfig(epochs=30, batch_size=256, lr=0.1, train_size=None))
+    vit: OwnModel = _vit(192, 6, 6, FitConfig(epochs=50, batch_size=256, lr=1e-3, optimizer="adamw",
+                                              weight_decay=0.05, warmup_epochs=5, train_size=None))
+    cka: CKASettings = CKASettings(examples=None, batch_size=256, passes=1)
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -147,6 +172,7 @@ class Profile:
     across: AcrossChapter = AcrossChapter()
     predictions: PredictionChapter = PredictionChapter()
     origins: OriginsChapter = OriginsChapter()
+    own: OwnModelChapter = OwnModelChapter()
     min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
     # Seeds of every compared model: a chapter's seed and the next ones. A comparison is
     # called only beyond the spread between them (claims.Called); one seed says so.
@@ -297,6 +323,10 @@ PROFILES = {
                                       members=3, test_examples=1_000, stack=1,
                                       architectures=_at(500, R(depth=8), R(depth=8, width=2), R(depth=14))),
         origins=OriginsChapter(snapshots=6, snapshot_examples=128, top_k=8, removal_counts=(0, 4, 16, 48)),
+        own=OwnModelChapter(resnet18=_resnet18(FitConfig(epochs=2, batch_size=64, train_size=512)),
+                            vit=_vit(32, 2, 2, FitConfig(epochs=2, batch_size=64, lr=1e-3, optimizer="adamw",
+                                                         weight_decay=0.05, train_size=512)),
+                            cka=CKASettings(examples=256, batch_size=128, passes=1)),
         min_steps=20,
         seeds=2,
     ),
@@ -347,6 +377,11 @@ PROFILES = {
         # The default pair (Profile.followed_runs): ResNet-56 on 250 images, the first seed
         # architecture, and ResNet-14 on 500, the shallowest on the largest set.
         origins=OriginsChapter(snapshots=8, snapshot_examples=512, top_k=20, removal_counts=(0, 10, 20, 50, 100, 200)),
+        # A few minutes each on 2 cores (about 540 and 660 images a second).
+        own=OwnModelChapter(resnet18=_resnet18(FitConfig(epochs=20, batch_size=128, lr=0.05, train_size=5_000)),
+                            vit=_vit(96, 4, 4, FitConfig(epochs=30, batch_size=128, lr=1e-3, optimizer="adamw",
+                                                         weight_decay=0.05, warmup_epochs=3, train_size=5_000)),
+                            cka=CKASettings(examples=2048, batch_size=256, passes=1)),
         seeds=3,
         thinned=LAPTOP_THINNING,
     ),

@@ -72,8 +72,13 @@ def model_key(model: ResNetConfig, recipe, seed: int, data) -> dict:
 
 
 def describe_key(config: dict) -> str:
-    """"ResNet-56 (1x) on 1,000 images, seed 0" for a key built by ``Run.key``; the
-    key's hash for any other configuration."""
+    """"ResNet-56 (1x) on 1,000 images, seed 0" for a key built by ``Run.key``,
+    "resnet18 on 5,000 images, seed 0" for one of ``fit.classifier_key``; the key's hash
+    for any other configuration."""
+    if "classifier" in config and "FitConfig" in config:  # repsim.fit's keys
+        size = config["FitConfig"]["train_size"]
+        data = "all training images" if size is None else f"{size:,} images"
+        return f"{config['classifier'].get('torchvision', 'a classifier')} on {data}, seed {config['seed']}"
     try:
         model = ResNetConfig(**config["ResNetConfig"])
         return Run(model, config["TrainConfig"]["train_size"], config["seed"]).name

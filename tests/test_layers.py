@@ -31,12 +31,12 @@ LAYERS = (
     ("data", "runs", "claims", "prediction_stats"),
     ("compare", "pca", "probes", "dominant", "properties", "similarity"),
     ("results", "store"),
-    ("steps", "stacked", "train", "throughput", "snapshots", "trained"),
-    ("profiles", "heatmaps", "run_analyses", "origins", "populations", "engines", "figures", "plots", "session"),
+    ("steps", "stacked", "train", "throughput", "snapshots", "trained", "fit"),
+    ("own_models", "profiles", "heatmaps", "run_analyses", "origins", "populations", "engines", "figures", "plots", "session"),
     ("harvest", "book"),
 )
 MEASUREMENT = ("activations", "cka", "compare", "blocks", "pca", "probes", "dominant", "similarity")
-TRAINING_AND_STORAGE = ("results", "store", "steps", "stacked", "train", "throughput", "snapshots", "trained")
+TRAINING_AND_STORAGE = ("results", "store", "steps", "stacked", "train", "throughput", "snapshots", "trained", "fit")
 
 
 def module_name(path: Path) -> str:

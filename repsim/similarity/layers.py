@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..activations import ActivationCapture, module_calls, parse_layer, per_example, select_element, Site
+from ..activations import ActivationCapture, Site, module_calls, parse_layer, per_example, select_element
 from ..cka import Workspace, batch_gram
 from ..compare import GramCapture
 
@@ -82,7 +82,7 @@ def choose_layers(model: nn.Module, selection: Selection, probe: torch.Tensor, w
     if unknown:
         known = list(modules) + [node for node in nodes if node not in modules]
         hints = "; ".join(f"{name!r}{_suggest(name, known)}" for name in unknown[:5])
-        graph = (f"or node names of torchvision's feature extraction (get_graph_node_names)" if why_not is None else
+        graph = ("or node names of torchvision's feature extraction (get_graph_node_names)" if why_not is None else
                  f"(torchvision's feature extraction could not trace the model for graph node names: {why_not})")
         raise KeyError(f"unknown layer name(s) for the {what} ({type(model).__name__}): {hints}. Layers are module "
                        f"names (model.named_modules()), name_k for a module's later calls, name[i] for an element "

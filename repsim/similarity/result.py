@@ -64,15 +64,17 @@ class Similarity:
                  f"{self.batch_size}, {self.passes} pass(es); token outputs: {self.tokens}"]
         return "\n".join(lines + [f"  note: {note}" for note in self.notes])
 
-    def plot(self, ax: Axes | None = None, title: str | None = None, colorbar: bool = True) -> Axes:
+    def plot(self, ax: Axes | None = None, title: str | None = None, colorbar: bool = True,
+             vmin: float | None = None) -> Axes:
         """The heatmap as the paper draws it: first layer at the bottom left, magma from 0
         to 1 (down to the lowest value if some are negative), layer names on both axes
-        (every k-th, to stay legible)."""
+        (every k-th, to stay legible). ``vmin`` fixes the bottom of the colour scale, for
+        panels that share one."""
         made = ax is None
         if made:
             side = min(6.0, 3.0 + 0.05 * max(self.cka.shape))  # plus 1 in for the colour bar: at most 7 in wide
             ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")[1]
-        image = ax.imshow(self.cka, origin="lower", cmap="magma", vmin=min(0.0, float(self.cka.min())), vmax=1.0,
+        image = ax.imshow(self.cka, origin="lower", cmap="magma", vmin=min(0.0, float(self.cka.min())) if vmin is None else vmin, vmax=1.0,
                           interpolation="nearest", aspect="auto")
         for axis, names in ((ax.yaxis, self.layers), (ax.xaxis, self.column_layers)):
             step = max(1, int(np.ceil(len(names) / MOST_TICKS)))
