@@ -6,7 +6,8 @@ Every package gets the same model, the same layers, the same images in the same 
 and the same batch size, and runs through its own public API:
 
 - repsim: ``repsim.compare.model_cka`` (the ResNet) or ``MinibatchCKA.update`` per
-  batch (synthetic features);
+  batch (synthetic features), and for the ResNet also the public call
+  ``repsim.similarity.similarity`` on the same minibatches;
 - pytorch-cka (``import cka``): ``compute_cka``, stacked float32 Grams and one einsum;
 - torch-cka (``import torch_cka``): ``CKA.compare``, a Python loop over layer pairs.
 
@@ -46,6 +47,7 @@ from repsim.compare import model_cka
 from repsim.data import to_float
 from repsim.devices import synchronize
 from repsim.models import ResNet, ResNetConfig, layer_names
+from repsim.similarity import similarity
 
 PEERS = ("pytorch-cka", "torch-cka")
 PEER_MODULES = {"pytorch-cka": "cka", "torch-cka": "torch_cka"}
@@ -74,6 +76,7 @@ class Workload:
     inputs: torch.Tensor
     batch_size: int
     run_repsim: Callable[[str], torch.Tensor]  # device -> (L, L) CKA
+    run_public: Callable[[str], torch.Tensor] | None = None  # the same through repsim.similarity.similarity
     features: list[int] = field(default_factory=list)  # per layer, for the Gram FLOP count
     description: str = ""
 
@@ -112,6 +115,9 @@ def resnet_workload(images: torch.Tensor, depth: int, width: int, batch_size: in
         run_repsim=lambda device: model_cka(
             model, images, layers=layers, batch_size=batch_size, passes=1, seed=seed, device=device
         ),
+        # the same minibatches (repsim.compare.minibatches, same seed) through the public call
+        run_public=lambda device: torch.from_numpy(similarity(
+            model, images, layers=layers, batch_size=batch_size, passes=1, seed=seed, device=device).cka),
         features=[probe[name].shape[1] for name in layers],
         description="random He-normal weights (seeded), BN in inference mode; all pairs of layers",
     )
@@ -260,6 +266,7 @@ def run_torch_cka(workload: Workload, device: str) -> torch.Tensor:
 
 RUNNERS: dict[str, Callable[[Workload, str], torch.Tensor]] = {
     "repsim": lambda w, device: w.run_repsim(device),
+    "repsim.similarity": lambda w, device: w.run_public(device),
     "pytorch-cka": run_pytorch_cka,
     "torch-cka": run_torch_cka,
 }
@@ -352,7 +359,7 @@ def compare_packages(
             try:
                 t, peak, results[package] = measure(lambda: RUNNERS[package](workload, device), device)
             except Exception as err:
-                if package == "repsim":
+                if package.startswith("repsim"):
                     raise
                 # A peer that breaks (torch-cka asserts on its own NaNs) is a result too.
                 failures[package] = f"{type(err).__name__}: {err}"
@@ -426,7 +433,8 @@ def one_batch_seconds(workload: Workload, device: str, repeats: int, peers: Sequ
 # ---------------------------------------------------------------------------------------
 
 ESTIMATOR = {
-    "repsim": "HSIC_1 per batch, summed; mean-centred float32 Grams, float64 U-centring and sums",
+    "repsim": "HSIC_1 per batch, summed; mean-centred float32 Grams, float64 HSIC of all pairs from the Grams and their row sums",
+    "repsim.similarity": "the same, through the public call (layers chosen by name, hooks on any model)",
     "pytorch-cka": "HSIC_1 per batch, summed; uncentred float32 Grams and sums; clamped to [0, 1]",
     "torch-cka": "HSIC_1 per batch, averaged; uncentred float32 Grams, float32 sums",
 }
@@ -488,7 +496,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     missing = [p for p in peers if p not in available_peers()]
     if missing:
         raise SystemExit(f"not installed: {missing}; pip install -r benchmarks/requirements.txt")
-    packages = ["repsim", *peers]
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or platform.machine())
     print(f"# CKA against its peers, {datetime.date.today()}")
@@ -506,7 +513,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             workload = synthetic_workload(args.synthetic_examples, args.synthetic_layers, args.synthetic_features,
                                           tuple(args.mean), args.batch_size, args.seed, args.device)
-        measurements, _ = compare_packages(workload, packages, args.device, args.repeats, once=["torch-cka"])
+        mine = ["repsim", "repsim.similarity"] if workload.run_public is not None else ["repsim"]
+        measurements, _ = compare_packages(workload, [*mine, *peers], args.device, args.repeats, once=["torch-cka"])
         batch = one_batch_seconds(workload, args.device, max(args.repeats, 3), peers)
         print(table(workload, measurements, batch, rate), flush=True)
 

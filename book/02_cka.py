@@ -117,8 +117,9 @@ from repsim.session import Session
 # `repsim.cka.MinibatchCKA`. Because each term is unbiased, so is each sum, and the
 # estimate does not depend on the batch size the way a biased one would.
 # `MinibatchCKA` computes it for all pairs of layers at once: per batch, one Gram per
-# layer, U-centring, and a single matrix product of the flattened centred Grams; sums
-# are kept in float64.
+# layer and a single matrix product of the flattened Grams, plus two corrections from
+# their row sums that give exactly the products of the U-centred Grams (Song et al.'s
+# closed form of $\mathrm{HSIC}_1$); sums are kept in float64.
 #
 # ## The model
 #

@@ -83,7 +83,8 @@ from repsim.trained import train_run
 # The transformer is torchvision's `VisionTransformer` at CIFAR's resolution: 4 x 4
 # patches make 64 tokens and a class token. Both are trained from scratch on the first
 # images of the CIFAR-10 training set, ResNet-18 with SGD and the transformer with
-# AdamW, as the profile sets.
+# AdamW, as the profile sets. Chapter 2's ResNet comes from the book's stacked trainer,
+# which keeps no training time per model.
 
 # %%
 session = Session.open(profile, device, compute_missing)
@@ -145,7 +146,7 @@ glue_all({"r18_layers": formatted("{}", resnet18_cka and len(resnet18_cka.layers
 vit_layers, vit_names = block_layers(P.own.vit), (P.own.vit.label, "")
 vit_flat = similarity_if_ready(vit, images, layers=vit_layers, tokens="flatten", names=vit_names, **protocol)
 vit_mean = similarity_if_ready(vit, images, layers=vit_layers, tokens="mean", names=vit_names, **protocol)
-fig = plots.similarity_panels([vit_flat, vit_mean], ["tokens flattened", "tokens averaged"])
+fig = plots.similarity_panels([vit_flat, vit_mean], ["tokens flattened", "tokens averaged"], height=4.2)
 glue("fig_vit", fig, display=False)
 plt.close(fig)
 
@@ -180,7 +181,8 @@ resnet18_paper = similarity_if_ready(resnet18, images, layers=block_layers(P.own
                                      names=(P.own.resnet18.label, paper_run.model.name), **cross)
 vit_paper = similarity_if_ready(vit, images, layers=vit_layers, other=paper, tokens="mean",
                                 names=(P.own.vit.label, paper_run.model.name), **cross)
-fig = plots.similarity_panels([resnet18_paper, vit_paper], ["ResNet-18's blocks", "the transformer's blocks"])
+fig = plots.similarity_panels([resnet18_paper, vit_paper], ["ResNet-18's blocks", "the transformer's blocks"],
+                              height=3.4, stacked=True)
 glue("fig_cross", fig, display=False)
 plt.close(fig)
 
@@ -193,8 +195,8 @@ glue_all({"paper_name": paper_run.model.name,
 # ```{glue:figure} fig_cross
 # :name: fig-cross
 #
-# Linear CKA between the blocks of ResNet-18 (left) or of the vision transformer
-# (right, tokens averaged) and every sub-layer of {glue:text}`paper_name`.
+# Linear CKA between the blocks of ResNet-18 (top) or of the vision transformer
+# (bottom, tokens averaged) and every sub-layer of {glue:text}`paper_name`.
 # ```
 #
 # The two ResNets' logits have a CKA of {glue:text}`logits_r18`, the transformer's and

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -121,10 +122,16 @@ class ActivationCapture:
     unless ``flatten=False``. ``reduce(name, activation)``, if given, replaces each
     (flattened) activation by what it returns, computed inside the hook, so the
     activation itself is never kept.
+
+    With ``reuse``, a layer that returns the very tensor another layer returned earlier in
+    the pass, unchanged since (an identity shortcut, dropout in eval mode), gets that
+    layer's result instead of a second computation of the same one: ``reduce`` must then
+    not depend on the layer's name.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str], flatten: bool = True,
-                 reduce: Callable[[str, torch.Tensor], torch.Tensor] | None = None, tokens: str = "flatten") -> None:
+                 reduce: Callable[[str, torch.Tensor], torch.Tensor] | None = None, tokens: str = "flatten",
+                 reuse: bool = False) -> None:
         if isinstance(layers, str):  # list("fc") would ask for layers "f" and "c"
             raise TypeError(f"layers must be a list of layer names, got the string {layers!r}; use [{layers!r}]")
         layers = list(layers)
@@ -146,10 +153,11 @@ class ActivationCapture:
             raise KeyError(f"unknown layer name(s) for {type(model).__name__}: {hints}. Layers are the model's "
                            f"modules (model.named_modules()), which start with {list(modules)[:6]}")
         self.model, self.layers, self.flatten, self.reduce, self.tokens = model, layers, flatten, reduce, tokens
+        self.reuse = reuse
         self.sites = sites
         self.modules = {site.module: modules[site.module] for site in sites.values()}
 
-    def _hook(self, module_name: str, out: dict, calls: dict, examples: list[int]):
+    def _hook(self, module_name: str, out: dict, calls: dict, examples: list[int], seen: dict):
         wanted = {name: site for name, site in self.sites.items() if site.module == module_name}
 
         def hook(_module, _inputs, output):
@@ -158,10 +166,19 @@ class ActivationCapture:
             for name, site in wanted.items():
                 if site.call != call:
                     continue
-                act = select_element(output, site, name).detach()
+                tensor = select_element(output, site, name)
+                # The same tensor object, alive and not modified in place since (its
+                # version counter unchanged), holds the same values: reuse its result.
+                earlier = seen.get(id(tensor)) if self.reuse else None
+                if earlier is not None and earlier[0]() is tensor and earlier[1] == tensor._version:
+                    out[name] = earlier[2]
+                    continue
+                act = tensor.detach()
                 if self.flatten:
                     act = per_example(act, examples[0], name, self.tokens)
                 out[name] = self.reduce(name, act) if self.reduce is not None else act.clone()
+                if self.reuse:
+                    seen[id(tensor)] = (weakref.ref(tensor), tensor._version, out[name])
 
         return hook
 
@@ -169,8 +186,8 @@ class ActivationCapture:
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         calls = dict.fromkeys(self.modules, 0)
-        examples = [len(x)]
-        handles = [m.register_forward_hook(self._hook(name, out, calls, examples)) for name, m in self.modules.items()]
+        examples, seen = [len(x)], {}
+        handles = [m.register_forward_hook(self._hook(name, out, calls, examples, seen)) for name, m in self.modules.items()]
         # BN in inference mode, as in the paper; the caller's modes are put back.
         modes = {module: module.training for module in self.model.modules()}
         try:

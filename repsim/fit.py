@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .data import ImageDataset, augment, to_float
 from .devices import resolve as resolve_device
 from .files import as_config, load_checked, save_checked
+from .progress import report_epoch
 from .store import Store
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -69,13 +70,14 @@ def fit_classifier(build: Callable[[], nn.Module], description: dict, config: Fi
     training and test images, and the epochs and seconds it took."""
     store, device = store or Store(), resolve_device(device)
     key = classifier_key(description, config, seed, data)
-    state, record = store.load_or_train(key, lambda: _train(build, config, data, seed, store.partial(key), device))
+    name = description.get("torchvision", "classifier")
+    state, record = store.load_or_train(key, lambda: _train(build, name, config, data, seed, store.partial(key), device))
     model = build()
     model.load_state_dict(state)
     return model.to(device).eval(), record
 
 
-def _train(build, config: FitConfig, data: ImageDataset, seed: int, partial, device) -> tuple[dict, dict]:
+def _train(build, name: str, config: FitConfig, data: ImageDataset, seed: int, partial, device) -> tuple[dict, dict]:
     torch.manual_seed(seed)
     model = build().to(device)
     images, labels = data.train_prefix(config.train_size)
@@ -110,6 +112,7 @@ def _train(build, config: FitConfig, data: ImageDataset, seed: int, partial, dev
             optimizer.step()
         save_checked({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                       "epoch": epoch + 1, "seconds": time.perf_counter() - start}, checkpoint)
+        report_epoch(name, [seed], len(images), epoch + 1, config.epochs, (time.perf_counter() - start) / (epoch + 1))
     metrics = {
         "train_accuracy": accuracy(model, data.train_images[:SCORED_IMAGES], data.train_labels[:SCORED_IMAGES], device),
         "test_accuracy": accuracy(model, data.test_images[:SCORED_IMAGES], data.test_labels[:SCORED_IMAGES], device),

@@ -86,5 +86,7 @@ def summary_rows(entries: list[tuple[str, dict | None, int, int]]) -> list[dict]
         rows.append({"model": label, "training images": f"{images:,}", "epochs": epochs,
                      "train accuracy": "pending" if train is None else f"{train:.1%}",
                      "test accuracy": "pending" if test is None else f"{test:.1%}",
-                     "minutes": "pending" if record is None else f"{record['train_seconds'] / 60:.1f}"})
+                     # a model trained as one of a stack has no time of its own (store.put records 0)
+                     "minutes": "pending" if record is None else f"{record['train_seconds'] / 60:.1f}"
+                     if record["train_seconds"] else "in a stack"})
     return rows

@@ -357,11 +357,16 @@ def side_by_side(count: int, size=(4.75, 3.3), sharey: bool = True):
 
 
 @figure
-def similarity_panels(results: Sequence[Similarity | None], titles: Sequence[str], height: float = 3.6):
-    """``Similarity`` heatmaps side by side with layer names on their axes, one colour
-    scale for all (down to the lowest value if some are negative); None: a pending
-    panel. Returns the Figure."""
-    fig, axes = side_by_side(len(results), size=(PAGE_WIDTH / len(results), height), sharey=False)
+def similarity_panels(results: Sequence[Similarity | None], titles: Sequence[str], height: float = 3.6,
+                      stacked: bool = False):
+    """``Similarity`` heatmaps side by side (``stacked``: one above the other, for long
+    layer names) with layer names on their axes, one colour scale for all (down to the
+    lowest value if some are negative); None: a pending panel. Returns the Figure."""
+    if stacked:
+        fig, axes = plt.subplots(len(results), 1, figsize=(PAGE_WIDTH, height * len(results)), layout="constrained")
+        axes = np.atleast_1d(axes)
+    else:
+        fig, axes = side_by_side(len(results), size=(PAGE_WIDTH / len(results), height), sharey=False)
     present = [result for result in results if result is not None]
     vmin = min([0.0, *(float(result.cka.min()) for result in present)])
     for ax, result, title in zip(axes, results, titles):

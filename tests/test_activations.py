@@ -177,3 +177,36 @@ def test_empty_or_duplicate_layers(resnet8):
         ActivationCapture(resnet8, [])
     with pytest.raises(ValueError, match="duplicate"):
         ActivationCapture(resnet8, ["fc", "fc"])
+
+
+class ShortcutAndInPlace(nn.Module):
+    """An identity after a conv (the same tensor object), then an in-place ReLU on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.same = nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.same(self.conv(x)))
+
+
+def test_a_layer_that_returns_an_earlier_layers_tensor_reuses_its_result_until_it_changes(images):
+    torch.manual_seed(3)
+    model = ShortcutAndInPlace().eval()
+    calls = []
+
+    def record(name, act):
+        calls.append(name)
+        return act.clone()
+
+    acts = ActivationCapture(model, ["conv", "same", "relu"], reduce=record, reuse=True)(images)
+    assert calls == ["conv", "relu"]  # "same" is conv's tensor; the in-place ReLU changed it after
+    with torch.no_grad():
+        conv = model.conv(images)
+    assert torch.equal(acts["same"], conv.flatten(1)) and torch.equal(acts["relu"], torch.relu(conv).flatten(1))
+    assert torch.equal(acts["conv"], conv.flatten(1))  # kept as it was before the in-place ReLU
+    calls.clear()
+    ActivationCapture(model, ["conv", "same", "relu"], reduce=record)(images)
+    assert calls == ["conv", "same", "relu"]  # without reuse, every layer is reduced

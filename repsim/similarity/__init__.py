@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..activations import TOKENS
 from ..cka import MinibatchCKA, NonFiniteGramError
-from ..compare import group_batches, minibatches
+from ..compare import forward_group, group_batches, minibatches
 from ..data import to_float
 from ..devices import resolve as resolve_device
 from .layers import Choice, LayerReader, Selection, choose_layers
@@ -35,9 +35,6 @@ __all__ = ["similarity", "Similarity", "NonFiniteActivationError", "MIN_BATCH"]
 
 MIN_BATCH = 4  # the unbiased HSIC estimator needs n >= 4 examples in a minibatch
 PROBE_EXAMPLES = 5  # examples of the one forward pass that chooses the layers
-# Consecutive minibatches that go through a model in one forward pass: fewer launches on a
-# GPU, at GROUP times one minibatch's activations in memory.
-GROUP = 4
 
 
 class NonFiniteActivationError(ValueError):
@@ -102,8 +99,8 @@ def similarity(
         labels = (labels[0], f"{labels[1]} (other)")
     accumulator = MinibatchCKA(choice.names, other_choice.names if other_choice else None, unbiased=unbiased)
     batches = minibatches(len(examples), batch_size, passes, seed)
-    done = 0
-    for chunk in tqdm(group_batches(batches, GROUP), desc="CKA", disable=not progress, unit="chunk"):
+    done, bar = 0, tqdm(total=len(batches), desc="CKA", unit="batch", disable=not progress)
+    for chunk in group_batches(batches, forward_group(device)):
         index = torch.cat(chunk)
         xs = [examples.batch(index).to(device)]
         if other is not None:
@@ -120,6 +117,8 @@ def similarity(
                     _check_finite(found, which, done + part, len(batches), batch, len(examples), passes)
                 accumulator.update(*acts)
         done += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
     return Similarity(
         cka=accumulator.compute().numpy(), layers=choice.names, other_layers=other_choice.names if other_choice else None,
         model=labels[0], other=labels[1] if other is not None else None,

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             batch_size=args.batch_size, passes=args.passes, tokens=args.tokens, seed=args.seed,
                             device=None if args.device == "auto" else args.device, progress=True,
                             names=(args.model, args.other or ""))
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as err:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as err:  # e.g. --device cuda without one
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     out = Path(args.out)
