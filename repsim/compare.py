@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .activations import ActivationCapture
-from .cka import MinibatchCKA, NonFiniteGramError, Workspace, batch_gram
+from .cka import GramMaker, MinibatchCKA, NonFiniteGramError
 from .data import to_float
 from .devices import resolve as resolve_device
 from .models import layer_names
@@ -141,7 +141,7 @@ class GramCapture:
 
     def __init__(self, model: nn.Module, layers: Sequence[str], transform: Callable | None = None,
                  tokens: str = "flatten") -> None:
-        self.transform, self.batches, self.workspace = transform, 1, Workspace()
+        self.transform, self.batches, self.make_gram = transform, 1, GramMaker()
         # A layer that returns another's very tensor (an identity shortcut) shares its
         # Gram, unless a transform edits the layers one by one.
         self.capture = ActivationCapture(model, layers, reduce=self._gram, tokens=tokens, reuse=transform is None)
@@ -149,7 +149,7 @@ class GramCapture:
     def _gram(self, name: str, act: torch.Tensor) -> torch.Tensor:
         if self.transform is not None:
             act = self.transform(name, act)
-        grams = batch_gram(act.unflatten(0, (self.batches, -1)), self.workspace)
+        grams = self.make_gram(name, act.unflatten(0, (self.batches, -1)))
         return grams if self.batches > 1 else grams[0]
 
     def __call__(self, x: torch.Tensor, batches: int = 1) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from repsim.cka import MinibatchCKA, linear_cka
+from repsim.cka import MinibatchCKA, cka_of_grams, linear_cka
 
 # ---------------------------------------------------------------------------------------
 # Reference: the formulas, written out in float64 numpy, from uncentred Grams.
@@ -734,3 +734,49 @@ def test_features_a_few_ulps_wide_are_not_mistaken_for_constant(unbiased):
     assert linear_cka(x, y.float(), unbiased=unbiased) == pytest.approx(expected, abs=1e-6)
     cka = MinibatchCKA(["x", "y"], unbiased=unbiased).update({"x": x, "y": y.float()}).compute()
     assert cka[0, 1].item() == pytest.approx(expected, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# GramMaker: on a CPU, an uncentred Gram centred in float64 where the mean is small
+# ---------------------------------------------------------------------------------------
+
+
+def _centred_gram64(x: torch.Tensor) -> torch.Tensor:
+    x = x.double()
+    x = x - x.mean(dim=-2, keepdim=True)
+    return x @ x.transpose(-1, -2)
+
+
+@pytest.mark.parametrize("mean, uncentred", [(0.5, True), (3.0, True), (100.0, False)])
+def test_gram_maker_skips_centring_only_where_the_mean_is_small(mean, uncentred):
+    from repsim.cka import GramMaker
+
+    g = torch.Generator().manual_seed(11)
+    x = (torch.randn(2, 128, 4096, generator=g) + mean * torch.rand(4096, generator=g)).relu()  # 2 minibatches
+    y = (x @ torch.randn(4096, 2048, generator=g) / 64 + torch.randn(2, 128, 2048, generator=g)).relu() + mean
+    maker = GramMaker()
+    kx, ky = maker("x", x), maker("y", y)
+    assert ("x" not in maker.centred) == uncentred
+    ex, ey = _centred_gram64(x), _centred_gram64(y)
+    assert kx.shape == (2, 128, 128)
+    assert (kx.double() - ex).abs().max() <= 1e-5 * ex.abs().max()
+    # the CKA of two related layers from these Grams is the float64 one, within the 1e-6 bound
+    for b in range(2):
+        expected = cka_of_grams(ex[b], ey[b], True)
+        assert 0.1 < expected < 0.99
+        assert cka_of_grams(kx[b].double(), ky[b].double(), True) == pytest.approx(expected, abs=1e-6)
+    if not uncentred:  # decided once: the next batch goes straight to the centred Gram
+        assert maker("x", x).dtype == torch.float32
+
+
+def test_gram_maker_centres_constant_small_and_non_finite_layers():
+    from repsim.cka import GramMaker
+
+    maker = GramMaker()
+    constant = torch.full((128, 4096), 3.0)
+    assert torch.count_nonzero(maker("constant", constant)) == 0 and "constant" in maker.centred
+    small = torch.randn(32, 4096)
+    assert maker("small", small).dtype == torch.float32  # too few examples to skip centring
+    broken = torch.randn(128, 4096)
+    broken[5, 7] = float("nan")
+    assert torch.isnan(maker("broken", broken)).any() and "broken" in maker.centred

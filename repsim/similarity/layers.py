@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..activations import ActivationCapture, Site, module_calls, parse_layer, per_example, select_element
-from ..cka import Workspace, batch_gram
+from ..cka import GramMaker
 from ..compare import GramCapture
 
 Selection = None | Sequence[str] | type | tuple[type, ...]
@@ -145,7 +145,7 @@ class LayerReader:
             from torchvision.models.feature_extraction import create_feature_extractor
 
             self.graph = _copying(create_feature_extractor(model, return_nodes=list(choice.names)).eval())
-            self.workspace = Workspace()
+            self.make_gram = GramMaker()
         else:
             self.graph = None
             self.hooked_grams = GramCapture(model, choice.names, tokens=tokens)
@@ -175,6 +175,6 @@ class LayerReader:
             return self.hooked_grams(x, batches)
         grams = {}
         for name, act in self.activations(x).items():
-            k = batch_gram(act.unflatten(0, (batches, -1)), self.workspace)
+            k = self.make_gram(name, act.unflatten(0, (batches, -1)))
             grams[name] = k if batches > 1 else k[0]
         return grams
