@@ -433,7 +433,8 @@ def one_batch_seconds(workload: Workload, device: str, repeats: int, peers: Sequ
 # ---------------------------------------------------------------------------------------
 
 ESTIMATOR = {
-    "repsim": "HSIC_1 per batch, summed; mean-centred float32 Grams, float64 HSIC of all pairs from the Grams and their row sums",
+    "repsim": "HSIC_1 per batch, summed; float32 Grams of centred features (or, on a CPU where the mean is small, "
+              "uncentred and centred in float64), float64 HSIC of all pairs from the Grams and their row sums",
     "repsim.similarity": "the same, through the public call (layers chosen by name, hooks on any model)",
     "pytorch-cka": "HSIC_1 per batch, summed; uncentred float32 Grams and sums; clamped to [0, 1]",
     "torch-cka": "HSIC_1 per batch, averaged; uncentred float32 Grams, float32 sums",

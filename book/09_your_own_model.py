@@ -39,9 +39,9 @@
 #     --weights resnet18.pt --data cifar10 --images 2048 --out cka-resnet18
 # ```
 #
-# The estimator is the paper's minibatch CKA of chapter 2, exact to about $10^{-9}$
-# against a float64 reference; `benchmarks/README.md` measures it against the CKA
-# packages on PyPI.
+# The estimator is the paper's minibatch CKA of chapter 2, within about $10^{-8}$ of a
+# float64 reference; `benchmarks/README.md` measures it against the CKA packages on
+# PyPI.
 
 # %% tags=["parameters"]
 profile = "laptop"  # smoke | laptop | paper: see repsim/profiles.py

@@ -9,8 +9,9 @@ The estimator is the paper's minibatch CKA (Nguyen et al. 2021): the unbiased HS
 (Song et al. 2012) of every pair of layers, summed over minibatches of ``batch_size``
 examples, then HSIC_xy / sqrt(HSIC_xx HSIC_yy). Every minibatch counts (a last one of
 fewer than 4 examples, which the unbiased estimator cannot use, is dropped); Grams are
-of example-centred float32 features and the sums are float64, so the result agrees
-with a float64 reference to about 1e-9 (``tests/test_similarity.py``). Layers are
+float32 and centred as ``repsim.cka.GramMaker`` says, and the sums are float64, so the
+result agrees with a float64 reference to about 1e-8 (``tests/test_similarity.py``
+holds it to 1e-6). Layers are
 chosen as ``repsim.similarity.layers`` says: by name, by module type, by torchvision's
 graph node names, or every leaf module. See ``python -m repsim.similarity --help`` for
 the command.
@@ -70,8 +71,9 @@ def similarity(
     Each pass shuffles the examples (seeded) into minibatches of ``batch_size``.
     ``tokens`` says what a (batch, tokens, features) output becomes per example:
     ``"flatten"`` (all tokens, as convolution maps are flattened) or ``"mean"`` (the
-    average over tokens); the choice is recorded in the result. Models run in eval mode
-    under ``torch.no_grad``; their training flags are put back afterwards. ``names``
+    average over tokens); the choice is recorded in the result. The models are moved to
+    ``device`` (None: a GPU if there is one) and run in eval mode under
+    ``torch.no_grad``; their training flags are put back afterwards. ``names``
     labels the models in the result (default: their class names).
     """
     _check_settings(batch_size, passes, tokens, seed)
