@@ -149,9 +149,6 @@ class Workspace:
             held = self._buffer = torch.empty(size, dtype=dtype, device=device)
         return held[:size].view(shape)
 
-    def release(self) -> None:
-        self._buffer = None
-
 
 class GramMaker:
     """``batch_gram`` for a stream of minibatches of named layers, faster on a CPU.
