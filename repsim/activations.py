@@ -27,7 +27,8 @@ from __future__ import annotations
 import difflib
 import re
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -149,7 +150,7 @@ class ActivationCapture:
         sites = {name: parse_layer(name, modules) for name in layers}
         unknown = [name for name, site in sites.items() if site is None]
         if unknown:
-            hints = "; ".join(f"{name!r}{_suggest(name, list(modules))}" for name in unknown[:5])
+            hints = "; ".join(f"{name!r}{suggest(name, modules)}" for name in unknown[:5])
             raise KeyError(f"unknown layer name(s) for {type(model).__name__}: {hints}. Layers are the model's "
                            f"modules (model.named_modules()), which start with {list(modules)[:6]}")
         self.model, self.layers, self.flatten, self.reduce, self.tokens = model, layers, flatten, reduce, tokens
@@ -188,15 +189,12 @@ class ActivationCapture:
         calls = dict.fromkeys(self.modules, 0)
         examples, seen = [len(x)], {}
         handles = [m.register_forward_hook(self._hook(name, out, calls, examples, seen)) for name, m in self.modules.items()]
-        # BN in inference mode, as in the paper; the caller's modes are put back.
-        modes = {module: module.training for module in self.model.modules()}
         try:
-            self.model.eval()(x)
+            with eval_mode(self.model):
+                self.model(x)
         finally:
             for handle in handles:
                 handle.remove()
-            for module, training in modes.items():
-                module.training = training
         missing = [name for name in self.layers if name not in out]
         if missing:
             never = [name for name in missing if calls[self.sites[name].module] == 0]
@@ -208,8 +206,24 @@ class ActivationCapture:
         return {name: out[name] for name in self.layers}
 
 
-def _suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Every module of ``model`` in eval mode for the ``with`` body (BN's running
+    statistics and no dropout, as in the paper); the caller's flags put back after. The
+    flags are set directly: a traced graph's own ``eval()`` would swap in its other graph."""
+    modes = {module: module.training for module in model.modules()}
+    try:
+        for module in modes:
+            module.training = False
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def suggest(name: str, known: Sequence[str]) -> str:
+    """" (did you mean 'a', 'b'?)" for the names of ``known`` closest to ``name``, or ""."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
@@ -246,15 +260,12 @@ def module_calls(model: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Mod
         return hook
 
     handles = [module.register_forward_hook(hook_for(name)) for name, module in modules.items()]
-    modes = {module: module.training for module in model.modules()}
     try:
-        with torch.no_grad():
-            model.eval()(x)
+        with torch.no_grad(), eval_mode(model):
+            model(x)
     finally:
         for handle in handles:
             handle.remove()
-        for module, training in modes.items():
-            module.training = training
     never = [name for name, count in calls.items() if count == 0]
     for name in never:
         skipped[name] = "did not run in the forward pass"

@@ -102,16 +102,14 @@ def _self_product(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _constant(k: torch.Tensor) -> torch.Tensor:
-    """Which of the (..., n, n) centred Grams belong to representations that are constant
-    over the examples. Their centred rows are then one vector (the round-off of the mean),
+def _constant(grand: torch.Tensor, trace: torch.Tensor, n: int) -> torch.Tensor:
+    """Which (..., n, n) centred Grams, given their float64 grand sums and traces, belong
+    to representations that are constant over the examples. Their centred rows are then one vector (the round-off of the mean),
     so the grand sum of the Gram is n times its trace; for anything else centring leaves
     a grand sum near 0. Such a Gram is set to exactly zero (so CKA is 0), rather than
     amplifying rounding noise. Features that vary by only an ulp or two count as constant;
     a spread of a few ulps already does not."""
-    trace = k.diagonal(dim1=-2, dim2=-1).sum(dim=-1, dtype=torch.float64)
-    grand = k.sum(dim=(-2, -1), dtype=torch.float64)
-    return grand >= 0.5 * k.shape[-1] * trace
+    return grand >= 0.5 * n * trace
 
 
 def _rescaled_product(x: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -212,7 +210,8 @@ def gram(x: torch.Tensor, name: str = "x") -> torch.Tensor:
         if not torch.isfinite(x).all():
             raise ValueError(f"{name} contains NaN or Inf values")
         k, inverse_scale = _rescaled_product(x)
-    constant = _constant(k)
+    constant = _constant(k.sum(dim=(-2, -1), dtype=torch.float64),
+                         k.diagonal(dim1=-2, dim2=-1).sum(dim=-1, dtype=torch.float64), k.shape[-1])
     k = k.double() * inverse_scale
     if not torch.isfinite(k).all():
         raise OverflowError(f"the Gram of {name} overflows even float64: its activations exceed ~1e75")
@@ -393,7 +392,7 @@ class MinibatchCKA:
         ones are constant (as ``_constant`` decides, from the same sums)."""
         sums = k.sum(dim=-1, dtype=torch.float64)
         diagonal = k.diagonal(dim1=-2, dim2=-1).to(torch.float64, copy=True)  # not a view: k is edited later
-        constant = sums.sum(dim=-1) >= 0.5 * k.shape[-1] * diagonal.sum(dim=-1)
+        constant = _constant(sums.sum(dim=-1), diagonal.sum(dim=-1), k.shape[-1])
         return sums, diagonal, constant
 
     def _matrices(self, acts: Mapping[str, ArrayLike], names: list[str], which: str) -> list[torch.Tensor]:

@@ -27,6 +27,7 @@ from .devices import resolve as resolve_device
 from .files import as_config, load_checked, save_checked
 from .progress import report_epoch
 from .store import Store
+from .train import accuracy
 
 OPTIMIZERS = ("sgd", "adamw")
 SCORED_IMAGES = 2_000  # training and test images scored at the end
@@ -131,16 +132,3 @@ def _optimizer(model: nn.Module, config: FitConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr)
     return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device, batch_size: int = 500) -> float:
-    """Top-1 accuracy in eval mode (the model's mode is put back)."""
-    training = model.training
-    model.eval()
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = to_float(images[start : start + batch_size].to(device))
-        correct += int((model(x).argmax(dim=1).cpu() == labels[start : start + batch_size]).sum())
-    model.train(training)
-    return correct / len(images)

@@ -19,14 +19,22 @@ torchvision's ``create_feature_extractor``) and every layer read from the traced
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..activations import ActivationCapture, Site, module_calls, parse_layer, per_example, select_element
+from ..activations import (
+    ActivationCapture,
+    Site,
+    eval_mode,
+    module_calls,
+    parse_layer,
+    per_example,
+    select_element,
+    suggest,
+)
 from ..cka import GramMaker
 from ..compare import GramCapture
 
@@ -81,7 +89,7 @@ def choose_layers(model: nn.Module, selection: Selection, probe: torch.Tensor, w
     unknown = [name for name in names if name not in nodes]
     if unknown:
         known = list(modules) + [node for node in nodes if node not in modules]
-        hints = "; ".join(f"{name!r}{_suggest(name, known)}" for name in unknown[:5])
+        hints = "; ".join(f"{name!r}{suggest(name, known)}" for name in unknown[:5])
         graph = ("or node names of torchvision's feature extraction (get_graph_node_names)" if why_not is None else
                  f"(torchvision's feature extraction could not trace the model for graph node names: {why_not})")
         raise KeyError(f"unknown layer name(s) for the {what} ({type(model).__name__}): {hints}. Layers are module "
@@ -129,11 +137,6 @@ def _is_types(selection) -> bool:
     return isinstance(selection, tuple) and bool(selection) and all(isinstance(t, type) for t in selection)
 
 
-def _suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-
-
 class LayerReader:
     """Reads the chosen layers of a model for a batch: as Grams (``grams``, computed
     as each layer runs, for the CKA sums) or as (n, features) activations
@@ -155,17 +158,8 @@ class LayerReader:
     def activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.graph is None:
             return self.hooked_activations(x)
-        # The traced graph shares the model's modules: eval mode (BN's running
-        # statistics, no dropout) for this pass only, as the hooks do. The flags are set
-        # directly: the graph's own train()/eval() would swap in its other graph.
-        modes = {module: module.training for module in self.graph.modules()}
-        try:
-            for module in modes:
-                module.training = False
+        with eval_mode(self.graph):  # the graph shares the model's modules: eval for this pass only
             outputs = self.graph(x)
-        finally:
-            for module, training in modes.items():
-                module.training = training
         return {name: per_example(select_element(outputs[name], Site(name), name), len(x), name, self.tokens)
                 for name in self.names}
 

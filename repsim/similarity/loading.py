@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..activations import suggest
 from ..data import SPLIT_SIZES, load_dataset
 from ..models import ResNet, ResNetConfig
 
@@ -56,11 +57,8 @@ def load_model(spec: str, weights: str | os.PathLike | None = None, args: dict |
 
         known = torchvision.models.list_models()
         if name not in known:
-            import difflib
-
-            close = difflib.get_close_matches(name, known, n=3)
-            raise ValueError(f"torchvision has no model {name!r}" + (f" (did you mean {close}?)" if close else "")
-                             + "; torchvision.models.list_models() names them all")
+            raise ValueError(f"torchvision has no model {name!r}{suggest(name, known)}; "
+                             "torchvision.models.list_models() names them all")
         model = torchvision.models.get_model(name, weights=None, **args)
     elif kind == "cifar-resnet":
         depth, _, width = name.partition("x")
