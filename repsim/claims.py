@@ -476,3 +476,50 @@ def _removal_row(removed: Sequence[dict]) -> dict:
                f"{_per_seed([r['dominant'] for r in with_block], '.0%')}, without {k:,} random images "
                f"{_per_seed([r['random'] for r in with_block], '.0%')} (margins {halved.evidence('+.2f')} below "
                f"half, {beyond_random.evidence('+.2f')} below random)")
+
+
+# -- chapter 8: the block under other similarity measures -----------------------------------
+SAME_LAYERS = 0.5  # two blocks are at the same layers when their Jaccard index reaches this (chapter 7's formed_overlap)
+
+
+def _by_seed(rows: Sequence[dict], run: str, measure: str, condition: str) -> dict[int, dict]:
+    return {r["seed"]: r for r in rows if r["run"] == run and r["measure"] == measure and r["condition"] == condition}
+
+
+def _runs_evidence(parts: Sequence[tuple[str, Called]], unit: str = "seeds") -> str:
+    return "; ".join(f"{run}: {c.evidence('+.2f', unit)}" for run, c in parts)
+
+
+def measure_claims(rows: Sequence[dict], measures: Sequence[str], with_block: Sequence[str], without_block: str,
+                   removal: str) -> list[dict]:
+    """Chapter 8: for each of ``measures`` (linear CKA first, the reference), whether the
+    block appears in the same models (each run of ``with_block`` has a larger block
+    measure than ``without_block``, seed by seed), at the same layers (its block overlaps
+    linear CKA's by at least ``SAME_LAYERS``, in each seed where linear CKA finds one),
+    and whether it depends on chapter 7's dominant images (leaving them out of
+    ``removal`` shrinks the block at least ``MARGIN`` more than leaving out as many random
+    images). ``rows`` are ``measure_maps.block_rows`` of every seed; runs are labels."""
+    claims = []
+    all_images, dominant, random = "all images", "without the dominant images", "without random images"
+    for measure in measures:
+        without = _by_seed(rows, without_block, measure, all_images)
+        larger = [(run, called([r["block"] - without[s]["block"] for s, r in _by_seed(rows, run, measure, all_images).items()
+                                if s in without])) for run in with_block]
+        claims.append(row(f"{measure}: the models with a block have a larger block than {without_block}",
+                          verdict([c for _, c in larger]), f"difference in block measure, {_runs_evidence(larger)}"))
+    for measure in measures[1:]:
+        same = [(run, called([r["overlap"] - SAME_LAYERS if r["overlap"] is not None else None
+                              for r in _by_seed(rows, run, measure, all_images).values()])) for run in with_block]
+        claims.append(row(f"{measure}: the block is at linear CKA's layers", verdict([c for _, c in same]),
+                          f"overlap with linear CKA's block minus {SAME_LAYERS:g}, {_runs_evidence(same)}"))
+    for measure in measures:
+        mine, control = _by_seed(rows, removal, measure, dominant), _by_seed(rows, removal, measure, random)
+        before = _by_seed(rows, removal, measure, all_images)
+        shrinks = called([control[s]["block"] - MARGIN - r["block"] for s, r in mine.items() if s in control])
+        sizes = ", ".join(f"{before[s]['block']:.0%} → {r['block']:.0%} (random: {control[s]['block']:.0%})"
+                          for s, r in mine.items() if s in control and s in before)
+        claims.append(row(f"{measure}: without the dominant images the block shrinks more than without random ones",
+                          shrinks.verdict if mine else PENDING,
+                          f"{removal}, block measure {sizes}; margin over {MARGIN:g}: {shrinks.evidence('+.2f')}"
+                          if mine else "the maps without dominant images are not computed yet"))
+    return claims

@@ -17,7 +17,7 @@ caches the results.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -127,24 +127,43 @@ def overlap_p_value(overlap: int, k: int, n: int) -> float:
     return float(stats.hypergeom.sf(overlap - 1, n, k, k))
 
 
-@torch.no_grad()
+def random_images(n: int, k: int, seed: int) -> np.ndarray:
+    """``k`` of ``n`` image indices drawn at random with ``seed``: the control for leaving
+    out the ``k`` most dominant images."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()[:k]
+
+
 def cka_without_images(model: nn.Module, images: torch.Tensor, removed: Sequence[Sequence[int]],
                        layers: Sequence[str] | None = None, batch_size: int = 256, passes: int = 1, seed: int = 0,
                        device=None) -> torch.Tensor:
     """(R, L, L) within-model CKA with the images ``removed[r]`` (indices into ``images``)
     left out of ``model_cka``'s minibatches; removing none gives ``model_cka`` itself."""
+    return kernel_cka_without_images(model, images, removed, [None], layers, batch_size, passes, seed, device)[0]
+
+
+@torch.no_grad()
+def kernel_cka_without_images(model: nn.Module, images: torch.Tensor, removed: Sequence[Sequence[int]],
+                              kernels: Sequence[Callable | None], layers: Sequence[str] | None = None,
+                              batch_size: int = 256, passes: int = 1, seed: int = 0, device=None) -> torch.Tensor:
+    """(K, R, L, L) ``cka_without_images`` under each of ``kernels``: a kernel maps the
+    (L, n, n) linear Grams of a minibatch's kept images to the Grams whose CKA is taken
+    (None: the linear Grams themselves; ``measures.rbf_gram`` for RBF CKA). Every kernel
+    and every removal shares one forward pass per minibatch."""
     device = resolve_device(device)
     layers = list(layers) if layers is not None else layer_names(model)
     keep = torch.ones(len(removed), len(images), dtype=torch.bool)
     for r, indices in enumerate(removed):
         keep[r, torch.as_tensor(list(indices), dtype=torch.long)] = False
-    accumulators = [MinibatchCKA(layers) for _ in removed]
+    accumulators = [[MinibatchCKA(layers) for _ in removed] for _ in kernels]
     for batch in minibatches(len(images), batch_size, passes, seed):
         grams = layer_grams(model.to(device), layers, to_float(images[batch].to(device)))
         stacked = torch.stack([grams[name] for name in layers])  # (L, n, n)
-        for mask, accumulator in zip(keep[:, batch], accumulators):  # masks on the CPU: no sync with the device
+        for r, mask in enumerate(keep[:, batch]):  # masks on the CPU: no sync with the device
             kept = mask.nonzero().squeeze(1)
-            if len(kept) >= 4:  # the unbiased estimator needs 4 images
-                kept = kept.to(device, non_blocking=True)
-                accumulator.update_grams(dict(zip(layers, stacked.index_select(1, kept).index_select(2, kept))))
-    return torch.stack([accumulator.compute() for accumulator in accumulators])
+            if len(kept) < 4:  # the unbiased estimator needs 4 images
+                continue
+            kept = kept.to(device, non_blocking=True)
+            linear = stacked.index_select(1, kept).index_select(2, kept)
+            for kernel, row in zip(kernels, accumulators):
+                row[r].update_grams(dict(zip(layers, linear if kernel is None else kernel(linear))))
+    return torch.stack([torch.stack([a.compute() for a in row]) for row in accumulators])

@@ -50,6 +50,7 @@ from .dominant import (
     overlap_p_value,
     pc1_share,
     pc1_variance,
+    random_images,
     top_images,
 )
 from .heatmaps import block_runs, heatmap
@@ -274,7 +275,7 @@ def removal_heatmaps(run: Run, profile: Profile, data: ImageDataset, threshold: 
     def compute():
         ranked = dominance(run, profile, data, threshold, store, device).top(max(counts))
         images = data.test_images[: profile.cka.examples]
-        shuffled = torch.randperm(len(images), generator=torch.Generator().manual_seed(run.seed)).numpy()
+        shuffled = random_images(len(images), max(counts), run.seed)
         model, _ = train_run(run, profile, data, store, device)
         cka = cka_without_images(model, images, [ranked[:k] for k in counts] + [shuffled[:k] for k in counts],
                                  batch_size=profile.cka.batch_size, passes=profile.cka.passes, seed=run.seed,
@@ -352,7 +353,7 @@ def dominance_summary(d: Dominance | None, data: ImageDataset, k: int) -> dict:
     n = d.pc_scores.shape[1]
     top = d.top(k)
     table = compare_statistics(image_statistics(data.test_images[:n]), top)
-    random = torch.randperm(n, generator=torch.Generator().manual_seed(d.run.seed)).numpy()[:k]
+    random = random_images(n, k, d.run.seed)
     strongest = table[0]
     return {"k": k, "n": n, "share": pc1_share(d.pc_scores, top), "random_share": k / n,
             "variance": float(d.variance_explained.mean()), "statistic": strongest["statistic"],

@@ -590,11 +590,12 @@ def removal_figure(rows, width: float = PAGE_WIDTH):
 
 @figure
 def wrapped_heatmaps(rows: Sequence[Sequence], titles: Sequence[Sequence[str]], row_labels: Sequence[str] | None = None,
-                     columns: int = 5, width: float = PAGE_WIDTH):
+                     columns: int = 5, width: float = PAGE_WIDTH, bar_label: str = "CKA"):
     """CKA heatmaps, one list of (L, L) matrices (None: pending) per row, as
     ``heatmap_grid`` draws them but legible at a page's width: a row longer than
     ``columns`` is wrapped into lines of equal length, each labelled with the row's label,
-    and the figure is at most ``width`` inches wide. Returns the Figure."""
+    and the figure is at most ``width`` inches wide; ``bar_label`` names the colour bar.
+    Returns the Figure."""
     lines = []  # (matrices, titles, label) of each line of panels
     for r, (row, row_titles) in enumerate(zip(rows, titles)):
         per_line = -(-len(row) // -(-len(row) // columns))  # len(row) over as few lines as fit, evenly
@@ -618,7 +619,7 @@ def wrapped_heatmaps(rows: Sequence[Sequence], titles: Sequence[Sequence[str]], 
     images = [ax.images[0] for ax in axes.flat if ax.images]
     if images:
         bar = fig.colorbar(images[0], ax=axes, fraction=0.02, pad=0.01)
-        bar.set_label("CKA", fontsize=TEXT)
+        bar.set_label(bar_label, fontsize=TEXT)
         bar.ax.tick_params(labelsize=SMALL)
     return fig
 
@@ -670,3 +671,30 @@ def placeholder(text: str, ax: Axes | None = None) -> Axes:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
     ax.set_axis_off()
     return ax
+
+
+@figure
+def measure_blocks_figure(rows, removal_run: str | None = None, width: float = PAGE_WIDTH):
+    """Chapter 8: the block measure under each similarity measure. Left, every run with
+    all images (one point per seed, the bar their mean); right, ``removal_run`` with all
+    images, without its dominant images and without as many random ones. ``rows``: dicts
+    with run, measure, condition and block (``measure_maps.block_rows``). Returns the Figure."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(width, 3.2), layout="constrained", sharey=True)
+    for ax, data, hue in ((axes[0], table[table["condition"] == "all images"] if len(table) else table, "run"),
+                          (axes[1], table[table["run"] == removal_run] if len(table) else table, "condition")):
+        if len(data):
+            sns.barplot(data=data, x="measure", y="block", hue=hue, errorbar=None, alpha=0.5, palette="colorblind", ax=ax)
+            sns.stripplot(data=data, x="measure", y="block", hue=hue, dodge=True, palette="colorblind", ax=ax,
+                          legend=False, size=4)
+            ax.legend(fontsize=SMALL, title=None, loc="upper right")
+        else:
+            pending_panel(ax)
+        ax.set(xlabel="", ylabel="block measure (share of layers)", ylim=(0, 1))
+        ax.tick_params(axis="x", labelrotation=20)
+        _legible(ax)
+    axes[0].set_title("every model, all images")
+    axes[1].set_title(removal_run or "without the dominant images")
+    return fig

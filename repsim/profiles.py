@@ -136,6 +136,20 @@ class OriginsChapter:
     max_layers: int = 16  # block layers (evenly spaced) whose PC1 scores the images
 
 
+@dataclass(frozen=True)
+class MeasuresChapter:
+    """Chapter 8, beyond the paper: the block under similarity measures other than linear CKA."""
+
+    # Models with a block; None: Fig. D.1's seed architectures on blocks.full_size. The model
+    # without one is chapter 7's (Profile.followed_runs), and so is the model whose
+    # dominant images are left out.
+    with_block: tuple[Run, ...] | None = None
+    rbf_fraction: float = 0.5  # RBF bandwidth: this fraction of the median distance (Kornblith et al. 2019)
+    subset: int = 1_024  # the first test images, for the measures that need all pairs at once
+    neighbours: int = 10  # k of mutual k-NN (Huh et al. 2024 use 10)
+    passes: int | None = None  # passes of the CKA minibatches (None: the profile's, so linear CKA is chapter 3's)
+
+
 def _vit(hidden: int, layers: int, heads: int, fit: FitConfig) -> OwnModel:
     """torchvision's VisionTransformer at CIFAR's 32 x 32: patches of 4 x 4 pixels (64
     tokens and the class token), MLP twice the width."""
@@ -173,6 +187,7 @@ class Profile:
     predictions: PredictionChapter = PredictionChapter()
     origins: OriginsChapter = OriginsChapter()
     own: OwnModelChapter = OwnModelChapter()
+    measures: MeasuresChapter = MeasuresChapter()
     min_steps: int = 0  # small training sets get more epochs, up to this many SGD steps
     # Seeds of every compared model: a chapter's seed and the next ones. A comparison is
     # called only beyond the spread between them (claims.Called); one seed says so.
@@ -216,6 +231,17 @@ class Profile:
         with_block = o.with_block or Run(deepest, b.full_size)
         without_block = o.without_block or Run(ResNetConfig(min(b.depths)), largest)
         return [with_block.with_seed(with_block.seed + seed), without_block.with_seed(without_block.seed + seed)]
+
+    def measured_runs(self, seed: int = 0) -> list[Run]:
+        """Chapter 8's runs, [with a block..., without a block]: ``measures.with_block``
+        (by default Fig. D.1's seed architectures on ``blocks.full_size``, with chapter 7's
+        model with a block added if it is not among them) and chapter 7's model without
+        one; ``seed`` is added to their seeds."""
+        b = self.blocks
+        with_block, without_block = self.followed_runs(seed)
+        chosen = self.measures.with_block or tuple(Run(config, b.full_size) for config in b.seed_architectures)
+        runs = [run.with_seed(run.seed + seed) for run in chosen]
+        return runs + ([] if with_block in runs else [with_block]) + [without_block]
 
     def with_overrides(self, **overrides) -> "Profile":
         """A copy with top-level fields replaced; unknown names raise a clear error."""
@@ -277,6 +303,11 @@ PAPER = Profile(
     # Chapter 7 follows Fig. 1's ResNet-26 (4x) and ResNet-20 through training: their jobs
     # keep the snapshots while they train them (seeds 0 and 1 of the former are Fig. 6's).
     origins=OriginsChapter(with_block=Run(ResNetConfig(depth=26, width=4)), without_block=Run(ResNetConfig(depth=20))),
+    # Chapter 8 measures chapter 7's two models only: ResNet-164's 83 layers would cost
+    # 3,403 Procrustes decompositions, and a window of its own to train it again. One
+    # pass of the minibatches: the job that trains ResNet-26 (4x) (with ResNet-110, for
+    # chapters 4 and 7 and Fig. E.1) has about 10 s to spare in a window's first call.
+    measures=MeasuresChapter(with_block=(Run(ResNetConfig(depth=26, width=4)),), passes=1),
     compute_on=("cuda",),
     thinned=PAPER_THINNING,
 )
@@ -327,6 +358,7 @@ PROFILES = {
                             vit=_vit(32, 2, 2, FitConfig(epochs=2, batch_size=64, lr=1e-3, optimizer="adamw",
                                                          weight_decay=0.05, train_size=512)),
                             cka=CKASettings(examples=256, batch_size=128, passes=1)),
+        measures=MeasuresChapter(subset=128, neighbours=5),
         min_steps=20,
         seeds=2,
     ),
@@ -382,6 +414,7 @@ PROFILES = {
                             vit=_vit(96, 4, 4, FitConfig(epochs=30, batch_size=128, lr=1e-3, optimizer="adamw",
                                                          weight_decay=0.05, warmup_epochs=3, train_size=5_000)),
                             cka=CKASettings(examples=2048, batch_size=256, passes=1)),
+        measures=MeasuresChapter(subset=512),
         seeds=3,
         thinned=LAPTOP_THINNING,
     ),

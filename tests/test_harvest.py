@@ -25,6 +25,7 @@ from repsim.harvest.bundle import BundleError, BundleWriter, import_bundles, rea
 from repsim.harvest.plan import (
     FIG1_DEPTH,
     FIG1_WIDTH,
+    PRIORITIES,
     Job,
     chapter_requests,
     complete_figures,
@@ -140,9 +141,30 @@ def test_the_plan_holds_every_seed_the_chapters_call_their_verdicts_over():
     wanted |= {(kind, profile.followed_runs(seed)[0], None) for seed in seeds
                for kind in ("block over training", "heatmaps without dominant images", "dominant images")}
     wanted |= {("cross-model CKA", a, c) for a, c in seed_pairs(profile.across, seeds)}
+    wanted |= {("other similarity measures", run, None) for seed in seeds for run in profile.measured_runs(seed)}
     assert wanted <= planned
-    assert max(job.priority for job in jobs) == 10 and jobs[-1].priority == 10
-    assert all(job.priority < 10 for job in plan_jobs(get_profile("paper")))
+    assert max(job.priority for job in jobs) == 11 and jobs[-1].priority == 11
+    assert all(job.priority < 11 for job in plan_jobs(get_profile("paper")))
+
+
+def test_chapter_8_comes_after_the_populations_with_counted_estimates():
+    """Chapter 8's maps of the paper profile's runs are planned after the populations and
+    chapter 7, each with a counted estimate that grows with the measured layers, and the
+    dominant images are computed before the maps that leave them out."""
+    profile = get_profile("paper")
+    jobs = plan_jobs(profile)
+    measured = [(job, a) for job in jobs for a in job.analyses if a.kind == "other similarity measures"]
+    assert {a.run for _, a in measured} == set(profile.measured_runs())
+    assert all(min(p for p, _ in job.requests[a]) == 10 and PRIORITIES[10].startswith("chapter 8") for job, a in measured)
+    seconds = {a.run.model.name: a.estimate(profile, costs.H200) for _, a in measured}
+    assert 0 < seconds["ResNet-20 (1x)"] < seconds["ResNet-26 (4x)"]  # three sets of images, each with wider layers
+    removal = next((job, a) for job, a in measured if a.run == profile.followed_runs()[0])
+    kinds = [b.kind for b in removal[0].analyses]
+    assert kinds.index("dominant images") < kinds.index("other similarity measures")
+    layers, n = 3 * 27 + 2, profile.measures.subset  # ResNet-164's measured layers
+    # Procrustes costs a decomposition per pair of layers: quadratic in the layers.
+    assert costs.subset_measures_seconds(layers, n, costs.H200) > (layers / 8) ** 2 / 2 * costs.subset_measures_seconds(
+        8, n, costs.H200)
 
 
 def test_statuses_follow_the_harvested_keys_and_names():

@@ -27,12 +27,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "repsim"
 
 LAYERS = (
-    ("repsim", "files", "devices", "progress", "models", "cka", "blocks", "activations", "legibility"),
+    ("repsim", "files", "devices", "progress", "models", "cka", "measures", "blocks", "activations", "legibility"),
     ("data", "runs", "claims", "prediction_stats"),
     ("compare", "pca", "probes", "dominant", "properties", "similarity"),
     ("results", "store"),
     ("steps", "stacked", "train", "throughput", "snapshots", "trained", "fit"),
-    ("own_models", "profiles", "heatmaps", "run_analyses", "origins", "populations", "engines", "figures", "plots", "session"),
+    ("own_models", "profiles", "heatmaps", "run_analyses", "origins", "measure_maps", "populations", "engines", "figures",
+     "plots", "session"),
     ("harvest", "book"),
 )
 MEASUREMENT = ("activations", "cka", "compare", "blocks", "pca", "probes", "dominant", "similarity")

@@ -290,3 +290,63 @@ def chapter7(profile, runs, trajectory, formed: dict, dominant: dict, seeds: dic
         "margin": f"{claims.MARGIN:g}",
     }
 
+
+
+def _agrees(verdict: str) -> bool:
+    return verdict.startswith("agrees") and "only in part" not in verdict
+
+
+def measure_meaning(same_models: Mapping[str, str]) -> str:
+    """What chapter 8's verdicts on "the block appears in the same models" (measure ->
+    verdict, linear CKA first) mean for the paper's claims, in a sentence or two."""
+    measures = list(same_models)
+    reference, others = measures[0], measures[1:]
+    if same_models[reference] == claims.PENDING:
+        return "The verdicts are pending, so this run says nothing yet about the measures."
+    if not _agrees(same_models[reference]):
+        return (f"Under {reference} itself the models with a block do not have a clearly larger block than the model "
+                f"without ({same_models[reference]}), so at this scale there is no block for the other measures to "
+                "confirm, and the question stays open.")
+    held = [m for m in others if _agrees(same_models[m])]
+    lost = [m for m in others if m not in held]
+    knn = others[-1]
+    sentence = (f"The block appears in the same models under {', '.join(held)}" if held else
+                "No other measure shows the block in the same models") + (
+        f"; under {', '.join(lost)} it does not, or too narrowly to call." if lost and held else ".")
+    if knn in held:
+        return (sentence + f" It survives {knn}, which a few far-out images cannot drive, so at this scale the block "
+                "is a property of the networks' representations, not only of linear CKA; the paper's heatmaps "
+                "describe the networks.")
+    return (sentence + f" It is not confirmed by {knn}, which a few far-out images cannot drive, so this run cannot "
+            "rule out that the paper's block is partly what linear CKA makes of a few images; its claims about "
+            "width, depth and data then describe linear CKA's view of the networks.")
+
+
+def chapter8(profile, runs, removal_run, thresholds: Mapping[str, float], maps, agreement, seed_count: int,
+             threshold: float) -> dict:
+    """The values chapter 8's prose quotes: the settings of ``profile.measures``, the
+    runs, each measure's matched block threshold, the images left out, and each
+    measure's rank correlation with linear CKA (``measure_maps.rank_agreement`` rows:
+    the mean and range over runs and seeds)."""
+    m = profile.measures
+    present = [x for x in maps if x is not None and x.run == removal_run]
+    examples = test_count(limit=profile.cka.examples)
+    values = {
+        "threshold": f"{threshold:g}", "rbf_fraction": f"{m.rbf_fraction:g}", "neighbours": m.neighbours,
+        "subset": f"{min(m.subset, examples):,}", "n_images": f"{examples:,}", "seed_count": seed_count,
+        "with_models": ", ".join(run.label for run in runs[:-1]), "without_model": runs[-1].label,
+        "removal_model": removal_run.label, "removed": f"{max(profile.origins.removal_counts):,}",
+        "subset_removed": formatted("{:,} and {:,}", *(present[0].subset_removed[1:] if present else (None, None))),
+        "same_layers": f"{claims.SAME_LAYERS:g}", "margin": f"{claims.MARGIN:g}",
+        "protocol": (f"the same {examples:,} images and minibatches as chapter 3, so linear CKA here is chapter 3's "
+                     "heatmap at these layers" if m.passes in (None, profile.cka.passes) else
+                     f"the same {examples:,} images as chapter 3, in {m.passes} pass(es) of its minibatches (chapter 3 "
+                     f"makes {profile.cka.passes})"),
+    }
+    for name, value in thresholds.items():
+        slug = name.split()[0].lower().replace("-", "")
+        values["threshold_" + slug] = "none reached" if not math.isfinite(value) else f"{value:.3f}"
+        rhos = [r["spearman"] for r in agreement if r["measure"] == name]
+        values["rho_" + slug] = formatted("{:.2f} ({:.2f} to {:.2f})", *((sum(rhos) / len(rhos), min(rhos), max(rhos))
+                                                                       if rhos else (None,) * 3))
+    return values

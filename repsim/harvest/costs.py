@@ -93,14 +93,29 @@ def forward_seconds(model: ResNetConfig, images: int, rates: DeviceRates, batch:
     return max(arithmetic, launches)
 
 
+def subset_measures_seconds(layers: int, examples: int, rates: DeviceRates) -> float:
+    """Estimated seconds of Procrustes and mutual k-NN between ``layers`` layers on
+    ``examples`` images at once (``measure_maps.subset_maps``): per layer an eigendecomposition
+    (about 9 n^3 float64 FLOPs) and the neighbours; per pair a product of the two factors
+    (2 n^3) and its singular values (about 20 n^3), each decomposition also paying a
+    launch per example (a GPU's eigensolvers and SVDs take about n sequential steps)."""
+    n3 = float(examples) ** 3
+    pairs = layers * (layers - 1) // 2
+    latency = examples * rates.launch
+    return (layers * (9 * n3 / rates.float64_flops + latency)
+            + pairs * (22 * n3 / rates.float64_flops + latency))
+
+
 def cka_seconds(models: list[ResNetConfig], examples: int, batch: int, passes: int, rates: DeviceRates,
-                group: int = 8, accumulators: int = 1) -> float:
+                group: int = 8, accumulators: int = 1, features: list[int] | None = None) -> float:
     """Estimated seconds of minibatch CKA over all layers of ``models`` (one: within a
-    model; two: across models): forward passes, one Gram per layer, the HSIC products
-    of each of ``accumulators`` (one per set of images left out, say); ``group``
-    minibatches share each forward pass and each layer's launches."""
+    model; two: across models), or over layers of ``features`` features each: forward
+    passes, one Gram per layer, the HSIC products of each of ``accumulators`` (one per
+    set of images left out, say); ``group`` minibatches share each forward pass and each
+    layer's launches."""
     batches = passes * math.ceil(examples / batch)
-    features = [f for model in models for f in model_cost(model).layer_features]
+    if features is None:
+        features = [f for model in models for f in model_cost(model).layer_features]
     grams = sum(2 * batch * batch * f for f in features) / rates.gram_flops
     products = accumulators * 2 * len(features) ** 2 * batch * batch / rates.float64_flops
     launches = 12 * accumulators * len(features) * rates.launch  # centring and checks, per layer and group

@@ -14,8 +14,9 @@ urgent run (once part of it is harvested, of its most urgent missing analysis):
 1. Fig. 1 (the depth row's jobs first, then the width row's) and chapter 2's model;
 2. chapter 4's models; 3. Fig. 6's seed pairs; 4. Figs. 2 and D.2 (smaller training
 sets); 5. Fig. C.1; 6. Fig. E.1; 7. Figs. D.1 and D.5 (seeds); 8. populations, member
-by member; 9. chapter 7, beyond the paper; 10. the profile's further seeds, over which
-chapters 3-5 and 7 call their verdicts (none in the paper profile, which has one seed).
+by member; 9. chapter 7, beyond the paper; 10. chapter 8, the block under other
+similarity measures; 11. the profile's further seeds, over which chapters 3-5, 7 and 8
+call their verdicts (none in the paper profile, which has one seed).
 
 ``job_estimate`` gives a job's seconds (``Estimate``: fixed, measured and counted parts)
 and ``plan_windows`` the GPU windows the plan still needs, with the figures each
@@ -27,12 +28,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import figures, heatmaps, origins, populations, run_analyses
+from .. import figures, heatmaps, measure_maps, origins, populations, run_analyses
 from ..data import test_count, train_count
 from ..files import config_key
+from ..models import ResNet, layer_names
 from ..profiles import Profile
 from ..runs import Run
-from ..throughput import fastest
+from ..throughput import fastest, model_cost
 from . import costs
 
 PRIORITIES = {
@@ -45,7 +47,8 @@ PRIORITIES = {
     7: "Figs. D.1 and D.5 (seeds)",
     8: "Figs. 7 and F.1-F.3 (populations)",
     9: "chapter 7, beyond the paper (the block over training, dominant images)",
-    10: "the profile's further seeds (verdicts called over seeds)",
+    10: "chapter 8, beyond the paper (the block under other similarity measures)",
+    11: "the profile's further seeds (verdicts called over seeds)",
 }
 
 
@@ -120,6 +123,22 @@ def _trajectory_estimate(a: Analysis, p: Profile, rates) -> float:
     return p.origins.snapshots * per_snapshot + (p.origins.snapshots + 1) * costs.forward_seconds(a.run.model, examples, rates)
 
 
+def _measures_estimate(a: Analysis, p: Profile, rates) -> float:
+    """Minibatch CKA with two accumulators (linear, RBF) per set of images left out, and
+    the subset's forward pass, Procrustes and k-NN for each set (``costs.subset_measures_seconds``)."""
+    sets = 3 if measure_maps.removes_dominant(a.run, p) else 1
+    examples = test_count(None, p.cka.examples)
+    names = layer_names(ResNet(a.run.model))
+    measured = set(measure_maps.measured_layers(names))
+    features = [f for name, f in zip(names, model_cost(a.run.model).layer_features) if name in measured]
+    passes = p.measures.passes or p.cka.passes
+    minibatched = costs.cka_seconds([a.run.model], examples, p.cka.batch_size, passes, rates, group=1,
+                                    accumulators=2 * sets, features=features)
+    subset = min(p.measures.subset, examples)
+    return (minibatched + costs.forward_seconds(a.run.model, subset, rates)
+            + sets * costs.subset_measures_seconds(len(features), subset, rates))
+
+
 ANALYSIS_KINDS = {
     "weights": Kind(lambda a, p, d: a.run.key(p, d), lambda a, p, d, s, dev: None, lambda a, p, r: 0.0),
     "training": Kind(lambda a, p, d: run_analyses.training_metrics_key(a.run, p, d),
@@ -159,6 +178,10 @@ ANALYSIS_KINDS = {
         lambda a, p, d, s, dev: origins.removal_heatmaps(a.run, p, d, CHAPTER_THRESHOLD, store=s, device=dev),
         lambda a, p, r: costs.cka_seconds([a.run.model], test_count(None, p.cka.examples), p.cka.batch_size,
                                           p.cka.passes, r, accumulators=2 * len(p.origins.removal_counts))),
+    "other similarity measures": Kind(
+        lambda a, p, d: measure_maps.measure_maps_key(a.run, p, d, threshold=CHAPTER_THRESHOLD),
+        lambda a, p, d, s, dev: measure_maps.measure_maps(a.run, p, d, threshold=CHAPTER_THRESHOLD, store=s, device=dev),
+        _measures_estimate),
     "cross-model CKA": Kind(
         lambda a, p, d: run_analyses.cross_cka_key(a.run, a.other, p, d),
         lambda a, p, d, s, dev: run_analyses.cross_cka(a.run, a.other, p, d, s, dev),
@@ -233,19 +256,24 @@ def chapter_requests(profile: Profile) -> list[Request]:
     for run in origins.seed_runs(profile):
         ask(9, "Ch. 7", run, "dominant images")
 
+    for run in profile.measured_runs():
+        ask(10, "Ch. 8", run, "other similarity measures")
+
     # The further seeds, once: what no figure asked for (the paper profile has none).
     seeds = profile.seed_list()
     for run in heatmaps.grid_runs(b, seeds):  # chapter 3's table and chapter 4's Fig. D.5
-        ask(10, SEEDS, run, "heatmap", "training", *(("late principal components",) if run.model.residual else ()),
+        ask(11, SEEDS, run, "heatmap", "training", *(("late principal components",) if run.model.residual else ()),
             once=True)
     for seed in seeds[1:]:
         for run in figures.chapter4_runs(profile.probes, seed).values():
-            ask(10, SEEDS, run, "heatmap", "training", "principal components", "linear probes", "block deletion", once=True)
-        ask(10, SEEDS, profile.followed_runs(seed)[0], "block over training", "heatmaps without dominant images",
+            ask(11, SEEDS, run, "heatmap", "training", "principal components", "linear probes", "block deletion", once=True)
+        ask(11, SEEDS, profile.followed_runs(seed)[0], "block over training", "heatmaps without dominant images",
             "dominant images", once=True)
+        for run in profile.measured_runs(seed):
+            ask(11, SEEDS, run, "other similarity measures", once=True)
     for a, c in figures.seed_pairs(profile.across, seeds):  # chapter 5's verdict
-        ask(10, SEEDS, a, "heatmap", "training", "cross-model CKA", other=c, once=True)
-        ask(10, SEEDS, c, "training", once=True)
+        ask(11, SEEDS, a, "heatmap", "training", "cross-model CKA", other=c, once=True)
+        ask(11, SEEDS, c, "training", once=True)
     return requests
 
 
@@ -332,7 +360,8 @@ def _wanted_figures(job: Job) -> set[str]:
 # snapshots while training), then the cheap entries every chapter reads, then the rest.
 ANALYSIS_ORDER = ("block over training", "weights", "training", "heatmap", "cross-model CKA",
                   "late principal components", "test predictions", "block deletion", "principal components",
-                  "linear probes", "dominant images", "heatmaps without dominant images")
+                  "linear probes", "dominant images", "heatmaps without dominant images",
+                  "other similarity measures")  # the last: it reads the dominant images
 
 
 def _analysis_order(analysis: Analysis) -> int:
