@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
 from .cka import ArrayLike, MinibatchCKA, as_matrix, double_centre
@@ -135,23 +134,6 @@ def rbf_cka(x: ArrayLike, y: ArrayLike, fraction: float = 0.5, unbiased: bool = 
     return float(cka.compute()[0, 1])
 
 
-def _eigh(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ascending eigenvalues and eigenvectors of a symmetric float64 matrix. On the CPU
-    through NumPy's LAPACK: torch's CPU eigh and svdvals were 4-90x slower on (512, 512)
-    matrices on this project's 2-core machine (chapter 8's Procrustes is mostly these)."""
-    if k.device.type != "cpu":
-        return torch.linalg.eigh(k)
-    lam, vectors = np.linalg.eigh(k.numpy())
-    return torch.from_numpy(lam), torch.from_numpy(vectors)
-
-
-def _singular_values(m: torch.Tensor) -> torch.Tensor:
-    """Singular values of a float64 matrix; on the CPU through NumPy, as ``_eigh``."""
-    if m.device.type != "cpu":
-        return torch.linalg.svdvals(m)
-    return torch.from_numpy(np.linalg.svd(m.numpy(), compute_uv=False))
-
-
 def procrustes_factors(gram: torch.Tensor, rtol: float = 1e-10) -> torch.Tensor:
     """(n, r) float64 F with F F^T = H K H / tr(H K H) for an (n, n) Gram K.
 
@@ -168,7 +150,7 @@ def procrustes_factors(gram: torch.Tensor, rtol: float = 1e-10) -> torch.Tensor:
     n = k.shape[-1]
     if not squared_distances(k).any():
         return k.new_zeros(n, 0)
-    lam, vectors = _eigh(double_centre(k))  # ascending eigenvalues
+    lam, vectors = torch.linalg.eigh(double_centre(k))  # ascending eigenvalues
     keep = lam > max(rtol * float(lam[-1]), 0.0)
     lam, vectors = lam[keep], vectors[:, keep]
     if lam.numel() == 0:
@@ -196,7 +178,7 @@ def _nuclear(f: torch.Tensor, g: torch.Tensor) -> float:
         return 0.0
     if f is g:  # F^T F is positive semi-definite: its nuclear norm is its trace
         return float((f * f).sum())
-    return float(_singular_values(f.T @ g).sum())
+    return float(torch.linalg.svdvals(f.T @ g).sum())
 
 
 def procrustes_matrix(factors: Sequence[torch.Tensor], other: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
