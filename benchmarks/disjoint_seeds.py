@@ -1,11 +1,11 @@
-"""The verdicts of chapters 3-7 from a second, disjoint set of seeds, beside the published ones.
+"""The verdicts of chapters 3-8 from a second, disjoint set of seeds, beside the published ones.
 
     python -m benchmarks.disjoint_seeds --profile laptop --seed 3 --population-seed 8
     python -m benchmarks.disjoint_seeds --compare-only   # the report again, against the book as published now
 
 Executes each chapter with papermill from its jupytext source into ``--out-dir``, with
 its ``seed`` parameter moved past the seeds the published book used (``--seed`` for
-chapters 3, 4, 5 and 7, whose comparisons use that seed and the profile's next ones;
+chapters 3, 4, 5, 7 and 8, whose comparisons use that seed and the profile's next ones;
 ``--population-seed`` for chapter 6, whose populations take that many seeds and more),
 then writes ``--report``: every verdict row of the published notebook
 (``book/<stem>.ipynb``) beside the same row of the new run, and whether they match. A
@@ -33,7 +33,7 @@ import papermill
 from repsim.book.runner import kernel_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = ("03_blocks", "04_probes", "05_across_models", "06_predictions", "07_origins")
+CHAPTERS = ("03_blocks", "04_probes", "05_across_models", "06_predictions", "07_origins", "08_measures")
 ROW = re.compile(r"^- (?P<claim>.+?): \*\*(?P<verdict>.+?)\*\*", re.MULTILINE)
 
 
@@ -136,7 +136,7 @@ def compare(chapters, out_dir: Path, report_path: Path, seeds: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="laptop")
-    parser.add_argument("--seed", type=int, default=3, help="first seed of chapters 3, 4, 5 and 7")
+    parser.add_argument("--seed", type=int, default=3, help="first seed of chapters 3, 4, 5, 7 and 8")
     parser.add_argument("--population-seed", type=int, default=8, help="first seed of chapter 6's populations")
     parser.add_argument("--chapters", nargs="+", default=list(CHAPTERS))
     parser.add_argument("--out-dir", type=Path, default=ROOT / "_build" / "disjoint")

@@ -66,7 +66,6 @@ class MeasureMaps:
     maps: dict[str, np.ndarray]  # measure -> (conditions, L, L)
     removed: int  # images left out of the minibatches' images in the last two conditions
     subset_removed: list[int]  # images left out of the subset in each condition
-    test_acc: float
 
     def matrix(self, measure: str, condition: str = CONDITIONS[0]) -> np.ndarray:
         return self.maps[measure][self.conditions.index(condition)]
@@ -75,7 +74,7 @@ class MeasureMaps:
 def removes_dominant(run: Run, profile: Profile) -> bool:
     """Whether ``run`` is chapter 7's model with a block (any seed), whose dominant
     images chapter 8 leaves out."""
-    return any(run == followed.with_seed(run.seed) for followed in profile.followed_runs()[:1])
+    return run == profile.followed_runs()[0].with_seed(run.seed)
 
 
 def measure_maps_key(run: Run, profile: Profile, data, threshold: float = 0.9) -> dict:
@@ -95,7 +94,7 @@ def measure_maps(run: Run, profile: Profile, data: ImageDataset, threshold: floa
     m = profile.measures
 
     def compute():
-        model, record = train_run(run, profile, data, store, device)
+        model, _ = train_run(run, profile, data, store, device)
         layers = measured_layers(layer_names(model))
         images = data.test_images[: test_count(data, profile.cka.examples)]
         left_out = [np.zeros(0, dtype=int)]
@@ -111,13 +110,12 @@ def measure_maps(run: Run, profile: Profile, data: ImageDataset, threshold: floa
         procrustes, knn = subset_maps(model, images[:size], layers, in_subset, m.neighbours, device)
         state = {"linear": linear, "rbf": rbf, "procrustes": procrustes, "knn": knn}
         return state, {"layers": layers, "conditions": list(CONDITIONS[: len(left_out)]),
-                       "removed": int(max(len(i) for i in left_out)), "subset_removed": [len(i) for i in in_subset],
-                       "test_acc": record["metrics"]["best_test_acc"]}
+                       "removed": int(max(len(i) for i in left_out)), "subset_removed": [len(i) for i in in_subset]}
 
     state, record = store.load_or_train(measure_maps_key(run, profile, data, threshold), compute)
     r = record["metrics"]
     return MeasureMaps(run, r["layers"], r["conditions"], {name: state[_SLUGS[name]].numpy() for name in MEASURES},
-                       r["removed"], r["subset_removed"], r["test_acc"])
+                       r["removed"], r["subset_removed"])
 
 
 @torch.no_grad()

@@ -102,7 +102,7 @@ def _maps(run: Run, matrices: dict[str, np.ndarray], conditions=CONDITIONS[:1]) 
     n = len(next(iter(matrices.values())))
     return MeasureMaps(run, [f"layer{i}" for i in range(n)], list(conditions),
                        {name: np.stack([matrices[name]] * len(conditions)) for name in MEASURES}, 0,
-                       [0] * len(conditions), 0.5)
+                       [0] * len(conditions))
 
 
 def _block_matrix(n: int, start: int, stop: int, inside: float, outside: float) -> np.ndarray:

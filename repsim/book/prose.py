@@ -291,7 +291,6 @@ def chapter7(profile, runs, trajectory, formed: dict, dominant: dict, seeds: dic
     }
 
 
-
 def _agrees(verdict: str) -> bool:
     return verdict.startswith("agrees") and "only in part" not in verdict
 
