@@ -61,10 +61,10 @@ from repsim.claims import CALLED_AT, markdown, measure_claims
 from repsim.session import Session
 
 # %% [markdown]
-# The models are the profile's `measured_runs`: by default the two architectures that
-# chapter 3 trains with several seeds because the paper shows them with a block (Fig.
-# D.1), and chapter 7's model without one, each with the profile's seeds. Chapter 7's
-# model with a block is the one whose dominant images are left out below.
+# The models are the profile's `measured_runs`: models of chapter 3 that the paper shows
+# with a block (by default the architectures of Fig. D.1) and chapter 7's model without
+# one, each with the profile's seeds. Chapter 7's model with a block is among them, and
+# it is the one whose dominant images are left out below.
 
 # %%
 session = Session.open(profile, device, compute_missing)
@@ -146,8 +146,8 @@ table.pivot_table(index="run", columns="measure", values="spearman").round(3)
 #
 # ## The block under each measure
 #
-# A threshold of {glue:text}`threshold` means different things to different measures:
-# Procrustes and mutual $k$-NN are lower than CKA for the same pair of layers. So each
+# A threshold of {glue:text}`threshold` means different things to different measures,
+# which spread their values over different ranges (the colours of the figure). So each
 # measure's block is found (`repsim.blocks.find_block`) at its own threshold: the value
 # that as many pairs of layers reach, over every model and seed of this chapter, as reach
 # {glue:text}`threshold` under linear CKA (`measure_maps.matched_thresholds`). Each
