@@ -117,7 +117,8 @@ pd.DataFrame([{"model": run.label, "chapter 7's dominant images left out": run =
 seed_maps = [[session.get(measure_maps.measure_maps, run, threshold=block_threshold) for run in P.measured_runs(s)]
              for s in P.seed_list(seed)]
 rows, titles, labels = measure_maps.panels(seed_maps[0])
-fig = plots.wrapped_heatmaps(rows, titles, labels, columns=4, bar_label="similarity") if rows else plots.placeholder("pending").figure
+fig = (plots.wrapped_heatmaps(rows, titles, labels, columns=4, bar_label="similarity") if rows
+       else plots.placeholder("pending").figure)
 glue("fig_measures", fig, display=False)
 plt.close(fig)
 prose.pending_note("The heatmaps", seed_maps[0])
@@ -179,7 +180,8 @@ plt.close(fig)
 # CKA finds none):
 
 # %% tags=["hide-input"]
-table = pd.DataFrame(block_rows, columns=["model", "run", "seed", "measure", "condition", "block", "start", "stop", "overlap"])
+table = pd.DataFrame(block_rows, columns=["model", "run", "seed", "measure", "condition", "block", "start", "stop",
+                                         "overlap"])
 table[table["seed"] == seed].drop(columns=["model", "seed"]).set_index(["run", "condition", "measure"]).round(3)
 
 # %% [markdown]
@@ -193,7 +195,8 @@ table[table["seed"] == seed].drop(columns=["model", "seed"]).set_index(["run", "
 
 # %% tags=["hide-input"]
 rows, titles, labels = measure_maps.condition_panels(seed_maps[0], removal_run)
-fig = plots.wrapped_heatmaps(rows, titles, labels, columns=4, bar_label="similarity") if rows else plots.placeholder("pending").figure
+fig = (plots.wrapped_heatmaps(rows, titles, labels, columns=4, bar_label="similarity") if rows
+       else plots.placeholder("pending").figure)
 glue("fig_removal", fig, display=False)
 plt.close(fig)
 

@@ -479,7 +479,7 @@ def _removal_row(removed: Sequence[dict]) -> dict:
 
 
 # -- chapter 8: the block under other similarity measures -----------------------------------
-SAME_LAYERS = 0.5  # two blocks are at the same layers when their Jaccard index reaches this (chapter 7's formed_overlap)
+SAME_LAYERS = 0.5  # two blocks are at the same layers when their Jaccard index reaches this (as chapter 7's)
 
 
 def _by_seed(rows: Sequence[dict], run: str, measure: str, condition: str) -> dict[int, dict]:
@@ -503,8 +503,9 @@ def measure_claims(rows: Sequence[dict], measures: Sequence[str], with_block: Se
     all_images, dominant, random = "all images", "without the dominant images", "without random images"
     for measure in measures:
         without = _by_seed(rows, without_block, measure, all_images)
-        larger = [(run, called([r["block"] - without[s]["block"] for s, r in _by_seed(rows, run, measure, all_images).items()
-                                if s in without])) for run in with_block]
+        larger = [(run, called([r["block"] - without[s]["block"]
+                                for s, r in _by_seed(rows, run, measure, all_images).items() if s in without]))
+                  for run in with_block]
         claims.append(row(f"{measure}: the models with a block have a larger block than {without_block}",
                           verdict([c for _, c in larger]), f"difference in block measure, {_runs_evidence(larger)}"))
     for measure in measures[1:]:

@@ -102,9 +102,9 @@ def measure_maps(run: Run, profile: Profile, data: ImageDataset, threshold: floa
             k = max(profile.origins.removal_counts)
             left_out += [dominance(run, profile, data, threshold, store, device).top(k),
                          random_images(len(images), k, run.seed)]
-        linear, rbf = kernel_cka_without_images(model, images, left_out, [None, partial(rbf_gram, fraction=m.rbf_fraction)],
-                                                layers, profile.cka.batch_size, m.passes or profile.cka.passes, run.seed,
-                                                device)
+        kernels = [None, partial(rbf_gram, fraction=m.rbf_fraction)]  # linear CKA, RBF CKA
+        linear, rbf = kernel_cka_without_images(model, images, left_out, kernels, layers, profile.cka.batch_size,
+                                                m.passes or profile.cka.passes, run.seed, device)
         size = min(m.subset, len(images))
         in_subset = [indices[indices < size] for indices in left_out]
         procrustes, knn = subset_maps(model, images[:size], layers, in_subset, m.neighbours, device)

@@ -88,8 +88,9 @@ def rbf_gram(gram: torch.Tensor, fraction: float = 0.5) -> torch.Tensor:
     (Kornblith et al. 2019, Sec. 4 and 6). (Their demo code's ``rbf`` takes instead
     sigma^2 = fraction^2 * the median of all n^2 squared distances, the zero diagonal
     included: a slightly smaller bandwidth.) The kernel is returned as H K H
-    (H = I - 11^T / n): the biased HSIC and HSIC_1 are unchanged by double centring, and ``MinibatchCKA``'s constant-layer rule (a grand sum near n times
-    the trace) then tells a constant layer from a real one, as it does for linear Grams.
+    (H = I - 11^T / n): the biased HSIC and HSIC_1 are unchanged by double centring,
+    and ``MinibatchCKA``'s constant-layer rule (a grand sum near n times the trace)
+    then tells a constant layer from a real one, as it does for linear Grams.
     A median of 0 (a constant layer, or more than half the pairs coincide: no bandwidth
     can be read off) gives an all-zero matrix, so CKA 0 as ``repsim.cka`` defines for
     constant layers.

@@ -201,13 +201,18 @@ def population_predictions(population: Population, profile: Profile, data: Image
                         for run in tqdm(runs, desc=population.model.name, disable=not progress, leave=False)])
 
 
+# Members a population read from partial results needs: the spread compares at least two,
+# and its jackknife error leaves one out (a harvest may have brought back only two).
+MIN_FOUND = 3
+
+
 def population_correct(population: Population, profile: Profile, data: ImageDataset, store: Store | None = None,
                        device=None) -> np.ndarray | None:
     """Boolean (members, N): which of the profile's test images each member gets right.
 
     Where the store may compute, missing members are trained (``population_predictions``);
     elsewhere only the members whose predictions exist count, and the result is None
-    with fewer than two of them."""
+    with fewer than ``MIN_FOUND`` of them."""
     store = store or Store()
     labels = data.test_labels[: profile.predictions.test_examples].numpy()
     if store.compute:
@@ -215,7 +220,7 @@ def population_correct(population: Population, profile: Profile, data: ImageData
     else:
         found = [store.load(predictions_key(run, profile, data)) for run in population.runs]
         found = [entry[0]["predictions"].numpy() for entry in found if entry is not None]
-        if len(found) < 2:
+        if len(found) < MIN_FOUND:
             return None
         predictions = np.stack(found)
     return predictions == labels[None, :]

@@ -139,6 +139,21 @@ def test_predictions_are_cached_per_member(tmp_path, make_tiny_data, make_tiny_p
     torch.testing.assert_close(again, grown)
 
 
+def test_a_population_read_from_partial_results_needs_three_members(tmp_path, make_tiny_data, make_tiny_profile):
+    """Read without computing (a paper chapter on a CPU), two harvested members of three
+    are pending, not a crash in the spread's jackknife; three are a population."""
+    data = make_tiny_data(96, 30)
+    profile = make_tiny_profile(predictions=PredictionChapter(stack=1))
+    populations.population_predictions(Population(ResNetConfig(8), 64, (0, 1)), profile, data, Store(tmp_path),
+                                       progress=False)
+    reading, three = Store(tmp_path, compute=False), Population(ResNetConfig(8), 64, (0, 1, 2))
+    assert populations.population_correct(three, profile, data, reading) is None
+    populations.population_predictions(three, profile, data, Store(tmp_path), progress=False)
+    correct = populations.population_correct(three, profile, data, reading)
+    assert correct.shape == (3, 30)
+    assert np.isfinite(spread_with_error(correct, correct)["standard_error"])  # the jackknife has two left each time
+
+
 def test_submitit_engine_trains_members_in_local_jobs_into_the_shared_store(cifar_source, tmp_path, make_tiny_profile, access_log):
     pytest.importorskip("submitit")
     profile = make_tiny_profile(predictions=PredictionChapter(test_examples=100))
