@@ -136,7 +136,8 @@ prose.pending_note("The heatmaps", seed_maps[0])
 # layers and linear CKA's (`measure_maps.rank_agreement`), averaged over the seeds:
 
 # %% tags=["hide-input"]
-agreement = measure_maps.rank_agreement([m for maps in seed_maps for m in maps])
+every_map = [m for maps in seed_maps for m in maps]
+agreement = measure_maps.rank_agreement(every_map)
 table = pd.DataFrame(agreement, columns=["run", "seed", "measure", "spearman"])
 table.pivot_table(index="run", columns="measure", values="spearman").round(3)
 
@@ -158,7 +159,6 @@ table.pivot_table(index="run", columns="measure", values="spearman").round(3)
 # $k$-NN {glue:text}`threshold_mutual`.
 
 # %% tags=["hide-input"]
-every_map = [m for maps in seed_maps for m in maps]
 thresholds = measure_maps.matched_thresholds(every_map, block_threshold)
 block_rows = measure_maps.block_rows(every_map, thresholds)
 fig = plots.measure_blocks_figure(block_rows, removal_run.label)
